@@ -1,0 +1,100 @@
+/**
+ * The one error catalog. Codes are stable API: clients, the gateway's HTTP mapping and tests
+ * match on `code`, never on message text. Errors cross threads and sockets as plain
+ * `{ code, message, details }` records (see `toErrorRecord` / `fromErrorRecord`).
+ */
+export const ErrorCodes = {
+  // Messaging
+  ERR_ASK_TIMEOUT: 'ERR_ASK_TIMEOUT',
+  ERR_MAILBOX_FULL: 'ERR_MAILBOX_FULL',
+  ERR_UNKNOWN_KIND: 'ERR_UNKNOWN_KIND',
+  ERR_UNKNOWN_COMMAND: 'ERR_UNKNOWN_COMMAND',
+  ERR_INVALID_INPUT: 'ERR_INVALID_INPUT',
+  ERR_INVALID_KEY: 'ERR_INVALID_KEY',
+  // Supervision
+  ERR_HANDLER_FAILED: 'ERR_HANDLER_FAILED',
+  ERR_ACTOR_ESCALATED: 'ERR_ACTOR_ESCALATED',
+  ERR_WORKER_DIED: 'ERR_WORKER_DIED',
+  ERR_STOPPED: 'ERR_STOPPED',
+  // Options and configuration
+  ERR_INVALID_OPTION: 'ERR_INVALID_OPTION',
+  ERR_INVALID_DEFINITION: 'ERR_INVALID_DEFINITION',
+  // Gateway
+  ERR_MALFORMED_JSON: 'ERR_MALFORMED_JSON',
+  ERR_BODY_TOO_LARGE: 'ERR_BODY_TOO_LARGE',
+  ERR_FORBIDDEN_KEY: 'ERR_FORBIDDEN_KEY',
+  ERR_NOT_FOUND: 'ERR_NOT_FOUND',
+  ERR_METHOD_NOT_ALLOWED: 'ERR_METHOD_NOT_ALLOWED',
+  // Persistence
+  ERR_JOURNAL_WRITE: 'ERR_JOURNAL_WRITE',
+  ERR_JOURNAL_READ: 'ERR_JOURNAL_READ',
+  ERR_STORAGE_FULL: 'ERR_STORAGE_FULL',
+  ERR_UPCAST: 'ERR_UPCAST',
+  // Cluster
+  ERR_NOT_OWNER: 'ERR_NOT_OWNER',
+  ERR_NODE_UNREACHABLE: 'ERR_NODE_UNREACHABLE',
+  ERR_UNKNOWN_NODE: 'ERR_UNKNOWN_NODE',
+  ERR_NO_NODES: 'ERR_NO_NODES',
+  ERR_FRAME_TOO_LARGE: 'ERR_FRAME_TOO_LARGE',
+  ERR_BAD_FRAME: 'ERR_BAD_FRAME',
+  ERR_AUTH_FAILED: 'ERR_AUTH_FAILED',
+  ERR_CLOCK: 'ERR_CLOCK',
+  ERR_INTERNAL: 'ERR_INTERNAL',
+} as const;
+
+export type ErrorCode = keyof typeof ErrorCodes;
+
+export class TroupeError extends Error {
+  override readonly name = 'TroupeError';
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    readonly details?: Record<string, unknown>,
+  ) {
+    super(message);
+  }
+  toJSON(): ErrorRecord {
+    return toErrorRecord(this);
+  }
+}
+
+/** The wire form of an error: what crosses a MessagePort, a TCP frame or an HTTP body. */
+export interface ErrorRecord {
+  code: ErrorCode;
+  message: string;
+  details?: Record<string, unknown>;
+}
+
+export function troupeError(code: ErrorCode, message: string, details?: Record<string, unknown>): TroupeError {
+  return new TroupeError(code, message, details);
+}
+
+export function isTroupeError(e: unknown, code?: ErrorCode): e is TroupeError {
+  return e instanceof TroupeError && (code === undefined || e.code === code);
+}
+
+export function toErrorRecord(e: unknown): ErrorRecord {
+  if (e instanceof TroupeError) {
+    return e.details === undefined
+      ? { code: e.code, message: e.message }
+      : { code: e.code, message: e.message, details: e.details };
+  }
+  const message = e instanceof Error ? e.message : String(e);
+  return { code: 'ERR_INTERNAL', message };
+}
+
+export function fromErrorRecord(r: ErrorRecord): TroupeError {
+  const code = r.code in ErrorCodes ? r.code : 'ERR_INTERNAL';
+  return new TroupeError(code, r.message, r.details);
+}
+
+/** `'options.workers must be a positive integer'`-style validation at API boundaries. */
+export function invalidOption(name: string, requirement: string, got: unknown): TroupeError {
+  return new TroupeError('ERR_INVALID_OPTION', `${name} ${requirement} (got ${describe(got)})`, { option: name });
+}
+
+function describe(v: unknown): string {
+  if (typeof v === 'string') return JSON.stringify(v.length > 40 ? v.slice(0, 40) + '…' : v);
+  if (v === null || typeof v !== 'object') return String(v);
+  return Array.isArray(v) ? 'an array' : 'an object';
+}

@@ -1,0 +1,72 @@
+import type { ErrorRecord } from '../core/errors.ts';
+
+/**
+ * The event journal: the only way actor state outlives the memory of a thread. An actor's
+ * history is a snapshot (optional) plus the events after it; replaying `apply` over them
+ * rebuilds the state. Implementations: `MemoryJournal` (tests, the default of a node without
+ * a data directory) and `LmdbJournal` (durable).
+ *
+ * Contract (tested against every implementation in test/persistence/journal-contract.test.ts):
+ * - `write` resolves only when the write is durable by the journal's durability setting, and
+ *   rejects with a TroupeError (`ERR_JOURNAL_WRITE`, `ERR_STORAGE_FULL`) otherwise; a rejected
+ *   write is not visible to a later `read` (all of it or none of it).
+ * - writes for one actor are applied in call order; `events[i].seq` continue the actor's log
+ *   without gaps (a gap or overlap rejects with `ERR_JOURNAL_WRITE`).
+ * - `read` returns the latest snapshot and every event after it, ascending, and the recorded
+ *   replies of the most recent message ids (bounded per actor).
+ */
+export interface Journal {
+  write(w: ActorWrite): Promise<void>;
+  read(kind: string, key: string): Promise<ActorHistory>;
+  close(): Promise<void>;
+}
+
+export interface EventRecord {
+  /** Position in the actor's log, starting at 1. */
+  seq: number;
+  /** Schema version of `event`; `defineActor({ upcasters })` lifts old versions on read. */
+  v: number;
+  event: unknown;
+}
+
+export interface SnapshotRecord {
+  /** The state after applying events 1..seq. */
+  seq: number;
+  v: number;
+  state: unknown;
+}
+
+/** The recorded outcome of a message id, so a retry returns it instead of applying twice. */
+export interface RecordedReply {
+  msgId: string;
+  ok: boolean;
+  value?: unknown;
+  error?: ErrorRecord;
+}
+
+export interface ActorWrite {
+  kind: string;
+  key: string;
+  events: EventRecord[];
+  snapshot?: SnapshotRecord;
+  replies?: RecordedReply[];
+}
+
+export interface ActorHistory {
+  snapshot?: SnapshotRecord;
+  events: EventRecord[];
+  replies: RecordedReply[];
+}
+
+/** Serializable journal choice, sent to worker threads which build their own instance. */
+export type JournalConfig =
+  | { type: 'memory' }
+  | {
+      type: 'lmdb';
+      /** Directory of the node's LMDB environment. */
+      path: string;
+      /** 'flush': a write is durable when on disk (lmdb `flushed`); 'commit': when committed. */
+      durability?: 'flush' | 'commit';
+      /** Recorded replies kept per actor for retry dedupe. */
+      recentReplies?: number;
+    };
