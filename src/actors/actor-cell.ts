@@ -1,0 +1,57 @@
+import type { TimerHandle } from '../core/clock.ts';
+import type { Mailbox } from '../mailbox/mailbox.ts';
+import type { EventRecord, RecordedReply } from '../persistence/journal.ts';
+import type { RestartWindow } from '../supervisor/restart-window.ts';
+import type { Envelope } from './envelope.ts';
+import type { ActorKind } from './registry.ts';
+
+export type CellStatus =
+  | 'activating' // loading snapshot + events; messages queue
+  | 'active' // processing
+  | 'busy' // inside an async handler; no other message of this actor runs
+  | 'restarting' // waiting for backoff / in-flight writes before reloading from the journal
+  | 'failed'; // escalated: refuses messages until `failedUntil`
+
+/** A reply held until the journal write it depends on is durable. */
+export interface HeldReply {
+  env: Envelope;
+  ok: boolean;
+  value: unknown;
+}
+
+/**
+ * One resident actor. Kept small: an idle cell is its key, state, log position and an empty
+ * mailbox (≈ a few hundred bytes); everything turn-related is null between turns.
+ */
+export class ActorCell {
+  state: unknown = undefined;
+  /** Seq of the last event applied to `state` (durable or not). */
+  seq = 0;
+  status: CellStatus = 'activating';
+  scheduled = false;
+  lastActive = 0;
+  eventsSinceSnapshot = 0;
+  /** Events and recorded replies of the current turn, not yet handed to the journal. */
+  pendingEvents: EventRecord[] | null = null;
+  pendingReplies: RecordedReply[] | null = null;
+  /** Replies waiting for the current turn's write (or the in-flight one). */
+  held: HeldReply[] | null = null;
+  /** The most recent journal write not yet settled; writes of one actor settle in order. */
+  inflight: Promise<void> | null = null;
+  inflightWrites = 0;
+  /** Runs when `inflightWrites` drops to 0 (a restart waiting to reload). */
+  onSettled: (() => void) | null = null;
+  /** Recent message ids → recorded replies, for retry dedupe (insertion ordered, bounded). */
+  replies: Map<string, RecordedReply> | null = null;
+  restartWindow: RestartWindow | null = null;
+  failedUntil = 0;
+  timers: Set<TimerHandle> | null = null;
+  /** Bumped on every (re)activation; a stale async completion compares it. */
+  generation = 0;
+
+  constructor(
+    readonly kind: ActorKind,
+    readonly key: string,
+    readonly mailbox: Mailbox<Envelope>,
+  ) {}
+}

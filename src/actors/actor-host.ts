@@ -1,0 +1,737 @@
+import type { Clock, TimerHandle } from '../core/clock.ts';
+import {
+  fromErrorRecord,
+  isTroupeError,
+  toErrorRecord,
+  troupeError,
+  type ErrorRecord,
+  type TroupeError,
+} from '../core/errors.ts';
+import type { Logger } from '../core/logger.ts';
+import { Fifo } from '../mailbox/fifo.ts';
+import { Mailbox } from '../mailbox/mailbox.ts';
+import type { ActorHistory, ActorWrite, Journal, RecordedReply } from '../persistence/journal.ts';
+import { slotOf } from '../supervisor/placement.ts';
+import { decideRestart } from '../supervisor/restart-window.ts';
+import { ActorCell, type HeldReply } from './actor-cell.ts';
+import type { AnyMessage, AskOptions, HandlerContext } from './define-actor.ts';
+import type { Envelope, ReplyChannel, SystemOp } from './envelope.ts';
+import type { ActorKind, ActorRegistry } from './registry.ts';
+import type { MessageRouter } from './actor-ref.ts';
+
+export interface ActorHostOptions {
+  registry: ActorRegistry;
+  journal: Journal;
+  clock: Clock;
+  log: Logger;
+  /** This host's worker slot and the node's slot count: keys of other slots go `outbound`. */
+  slot: number;
+  slots: number;
+  /** Sends a message for a key this host does not own (to the main thread). */
+  outbound?: (kind: string, key: string, command: string, input: unknown, askId: number, msgId: string | undefined) => void;
+  /** An actor exceeded its restart intensity. */
+  onEscalated?: (kind: string, key: string, error: ErrorRecord) => void;
+  /** Messages one actor handles per turn before others get the thread. */
+  throughput?: number;
+  /** Messages handled per drain before yielding to the event loop (port, timers, I/O). */
+  drainBudget?: number;
+  /** Recorded replies kept per resident actor for retry dedupe. */
+  recentReplies?: number;
+  defaultAskTimeoutMs?: number;
+}
+
+export const actorHostDefaults = {
+  throughput: 100, // messages per actor turn: one journal write covers up to this many
+  drainBudget: 20_000, // messages per drain (~5-10 ms) before letting the port deliver more
+  recentReplies: 128, // message ids remembered per actor
+  defaultAskTimeoutMs: 5_000, // ms
+};
+
+export interface HostStats {
+  slot: number;
+  resident: number;
+  byKind: Record<string, number>;
+  queued: number;
+  pendingAsks: number;
+  processed: number;
+  restarts: number;
+  escalations: number;
+  deadLetters: number;
+  passivated: number;
+}
+
+class PendingAsk {
+  constructor(
+    readonly resolve: (v: unknown) => void,
+    readonly reject: (e: TroupeError) => void,
+    readonly timer: TimerHandle,
+  ) {}
+}
+
+/**
+ * Hosts the actors of one worker slot: mailboxes, turns, journaling, replies, restarts and
+ * passivation. Runs in a worker thread (see worker-host.ts), or directly in a test or bench.
+ *
+ * A message's life: `deliver` → mailbox → run queue → `runCell` (up to `throughput` messages)
+ * → handler emits events → one journal write per turn → replies released when it is durable.
+ */
+export class ActorHost implements MessageRouter, ReplyChannel {
+  private readonly cells = new Map<string, Map<string, ActorCell>>();
+  private readonly runQueue = new Fifo<ActorCell>(64);
+  private readonly asks = new Map<number, PendingAsk>();
+  private nextAskId = 0;
+  private drainScheduled = false;
+  private resident = 0;
+  private stopped = false;
+  private sweepTimer: TimerHandle | null = null;
+  private readonly o: Required<Omit<ActorHostOptions, 'outbound' | 'onEscalated'>> &
+    Pick<ActorHostOptions, 'outbound' | 'onEscalated'>;
+  private readonly counters = { processed: 0, restarts: 0, escalations: 0, deadLetters: 0, passivated: 0 };
+  private lastDeadLetterLog = -Infinity;
+  private readonly drainBound = () => this.drain();
+
+  constructor(options: ActorHostOptions) {
+    this.o = { ...actorHostDefaults, ...options };
+    this.armSweep();
+  }
+
+  // ── Entry points ────────────────────────────────────────────────────────────────────────
+
+  /** Delivers a message addressed to this slot. Unknown kinds and full mailboxes answer with errors. */
+  deliver(
+    kind: string,
+    key: string,
+    command: string,
+    input: unknown,
+    askId: number,
+    msgId: string | undefined,
+    channel: ReplyChannel | undefined,
+  ): void {
+    const env: Envelope = { command, input, msgId, askId, channel };
+    if (this.stopped) return this.refuse(kind, key, env, troupeError('ERR_STOPPED', 'actor host is stopping'));
+    const cell = this.cellFor(kind, key, env);
+    if (!cell) return;
+    const overflow = cell.mailbox.enqueue(env);
+    if (overflow) this.refuse(kind, key, overflow.refused, overflow.error);
+    if (cell.status === 'active') this.schedule(cell);
+  }
+
+  /** Queues a system message (ahead of user messages) for a resident actor. */
+  system(kind: string, key: string, op: SystemOp): boolean {
+    const cell = this.cells.get(kind)?.get(key);
+    if (!cell) return false;
+    cell.mailbox.enqueueSystem({ command: '', input: undefined, msgId: undefined, askId: 0, channel: undefined, system: op });
+    if (cell.status === 'active') this.schedule(cell);
+    return true;
+  }
+
+  tell(kind: string, key: string, message: AnyMessage): void {
+    this.route(kind, key, message.command, message.input, 0, message.id);
+  }
+
+  ask(kind: string, key: string, message: AnyMessage, options?: AskOptions): Promise<unknown> {
+    const timeoutMs = options?.timeoutMs ?? this.o.defaultAskTimeoutMs;
+    return new Promise((resolve, reject) => {
+      const askId = ++this.nextAskId;
+      const timer = this.o.clock.setTimeout(() => {
+        if (this.asks.delete(askId))
+          reject(troupeError('ERR_ASK_TIMEOUT', `ask ${kind}/${key} '${message.command}' timed out after ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.asks.set(askId, new PendingAsk(resolve, reject, timer));
+      this.route(kind, key, message.command, message.input, askId, message.id);
+    });
+  }
+
+  /** ReplyChannel for asks this host started (local targets, or replies relayed from main). */
+  reply(askId: number, ok: boolean, value: unknown): void {
+    const pending = this.asks.get(askId);
+    if (!pending) return; // timed out already
+    this.asks.delete(askId);
+    this.o.clock.clearTimeout(pending.timer);
+    if (ok) pending.resolve(value);
+    else pending.reject(fromErrorRecord(value as ErrorRecord));
+  }
+
+  stats(): HostStats {
+    const byKind: Record<string, number> = {};
+    let queued = 0;
+    for (const [kind, cells] of this.cells) {
+      byKind[kind] = cells.size;
+      for (const c of cells.values()) queued += c.mailbox.size;
+    }
+    return { slot: this.o.slot, resident: this.resident, byKind, queued, pendingAsks: this.asks.size, ...this.counters };
+  }
+
+  /** Stops taking messages, waits for in-flight journal writes, refuses what is queued. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.sweepTimer) this.o.clock.clearTimeout(this.sweepTimer);
+    const settling: Promise<unknown>[] = [];
+    for (const cells of this.cells.values()) {
+      for (const cell of cells.values()) {
+        this.endTurn(cell);
+        if (cell.inflight) settling.push(cell.inflight.catch(() => undefined));
+        for (const env of cell.mailbox.drain()) this.refuse(cell.kind.kind, cell.key, env, troupeError('ERR_STOPPED', 'actor host stopped'));
+        this.cancelTimers(cell);
+      }
+    }
+    await Promise.all(settling);
+    for (const [askId, p] of this.asks) {
+      this.o.clock.clearTimeout(p.timer);
+      p.reject(troupeError('ERR_STOPPED', 'actor host stopped'));
+      this.asks.delete(askId);
+    }
+  }
+
+  // ── Routing ─────────────────────────────────────────────────────────────────────────────
+
+  private route(kind: string, key: string, command: string, input: unknown, askId: number, msgId: string | undefined): void {
+    if (this.o.slots === 1 || slotOf(key, this.o.slots) === this.o.slot || !this.o.outbound) {
+      this.deliver(kind, key, command, input, askId, msgId, askId === 0 ? undefined : this);
+    } else {
+      this.o.outbound(kind, key, command, input, askId, msgId);
+    }
+  }
+
+  private cellFor(kind: string, key: string, env: Envelope): ActorCell | undefined {
+    let cells = this.cells.get(kind);
+    let cell = cells?.get(key);
+    if (cell) {
+      if (cell.status !== 'failed') return cell;
+      if (this.o.clock.now() < cell.failedUntil) {
+        this.refuse(kind, key, env, troupeError('ERR_ACTOR_ESCALATED', `actor ${kind}/${key} is stopped after repeated failures`));
+        return undefined;
+      }
+      // The escalation period has passed: a fresh activation with a fresh restart window.
+      cell.restartWindow = null;
+      this.activate(cell);
+      return cell;
+    }
+    const actorKind = this.o.registry.get(kind);
+    if (!actorKind) {
+      this.refuse(kind, key, env, troupeError('ERR_UNKNOWN_KIND', `unknown actor kind '${kind}'`, { kind }));
+      return undefined;
+    }
+    if (!cells) this.cells.set(kind, (cells = new Map()));
+    cell = new ActorCell(actorKind, key, new Mailbox<Envelope>(actorKind.mailbox));
+    cells.set(key, cell);
+    this.resident++;
+    this.activate(cell);
+    return cell;
+  }
+
+  // ── Activation ──────────────────────────────────────────────────────────────────────────
+
+  private activate(cell: ActorCell): void {
+    cell.status = 'activating';
+    const generation = ++cell.generation;
+    this.o.journal.read(cell.kind.kind, cell.key).then(
+      (history) => {
+        if (cell.generation !== generation) return;
+        try {
+          this.replay(cell, history);
+        } catch (e) {
+          return this.activationFailed(cell, e);
+        }
+        cell.status = 'active';
+        cell.lastActive = this.o.clock.now();
+        if (!cell.mailbox.isEmpty) this.schedule(cell);
+      },
+      (e: unknown) => {
+        if (cell.generation === generation) this.activationFailed(cell, e);
+      },
+    );
+  }
+
+  private replay(cell: ActorCell, history: ActorHistory): void {
+    const k = cell.kind;
+    let state: unknown;
+    let seq = 0;
+    const snap = history.snapshot;
+    let events = history.events;
+    if (snap && snap.v === k.version) {
+      state = snap.state;
+      seq = snap.seq;
+      events = events.filter((e) => e.seq > snap.seq);
+    } else {
+      state = k.def.initial(cell.key);
+    }
+    for (const rec of events) {
+      state = k.def.apply(state, upcast(k, rec.event, rec.v));
+      seq = rec.seq;
+    }
+    cell.state = state;
+    cell.seq = seq;
+    cell.eventsSinceSnapshot = snap ? seq - snap.seq : seq;
+    if (history.replies.length > 0) {
+      cell.replies = new Map(history.replies.map((r) => [r.msgId, r]));
+    }
+  }
+
+  private activationFailed(cell: ActorCell, e: unknown): void {
+    const error = isTroupeError(e)
+      ? e
+      : troupeError('ERR_JOURNAL_READ', `cannot activate ${cell.kind.kind}/${cell.key}: ${errorMessage(e)}`);
+    this.o.log.error({ kind: cell.kind.kind, key: cell.key, err: error }, 'activation failed');
+    for (const env of cell.mailbox.drain()) this.refuse(cell.kind.kind, cell.key, env, error);
+    this.remove(cell);
+  }
+
+  // ── Turns ───────────────────────────────────────────────────────────────────────────────
+
+  private schedule(cell: ActorCell): void {
+    if (cell.scheduled) return;
+    cell.scheduled = true;
+    this.runQueue.push(cell);
+    if (!this.drainScheduled) {
+      this.drainScheduled = true;
+      queueMicrotask(this.drainBound);
+    }
+  }
+
+  private drain(): void {
+    let budget = this.o.drainBudget;
+    for (let cell = this.runQueue.shift(); cell !== undefined; cell = this.runQueue.shift()) {
+      cell.scheduled = false;
+      budget -= this.runCell(cell);
+      if (budget <= 0) break;
+    }
+    if (this.runQueue.length > 0) setImmediate(this.drainBound);
+    else this.drainScheduled = false;
+  }
+
+  private runCell(cell: ActorCell): number {
+    let n = 0;
+    const limit = this.o.throughput;
+    while (n < limit && cell.status === 'active') {
+      const env = cell.mailbox.dequeue();
+      if (env === undefined) break;
+      n++;
+      if (env.system !== undefined) this.runSystem(cell, env.system);
+      else this.process(cell, env);
+    }
+    this.counters.processed += n;
+    if (cell.status === 'active') {
+      this.endTurn(cell);
+      if (!cell.mailbox.isEmpty) this.schedule(cell);
+    }
+    cell.lastActive = this.o.clock.now();
+    return n;
+  }
+
+  private process(cell: ActorCell, env: Envelope): void {
+    const spec = cell.kind.commands.get(env.command);
+    if (spec === undefined) {
+      return this.answer(cell, env, false, errorRecord('ERR_UNKNOWN_COMMAND', `actor kind '${cell.kind.kind}' has no command '${env.command}'`));
+    }
+    if (env.msgId !== undefined && cell.replies !== null) {
+      const recorded = cell.replies.get(env.msgId);
+      if (recorded) return this.answer(cell, env, recorded.ok, recorded.ok ? recorded.value : recorded.error);
+    }
+    let input = env.input;
+    if (spec.input) {
+      try {
+        input = spec.input(env.input);
+      } catch (e) {
+        const error = isTroupeError(e) ? e : troupeError('ERR_INVALID_INPUT', errorMessage(e));
+        return this.answer(cell, env, false, toErrorRecord(error));
+      }
+    }
+    const stateBefore = cell.state;
+    const seqBefore = cell.seq;
+    const mark = cell.pendingEvents?.length ?? 0;
+    const ctx = new Context(this, cell, spec.readOnly === true);
+    let result: unknown;
+    try {
+      result = spec.handle(ctx, input);
+    } catch (e) {
+      ctx.closed = true;
+      return this.handlerFailed(cell, env, e, stateBefore, seqBefore, mark);
+    }
+    if (isThenable(result)) {
+      // No other message of this actor runs until the handler settles.
+      cell.status = 'busy';
+      const generation = cell.generation;
+      result.then(
+        (value) => {
+          ctx.closed = true;
+          if (cell.generation !== generation) return this.lostToRestart(cell, env);
+          cell.status = 'active';
+          this.completed(cell, env, spec.readOnly === true, value);
+          this.endTurn(cell);
+          if (!cell.mailbox.isEmpty) this.schedule(cell);
+        },
+        (e: unknown) => {
+          ctx.closed = true;
+          if (cell.generation !== generation) return this.lostToRestart(cell, env);
+          cell.status = 'active';
+          this.handlerFailed(cell, env, e, stateBefore, seqBefore, mark);
+          if (cell.status === 'active') {
+            this.endTurn(cell);
+            if (!cell.mailbox.isEmpty) this.schedule(cell);
+          }
+        },
+      );
+      return;
+    }
+    ctx.closed = true;
+    this.completed(cell, env, spec.readOnly === true, result);
+  }
+
+  /** An async handler outlived its activation (a failed journal write restarted the actor). */
+  private lostToRestart(cell: ActorCell, env: Envelope): void {
+    const message = `${cell.kind.kind}/${cell.key} restarted while '${env.command}' was running; its effects were discarded`;
+    this.send(cell, env, false, errorRecord('ERR_JOURNAL_WRITE', message));
+  }
+
+  /** Called by Context#emit: apply now, journal at the end of the turn. */
+  emitEvent(cell: ActorCell, event: unknown): void {
+    cell.state = cell.kind.def.apply(cell.state, event);
+    const rec = { seq: ++cell.seq, v: cell.kind.version, event };
+    if (cell.pendingEvents === null) cell.pendingEvents = [rec];
+    else cell.pendingEvents.push(rec);
+  }
+
+  private completed(cell: ActorCell, env: Envelope, readOnly: boolean, value: unknown): void {
+    if (env.msgId !== undefined && !readOnly) {
+      const rec: RecordedReply = { msgId: env.msgId, ok: true, value };
+      (cell.pendingReplies ??= []).push(rec);
+      this.remember(cell, rec);
+    }
+    this.answer(cell, env, true, value);
+  }
+
+  private remember(cell: ActorCell, rec: RecordedReply): void {
+    const replies = (cell.replies ??= new Map());
+    replies.set(rec.msgId, rec);
+    if (replies.size > this.o.recentReplies) replies.delete(replies.keys().next().value as string);
+  }
+
+  /** Sends a reply now, or holds it until the journal write it depends on is durable. */
+  private answer(cell: ActorCell, env: Envelope, ok: boolean, value: unknown): void {
+    if (cell.pendingEvents !== null || cell.pendingReplies !== null || cell.inflightWrites > 0 || cell.held !== null) {
+      (cell.held ??= []).push({ env, ok, value });
+    } else {
+      this.send(cell, env, ok, value);
+    }
+  }
+
+  private send(cell: ActorCell, env: Envelope, ok: boolean, value: unknown): void {
+    if (env.askId !== 0 && env.channel !== undefined) env.channel.reply(env.askId, ok, value);
+    else if (!ok) this.deadLetter(cell.kind.kind, cell.key, env, value as ErrorRecord);
+  }
+
+  /** Hands the turn's events to the journal; held replies follow the write's outcome. */
+  private endTurn(cell: ActorCell): void {
+    const events = cell.pendingEvents;
+    const replies = cell.pendingReplies;
+    const held = cell.held;
+    cell.held = null;
+    if (events === null && replies === null) {
+      if (held === null) return;
+      if (cell.inflight === null) return this.release(cell, held);
+      // Read-only replies after unfinished writes: they saw that state, so they wait for it.
+      cell.inflight.then(
+        () => this.release(cell, held),
+        (e: unknown) => this.failHeld(cell, held, e),
+      );
+      return;
+    }
+    cell.pendingEvents = null;
+    cell.pendingReplies = null;
+    const write: ActorWrite = { kind: cell.kind.kind, key: cell.key, events: events ?? [] };
+    if (replies !== null) write.replies = replies;
+    if (events !== null) {
+      cell.eventsSinceSnapshot += events.length;
+      if (cell.eventsSinceSnapshot >= cell.kind.snapshotEvery) {
+        write.snapshot = { seq: cell.seq, v: cell.kind.version, state: cell.state };
+        cell.eventsSinceSnapshot = 0;
+      }
+    }
+    cell.inflightWrites++;
+    let p: Promise<void>;
+    try {
+      p = this.o.journal.write(write);
+    } catch (e) {
+      p = Promise.reject(e);
+    }
+    cell.inflight = p;
+    p.then(
+      () => {
+        this.writeSettled(cell, p);
+        if (held !== null) this.release(cell, held);
+      },
+      (e: unknown) => {
+        this.writeSettled(cell, p);
+        if (held !== null) this.failHeld(cell, held, e);
+        this.writeFailed(cell, e);
+      },
+    );
+  }
+
+  private writeSettled(cell: ActorCell, p: Promise<void>): void {
+    cell.inflightWrites--;
+    if (cell.inflight === p) cell.inflight = null;
+    if (cell.inflightWrites === 0 && cell.onSettled !== null) {
+      const next = cell.onSettled;
+      cell.onSettled = null;
+      next();
+    }
+  }
+
+  private release(cell: ActorCell, held: HeldReply[]): void {
+    for (const h of held) this.send(cell, h.env, h.ok, h.value);
+  }
+
+  private failHeld(cell: ActorCell, held: HeldReply[], e: unknown): void {
+    const error = toErrorRecord(isTroupeError(e) ? e : troupeError('ERR_JOURNAL_WRITE', errorMessage(e)));
+    for (const h of held) this.send(cell, h.env, false, error);
+  }
+
+  // ── Failure and restart ─────────────────────────────────────────────────────────────────
+
+  private handlerFailed(cell: ActorCell, env: Envelope, e: unknown, stateBefore: unknown, seqBefore: number, mark: number): void {
+    // Undo this message's events; earlier messages of the turn stand and are written now.
+    cell.state = stateBefore;
+    cell.seq = seqBefore;
+    if (cell.pendingEvents !== null) {
+      cell.pendingEvents.length = mark;
+      if (mark === 0) cell.pendingEvents = null;
+    }
+    if (isTroupeError(e, 'ERR_INVALID_INPUT')) {
+      // A refusal (`throw invalidInput(...)`), not a crash: answer it, keep the actor.
+      return this.answer(cell, env, false, toErrorRecord(e));
+    }
+    const { kind } = cell.kind;
+    const error = troupeError('ERR_HANDLER_FAILED', `${kind}/${cell.key} '${env.command}' failed: ${errorMessage(e)}`, {
+      kind,
+      key: cell.key,
+      command: env.command,
+    });
+    this.o.log.warn({ kind, key: cell.key, command: env.command, err: e }, 'handler failed; restarting actor');
+    this.answer(cell, env, false, toErrorRecord(error));
+    this.endTurn(cell);
+    this.restart(cell, error);
+  }
+
+  private writeFailed(cell: ActorCell, e: unknown): void {
+    if (cell.status === 'restarting' || cell.status === 'failed') return;
+    // Memory holds events the journal refused: drop them by reloading from the journal.
+    this.o.log.error({ kind: cell.kind.kind, key: cell.key, err: e }, 'journal write failed; reloading actor');
+    cell.pendingEvents = null;
+    cell.pendingReplies = null;
+    cell.replies = null;
+    this.restart(cell, isTroupeError(e) ? e : troupeError('ERR_JOURNAL_WRITE', errorMessage(e)));
+  }
+
+  private restart(cell: ActorCell, reason: TroupeError): void {
+    const decision = decideRestart(cell.restartWindow ?? [], this.o.clock.now(), cell.kind.restart);
+    cell.restartWindow = decision.window;
+    this.cancelTimers(cell);
+    if (decision.action === 'escalate') return this.escalate(cell, reason);
+    this.counters.restarts++;
+    cell.status = 'restarting';
+    const generation = ++cell.generation;
+    const reload = () => {
+      if (cell.generation !== generation) return;
+      if (cell.inflightWrites > 0) cell.onSettled = reload;
+      else this.activate(cell);
+    };
+    if (decision.delayMs > 0) this.o.clock.setTimeout(reload, decision.delayMs);
+    else reload();
+  }
+
+  private escalate(cell: ActorCell, reason: TroupeError): void {
+    this.counters.escalations++;
+    cell.status = 'failed';
+    cell.generation++;
+    cell.failedUntil = this.o.clock.now() + cell.kind.restart.periodMs;
+    const { kind } = cell.kind;
+    const error = troupeError('ERR_ACTOR_ESCALATED', `actor ${kind}/${cell.key} exceeded ${cell.kind.restart.maxRestarts} restarts in ${cell.kind.restart.periodMs} ms: ${reason.message}`, {
+      kind,
+      key: cell.key,
+    });
+    this.o.log.error({ kind, key: cell.key, err: reason }, 'restart intensity exceeded; actor stopped');
+    for (const env of cell.mailbox.drain()) this.refuse(kind, cell.key, env, error);
+    this.o.onEscalated?.(kind, cell.key, toErrorRecord(error));
+  }
+
+  private runSystem(cell: ActorCell, op: SystemOp): void {
+    if (op === 'restart') {
+      this.endTurn(cell);
+      this.restart(cell, troupeError('ERR_STOPPED', 'restart requested'));
+    } else if (op === 'passivate' && cell.mailbox.isEmpty) {
+      this.endTurn(cell);
+      this.passivate(cell);
+    }
+  }
+
+  // ── Passivation ─────────────────────────────────────────────────────────────────────────
+
+  private armSweep(): void {
+    let shortest = Infinity;
+    for (const k of this.o.registry.list()) shortest = Math.min(shortest, k.idleTimeoutMs);
+    if (!Number.isFinite(shortest)) return;
+    // Half the shortest idle timeout: an actor leaves within 1.5× its timeout.
+    const every = Math.max(50, Math.min(shortest / 2, 30_000));
+    const tick = () => {
+      this.sweep();
+      if (!this.stopped) this.sweepTimer = this.o.clock.setTimeout(tick, every);
+    };
+    this.sweepTimer = this.o.clock.setTimeout(tick, every);
+  }
+
+  /** Passivates actors idle past their kind's timeout. Frees memory, never data. */
+  sweep(): number {
+    const now = this.o.clock.now();
+    let n = 0;
+    for (const cells of this.cells.values()) {
+      for (const cell of cells.values()) {
+        if (cell.status === 'failed' && now >= cell.failedUntil) {
+          this.remove(cell);
+          n++;
+        } else if (this.isIdle(cell) && now - cell.lastActive >= cell.kind.idleTimeoutMs) {
+          this.passivate(cell);
+          n++;
+        }
+      }
+    }
+    return n;
+  }
+
+  private isIdle(cell: ActorCell): boolean {
+    return (
+      cell.status === 'active' &&
+      !cell.scheduled &&
+      cell.mailbox.isEmpty &&
+      cell.inflightWrites === 0 &&
+      cell.held === null &&
+      cell.pendingEvents === null &&
+      cell.pendingReplies === null
+    );
+  }
+
+  private passivate(cell: ActorCell): void {
+    this.counters.passivated++;
+    this.cancelTimers(cell);
+    this.remove(cell);
+  }
+
+  private remove(cell: ActorCell): void {
+    cell.generation++;
+    const cells = this.cells.get(cell.kind.kind);
+    if (cells?.get(cell.key) === cell) {
+      cells.delete(cell.key);
+      this.resident--;
+    }
+  }
+
+  // ── Timers ──────────────────────────────────────────────────────────────────────────────
+
+  scheduleSelf(cell: ActorCell, delayMs: number, message: AnyMessage): () => void {
+    const timers = (cell.timers ??= new Set());
+    const handle = this.o.clock.setTimeout(() => {
+      timers.delete(handle);
+      this.deliver(cell.kind.kind, cell.key, message.command, message.input, 0, message.id, undefined);
+    }, delayMs);
+    timers.add(handle);
+    return () => {
+      if (timers.delete(handle)) this.o.clock.clearTimeout(handle);
+    };
+  }
+
+  private cancelTimers(cell: ActorCell): void {
+    if (cell.timers === null) return;
+    for (const t of cell.timers) this.o.clock.clearTimeout(t);
+    cell.timers = null;
+  }
+
+  // ── Errors nobody asked for ─────────────────────────────────────────────────────────────
+
+  /** Refuses a message: an ask gets the error, a tell becomes a counted, logged dead letter. */
+  private refuse(kind: string, key: string, env: Envelope, error: TroupeError): void {
+    if (env.askId !== 0 && env.channel !== undefined) env.channel.reply(env.askId, false, toErrorRecord(error));
+    else this.deadLetter(kind, key, env, toErrorRecord(error));
+  }
+
+  private deadLetter(kind: string, key: string, env: Envelope, error: ErrorRecord): void {
+    this.counters.deadLetters++;
+    const now = this.o.clock.now();
+    // One warning a second at most: a flood of refused tells must not become a flood of logs.
+    if (now - this.lastDeadLetterLog >= 1_000) {
+      this.lastDeadLetterLog = now;
+      this.o.log.warn({ kind, key, command: env.command, code: error.code, deadLetters: this.counters.deadLetters }, `dead letter: ${error.message}`);
+    }
+  }
+
+  get clock(): Clock {
+    return this.o.clock;
+  }
+
+  get log(): Logger {
+    return this.o.log;
+  }
+}
+
+/** The handler's view of its actor; closed once the handler has returned. */
+class Context implements HandlerContext<unknown, unknown> {
+  closed = false;
+
+  constructor(
+    private readonly host: ActorHost,
+    private readonly cell: ActorCell,
+    private readonly readOnly: boolean,
+  ) {}
+
+  get kind(): string {
+    return this.cell.kind.kind;
+  }
+  get key(): string {
+    return this.cell.key;
+  }
+  get state(): unknown {
+    return this.cell.state;
+  }
+  get log(): Logger {
+    return this.host.log;
+  }
+  emit(event: unknown): void {
+    if (this.closed) throw troupeError('ERR_INVALID_DEFINITION', `${this.kind}: emit() after the handler returned`);
+    if (this.readOnly) throw troupeError('ERR_INVALID_DEFINITION', `${this.kind}: a read-only command cannot emit`);
+    this.host.emitEvent(this.cell, event);
+  }
+  tell(kind: string, key: string, message: AnyMessage): void {
+    this.host.tell(kind, key, message);
+  }
+  ask(kind: string, key: string, message: AnyMessage, options?: AskOptions): Promise<unknown> {
+    return this.host.ask(kind, key, message, options);
+  }
+  schedule(delayMs: number, message: AnyMessage): () => void {
+    return this.host.scheduleSelf(this.cell, delayMs, message);
+  }
+  now(): number {
+    return this.host.clock.now();
+  }
+}
+
+function upcast(kind: ActorKind, event: unknown, v: number): unknown {
+  let e = event;
+  for (let version = v; version < kind.version; version++) {
+    const up = kind.def.upcasters?.[version];
+    if (!up) throw troupeError('ERR_UPCAST', `${kind.kind}: no upcaster from event version ${version}`, { kind: kind.kind, version });
+    e = up(e);
+  }
+  return e;
+}
+
+function isThenable(v: unknown): v is PromiseLike<unknown> {
+  return typeof v === 'object' && v !== null && typeof (v as { then?: unknown }).then === 'function';
+}
+
+function errorMessage(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+function errorRecord(code: ErrorRecord['code'], message: string): ErrorRecord {
+  return { code, message };
+}

@@ -1,0 +1,157 @@
+import { invalidOption, troupeError, TroupeError } from '../core/errors.ts';
+import type { Logger } from '../core/logger.ts';
+import type { MailboxOptions } from '../mailbox/mailbox.ts';
+import type { RestartPolicy } from '../supervisor/restart-window.ts';
+
+/**
+ * What a command handler may do, and nothing more. The handler's return value is the reply;
+ * it reaches the caller only once the events the command emitted are durable.
+ */
+export interface HandlerContext<S, E> {
+  readonly kind: string;
+  readonly key: string;
+  /** The state, including events emitted so far by this handler. */
+  readonly state: S;
+  /** Records an event: `apply` runs at once (so `state` reflects it) and it is journaled. */
+  emit(event: E): void;
+  tell(kind: string, key: string, message: AnyMessage): void;
+  ask(kind: string, key: string, message: AnyMessage, options?: AskOptions): Promise<unknown>;
+  /** Tells this actor `message` after `delayMs` on the injected clock; timers die with the activation. */
+  schedule(delayMs: number, message: AnyMessage): () => void;
+  /** The injected clock's monotonic time, ms. */
+  now(): number;
+  readonly log: Logger;
+}
+
+export interface CommandSpec<S, E, I, R> {
+  /** Turns the raw input (decoded JSON) into typed input; throw `invalidInput(...)` to refuse. */
+  input?: (raw: unknown) => I;
+  /** Reads only: may not emit, writes nothing to the journal. */
+  readOnly?: boolean;
+  handle(ctx: HandlerContext<S, E>, input: I): R | Promise<R>;
+}
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type Commands<S, E> = Record<string, CommandSpec<S, E, any, any>>;
+
+export interface ActorDefinition<S, E, C extends Commands<S, E>> {
+  /** Unique name; URL-safe: [A-Za-z0-9_-], 1..64 chars. */
+  kind: string;
+  initial: (key: string) => S;
+  /** Pure: the only way state changes. Runs on emit, on activation replay and on replicas. */
+  apply: (state: S, event: E) => S;
+  commands: C;
+  /** Schema version of the events this code emits (default 1). */
+  version?: number;
+  /** upcasters[n] lifts an event of version n to version n+1. */
+  upcasters?: Record<number, (event: unknown) => unknown>;
+  /** Passivate after this long without messages, ms (default 5 min). */
+  idleTimeoutMs?: number;
+  /** Write a snapshot every N events (default 100). */
+  snapshotEvery?: number;
+  mailbox?: Partial<MailboxOptions>;
+  restart?: Partial<RestartPolicy>;
+}
+
+export type InputOf<C> = C extends CommandSpec<any, any, infer I, any> ? I : never;
+export type ReplyOf<C> = C extends CommandSpec<any, any, any, infer R> ? Awaited<R> : never;
+
+/** A message to an actor: which command, its input, and an optional id that makes retries safe. */
+export type MessageOf<C> = {
+  [K in keyof C & string]: { command: K; input?: InputOf<C[K]>; id?: string };
+}[keyof C & string];
+
+export interface AnyMessage {
+  command: string;
+  input?: unknown;
+  /** Message id: a retry with the same id is applied once and answered with the recorded reply. */
+  id?: string;
+}
+
+export interface AskOptions {
+  /** Reject with ERR_ASK_TIMEOUT after this long, ms (default 5,000). */
+  timeoutMs?: number;
+}
+
+const KIND_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+export const ACTOR_DEFINITION = Symbol.for('troupe.actor-definition');
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type AnyActorDefinition = ActorDefinition<any, any, Commands<any, any>> & { [ACTOR_DEFINITION]: true };
+
+/**
+ * Declares an actor kind. Commands validate input and emit events; `apply` folds events into
+ * state.
+ *
+ * @example
+ *   export const counter = defineActor({
+ *     kind: 'counter',
+ *     initial: () => ({ n: 0 }),
+ *     apply: (s: { n: number }, e: { by: number }) => ({ n: s.n + e.by }),
+ *     commands: {
+ *       incr: {
+ *         input: (raw) => ({ by: optionalInt(raw, 'by', 1) }),
+ *         handle: (ctx, { by }) => { ctx.emit({ by }); return { n: ctx.state.n }; },
+ *       },
+ *       get: { readOnly: true, handle: (ctx) => ({ n: ctx.state.n }) },
+ *     },
+ *   });
+ */
+export function defineActor<S, E, C extends Commands<S, E>>(
+  def: ActorDefinition<S, E, C>,
+): ActorDefinition<S, E, C> & { [ACTOR_DEFINITION]: true } {
+  if (typeof def?.kind !== 'string' || !KIND_PATTERN.test(def.kind))
+    throw invalidOption('definition.kind', 'must match [A-Za-z0-9_-]{1,64}', def?.kind);
+  if (typeof def.initial !== 'function') throw invalidOption(`${def.kind}.initial`, 'must be a function', def.initial);
+  if (typeof def.apply !== 'function') throw invalidOption(`${def.kind}.apply`, 'must be a function', def.apply);
+  if (def.commands === null || typeof def.commands !== 'object')
+    throw invalidOption(`${def.kind}.commands`, 'must be an object', def.commands);
+  for (const [name, spec] of Object.entries(def.commands)) {
+    if (!KIND_PATTERN.test(name)) throw invalidOption(`${def.kind}.commands`, `names must match [A-Za-z0-9_-]{1,64}`, name);
+    if (typeof spec?.handle !== 'function')
+      throw invalidOption(`${def.kind}.commands.${name}.handle`, 'must be a function', spec?.handle);
+  }
+  const positiveInt = (name: string, v: unknown) => {
+    if (v !== undefined && !(Number.isInteger(v) && (v as number) > 0))
+      throw invalidOption(`${def.kind}.${name}`, 'must be a positive integer', v);
+  };
+  positiveInt('version', def.version);
+  positiveInt('snapshotEvery', def.snapshotEvery);
+  positiveInt('idleTimeoutMs', def.idleTimeoutMs);
+  return Object.assign(Object.create(null) as object, def, { [ACTOR_DEFINITION]: true as const }) as ActorDefinition<
+    S,
+    E,
+    C
+  > & { [ACTOR_DEFINITION]: true };
+}
+
+export function isActorDefinition(v: unknown): v is AnyActorDefinition {
+  return typeof v === 'object' && v !== null && (v as Record<symbol, unknown>)[ACTOR_DEFINITION] === true;
+}
+
+/** Refuses a command's input: the caller gets ERR_INVALID_INPUT (HTTP 400) with `message`. */
+export function invalidInput(message: string, details?: Record<string, unknown>): TroupeError {
+  return troupeError('ERR_INVALID_INPUT', message, details);
+}
+
+/** Input helpers for the common cases; each throws `invalidInput` naming the field. */
+export function inputObject(raw: unknown): Record<string, unknown> {
+  if (raw === undefined || raw === null) return {};
+  if (typeof raw !== 'object' || Array.isArray(raw)) throw invalidInput('input must be a JSON object');
+  return raw as Record<string, unknown>;
+}
+
+export function optionalInt(raw: unknown, field: string, fallback: number, min = -Number.MAX_SAFE_INTEGER, max = Number.MAX_SAFE_INTEGER): number {
+  const v = inputObject(raw)[field];
+  if (v === undefined) return fallback;
+  if (!Number.isSafeInteger(v) || (v as number) < min || (v as number) > max)
+    throw invalidInput(`${field} must be an integer in [${min}, ${max}]`, { field });
+  return v as number;
+}
+
+export function requiredString(raw: unknown, field: string, maxLength = 1024): string {
+  const v = inputObject(raw)[field];
+  if (typeof v !== 'string' || v.length === 0 || v.length > maxLength)
+    throw invalidInput(`${field} must be a non-empty string of at most ${maxLength} characters`, { field });
+  return v;
+}

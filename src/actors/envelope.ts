@@ -1,0 +1,18 @@
+/** Where the reply to an ask goes: a worker's port back to the main thread, or a local table. */
+export interface ReplyChannel {
+  /** `value` is the reply when ok, an ErrorRecord when not. */
+  reply(askId: number, ok: boolean, value: unknown): void;
+}
+
+export type SystemOp = 'passivate' | 'restart';
+
+/** A message inside a node, as queued in a mailbox. */
+export interface Envelope {
+  command: string;
+  input: unknown;
+  msgId: string | undefined;
+  /** 0 for a tell. */
+  askId: number;
+  channel: ReplyChannel | undefined;
+  system?: SystemOp;
+}

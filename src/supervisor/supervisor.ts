@@ -1,0 +1,303 @@
+import { EventEmitter } from 'node:events';
+import { availableParallelism } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { MessageChannel, type MessagePort, type ResourceLimits } from 'node:worker_threads';
+import { Piscina } from 'piscina';
+import type { AnyMessage, AskOptions } from '../actors/define-actor.ts';
+import type { MessageRouter } from '../actors/actor-ref.ts';
+import type { Clock, TimerHandle } from '../core/clock.ts';
+import { fromErrorRecord, invalidOption, troupeError, type ErrorRecord, type TroupeError } from '../core/errors.ts';
+import type { Logger } from '../core/logger.ts';
+import type { JournalConfig } from '../persistence/journal.ts';
+import { slotOf } from './placement.ts';
+import { decodeBatch, PortWriter } from './port-protocol.ts';
+import { decideRestart, validateRestartPolicy, workerRestartPolicy, type RestartPolicy, type RestartWindow } from './restart-window.ts';
+import type { WorkerTask } from './worker-host.ts';
+
+export interface SupervisorOptions {
+  /** Worker threads (slots); default: available cores. */
+  workers?: number;
+  /** Module specifiers (file URLs or package names) exporting actor definitions. */
+  modules: string[];
+  journal: JournalConfig;
+  clock: Clock;
+  log: Logger;
+  /** Node id or name, for logs. */
+  node: number | string;
+  restart?: Partial<RestartPolicy>;
+  /** Per-thread heap limits, passed to piscina. */
+  resourceLimits?: ResourceLimits;
+  defaultAskTimeoutMs?: number;
+  /** Actor messages per turn inside workers. */
+  throughput?: number;
+  logLevel?: string;
+}
+
+/** A message this node relays for someone else: a worker's ask to another slot. */
+type Forward = { slot: number; askId: number } | null;
+
+class PendingAsk {
+  constructor(
+    /** The slot the ask went to: if that thread dies, the ask fails fast. */
+    readonly slot: number,
+    readonly resolve: ((v: unknown) => void) | null,
+    readonly reject: ((e: TroupeError) => void) | null,
+    readonly timer: TimerHandle | null,
+    readonly forward: Forward,
+  ) {}
+}
+
+interface Slot {
+  index: number;
+  writer: PortWriter;
+  port: MessagePort;
+  up: boolean;
+  restarts: RestartWindow;
+  threadId: number;
+  ready: Promise<void>;
+  markReady: () => void;
+}
+
+const workerEntry = new URL('./worker-host.ts', import.meta.url);
+
+/**
+ * Owns the node's worker threads (through piscina) and carries actor traffic to them: key →
+ * slot by jump hash, one long-lived MessagePort per slot with batched envelopes, asks tracked
+ * here with deadlines. When a thread dies every ask in flight to it fails with ERR_WORKER_DIED
+ * at once, the slot is re-hosted on a fresh thread (one-for-one, with intensity and backoff),
+ * and its actors come back on their next message.
+ *
+ * Events: 'worker-exit' (slot, error), 'worker-ready' (slot), 'escalated' (info).
+ */
+export class Supervisor extends EventEmitter implements MessageRouter {
+  readonly workers: number;
+  private readonly o: SupervisorOptions;
+  private readonly restart: RestartPolicy;
+  private pool!: Piscina;
+  private readonly slots: Slot[] = [];
+  private readonly asks = new Map<number, PendingAsk>();
+  private nextAskId = 0;
+  private stopping = false;
+  private readonly defaultAskTimeoutMs: number;
+
+  constructor(options: SupervisorOptions) {
+    super();
+    const workers = options.workers ?? availableParallelism();
+    if (!Number.isInteger(workers) || workers < 1 || workers > 256)
+      throw invalidOption('options.workers', 'must be an integer in [1, 256]', options.workers);
+    if (!Array.isArray(options.modules) || options.modules.length === 0)
+      throw invalidOption('options.modules', 'must list at least one actor module', options.modules);
+    this.workers = workers;
+    this.o = options;
+    this.restart = { ...workerRestartPolicy, ...options.restart };
+    validateRestartPolicy(this.restart, 'options.restart');
+    this.defaultAskTimeoutMs = options.defaultAskTimeoutMs ?? 5_000;
+  }
+
+  async start(): Promise<void> {
+    const tsEntry = workerEntry.pathname.endsWith('.ts');
+    this.pool = new Piscina({
+      filename: fileURLToPath(workerEntry),
+      minThreads: this.workers,
+      maxThreads: this.workers,
+      // One long-lived host task per thread: a second task would land on a busy slot.
+      concurrentTasksPerWorker: 1,
+      idleTimeout: Number.MAX_SAFE_INTEGER,
+      ...(this.o.resourceLimits && { resourceLimits: this.o.resourceLimits }),
+      // TypeScript sources (tests, `npm start` without a build) load through tsx in each thread.
+      ...(tsEntry && { execArgv: withTsx(process.execArgv) }),
+    });
+    for (let i = 0; i < this.workers; i++) {
+      const { port1, port2 } = new MessageChannel();
+      const slot = { index: i, writer: new PortWriter(port1), port: port1, up: false, restarts: [], threadId: -1 } as unknown as Slot;
+      this.resetReady(slot);
+      this.slots.push(slot);
+      this.host(slot, port2);
+    }
+    await Promise.all(this.slots.map((s) => s.ready));
+  }
+
+  slotOf(key: string): number {
+    return slotOf(key, this.workers);
+  }
+
+  tell(kind: string, key: string, message: AnyMessage): void {
+    this.slots[slotOf(key, this.workers)]!.writer.msg(kind, key, message.command, message.input, 0, message.id);
+  }
+
+  ask(kind: string, key: string, message: AnyMessage, options?: AskOptions): Promise<unknown> {
+    return this.askRaw(kind, key, message.command, message.input, message.id, options?.timeoutMs ?? this.defaultAskTimeoutMs);
+  }
+
+  /** The gateway's path: no message object, same semantics as `ask`. */
+  askRaw(kind: string, key: string, command: string, input: unknown, msgId: string | undefined, timeoutMs: number): Promise<unknown> {
+    if (this.stopping) return Promise.reject(troupeError('ERR_STOPPED', 'node is stopping'));
+    const slot = slotOf(key, this.workers);
+    const askId = ++this.nextAskId;
+    return new Promise((resolve, reject) => {
+      const timer = this.o.clock.setTimeout(() => {
+        if (this.asks.delete(askId))
+          reject(troupeError('ERR_ASK_TIMEOUT', `ask ${kind}/${key} '${command}' timed out after ${timeoutMs} ms`, { timeoutMs }));
+      }, timeoutMs);
+      this.asks.set(askId, new PendingAsk(slot, resolve, reject, timer, null));
+      this.slots[slot]!.writer.msg(kind, key, command, input, askId, msgId);
+    });
+  }
+
+  /** Sends a control request to one worker (stats, sweep, restart-actor). */
+  control(slot: number, name: string, arg?: unknown, timeoutMs = 5_000): Promise<unknown> {
+    const askId = ++this.nextAskId;
+    return new Promise((resolve, reject) => {
+      const timer = this.o.clock.setTimeout(() => {
+        if (this.asks.delete(askId)) reject(troupeError('ERR_ASK_TIMEOUT', `control '${name}' to worker ${slot} timed out`));
+      }, timeoutMs);
+      this.asks.set(askId, new PendingAsk(slot, resolve, reject, timer, null));
+      this.slots[slot]!.writer.control(askId, name, arg);
+    });
+  }
+
+  stats(): Promise<unknown[]> {
+    return Promise.all(this.slots.map((s) => this.control(s.index, 'stats')));
+  }
+
+  /** Thread id hosting each slot (changes when a slot is re-hosted). */
+  threadIds(): number[] {
+    return this.slots.map((s) => s.threadId);
+  }
+
+  get pendingAsks(): number {
+    return this.asks.size;
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    await Promise.allSettled(this.slots.filter((s) => s.up).map((s) => this.control(s.index, 'stop', undefined, 10_000)));
+    for (const [id, p] of this.asks) {
+      this.asks.delete(id);
+      this.settle(p, false, { code: 'ERR_STOPPED', message: 'node stopped' });
+    }
+    for (const s of this.slots) s.port.close();
+    await this.pool.destroy();
+  }
+
+  // ── Slots ───────────────────────────────────────────────────────────────────────────────
+
+  private host(slot: Slot, remote: MessagePort): void {
+    const task: WorkerTask = {
+      port: remote,
+      slot: slot.index,
+      slots: this.workers,
+      modules: this.o.modules,
+      journal: this.o.journal,
+      node: this.o.node,
+      ...(this.o.logLevel !== undefined && { logLevel: this.o.logLevel }),
+      ...(this.o.throughput !== undefined && { throughput: this.o.throughput }),
+      defaultAskTimeoutMs: this.defaultAskTimeoutMs,
+    };
+    slot.port.on('message', (batch: unknown[]) => this.fromWorker(slot, batch));
+    this.pool.run(task, { transferList: [remote] }).then(
+      () => undefined, // the slot stopped on request
+      (error: Error) => this.workerExited(slot, error),
+    );
+  }
+
+  private fromWorker(slot: Slot, batch: unknown[]): void {
+    decodeBatch(batch, {
+      msg: (kind, key, command, input, askId, msgId) => this.relay(slot, kind, key, command, input, askId, msgId),
+      reply: (askId, ok, value) => {
+        const p = this.asks.get(askId);
+        if (p === undefined) return; // timed out, or its slot died
+        this.asks.delete(askId);
+        this.settle(p, ok, value);
+      },
+      control: () => undefined,
+      event: (name, data) => {
+        if (name === 'ready') {
+          slot.up = true;
+          slot.threadId = (data as { threadId: number }).threadId;
+          slot.markReady();
+          this.emit('worker-ready', slot.index);
+        } else if (name === 'escalated') {
+          this.emit('escalated', data);
+        } else if (name === 'failed') {
+          this.o.log.error({ worker: slot.index, error: data }, 'worker failed to start');
+        }
+      },
+    });
+  }
+
+  /** A worker's message for a key on another slot. */
+  private relay(from: Slot, kind: string, key: string, command: string, input: unknown, askId: number, msgId: string | undefined): void {
+    const to = slotOf(key, this.workers);
+    if (askId === 0) {
+      this.slots[to]!.writer.msg(kind, key, command, input, 0, msgId);
+      return;
+    }
+    const id = ++this.nextAskId;
+    this.asks.set(id, new PendingAsk(to, null, null, null, { slot: from.index, askId }));
+    this.slots[to]!.writer.msg(kind, key, command, input, id, msgId);
+  }
+
+  private settle(p: PendingAsk, ok: boolean, value: unknown): void {
+    if (p.forward !== null) {
+      this.slots[p.forward.slot]!.writer.reply(p.forward.askId, ok, value);
+      return;
+    }
+    if (p.timer !== null) this.o.clock.clearTimeout(p.timer);
+    if (ok) p.resolve!(value);
+    else p.reject!(fromErrorRecord(value as ErrorRecord));
+  }
+
+  private workerExited(slot: Slot, error: Error): void {
+    slot.up = false;
+    slot.port.removeAllListeners('message');
+    slot.port.close();
+    if (this.stopping) return;
+    this.o.log.error({ worker: slot.index, err: error }, 'worker thread exited; failing its asks and re-hosting the slot');
+    const died: ErrorRecord = {
+      code: 'ERR_WORKER_DIED',
+      message: `worker thread of slot ${slot.index} exited: ${error.message}`,
+      details: { slot: slot.index },
+    };
+    for (const [id, p] of this.asks) {
+      if (p.slot === slot.index) {
+        this.asks.delete(id);
+        this.settle(p, false, died);
+      } else if (p.forward?.slot === slot.index) {
+        this.asks.delete(id); // its asker is gone; ids restart in the new thread
+      }
+    }
+    this.emit('worker-exit', slot.index, error);
+    // Messages sent from now on queue in the new channel until the new thread takes it.
+    const { port1, port2 } = new MessageChannel();
+    slot.port = port1;
+    slot.writer.retarget(port1);
+    this.resetReady(slot);
+    const decision = decideRestart(slot.restarts, this.o.clock.now(), this.restart);
+    slot.restarts = decision.window;
+    if (decision.action === 'escalate') {
+      this.o.log.fatal({ worker: slot.index }, 'worker restart intensity exceeded');
+      this.emit('escalated', { slot: slot.index, error: died });
+    }
+    const delay = decision.action === 'restart' ? decision.delayMs : this.restart.backoffMaxMs;
+    this.o.clock.setTimeout(() => {
+      if (!this.stopping) this.host(slot, port2);
+    }, delay);
+  }
+
+  private resetReady(slot: Slot): void {
+    slot.ready = new Promise<void>((resolve) => (slot.markReady = resolve));
+  }
+}
+
+/** The parent's exec flags with exactly one `--import tsx` (Node's inherited hooks do not reach piscina's workers' dynamic imports). */
+function withTsx(execArgv: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < execArgv.length; i++) {
+    const a = execArgv[i]!;
+    if (a === '--import' && execArgv[i + 1]?.includes('tsx')) i++;
+    else if (!(a.startsWith('--import=') && a.includes('tsx'))) out.push(a);
+  }
+  return [...out, '--import', 'tsx'];
+}

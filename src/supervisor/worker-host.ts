@@ -1,0 +1,96 @@
+/**
+ * Entry of a worker thread, run by piscina as one long-lived task per slot. The task holds a
+ * transferred MessagePort for the slot's actor traffic and resolves only when the main thread
+ * asks it to stop; if the thread dies, piscina rejects the task and the supervisor re-hosts
+ * the slot on a fresh thread.
+ */
+import type { MessagePort } from 'node:worker_threads';
+import { threadId } from 'node:worker_threads';
+import { ActorHost } from '../actors/actor-host.ts';
+import { loadActorModules } from '../actors/registry.ts';
+import { systemClock } from '../core/clock.ts';
+import { toErrorRecord } from '../core/errors.ts';
+import { createLogger } from '../core/logger.ts';
+import { importModule } from '../core/import-module.ts';
+import type { Journal, JournalConfig } from '../persistence/journal.ts';
+import { MemoryJournal } from '../persistence/memory-journal.ts';
+import { decodeBatch, PortWriter } from './port-protocol.ts';
+
+export interface WorkerTask {
+  port: MessagePort;
+  slot: number;
+  slots: number;
+  modules: string[];
+  journal: JournalConfig;
+  node: number | string;
+  logLevel?: string;
+  throughput?: number;
+  defaultAskTimeoutMs?: number;
+}
+
+export default async function hostSlot(task: WorkerTask): Promise<void> {
+  const { port } = task;
+  const log = createLogger({ node: task.node, worker: task.slot, thread: threadId }, task.logLevel);
+  const writer = new PortWriter(port);
+  let host: ActorHost;
+  let journal: Journal;
+  try {
+    const registry = await loadActorModules(task.modules);
+    journal = await openJournal(task.journal);
+    host = new ActorHost({
+      registry,
+      journal,
+      clock: systemClock,
+      log,
+      slot: task.slot,
+      slots: task.slots,
+      outbound: (kind, key, command, input, askId, msgId) => writer.msg(kind, key, command, input, askId, msgId),
+      onEscalated: (kind, key, error) => writer.event('escalated', { kind, key, error }),
+      ...(task.throughput !== undefined && { throughput: task.throughput }),
+      ...(task.defaultAskTimeoutMs !== undefined && { defaultAskTimeoutMs: task.defaultAskTimeoutMs }),
+    });
+  } catch (e) {
+    writer.event('failed', toErrorRecord(e));
+    writer.flush();
+    throw e;
+  }
+  // Asks from the main thread are answered over the same port.
+  const fromMain = { reply: (askId: number, ok: boolean, value: unknown) => writer.reply(askId, ok, value) };
+
+  return new Promise<void>((resolve) => {
+    const stop = async (askId: number) => {
+      await host.stop();
+      await journal.close();
+      writer.reply(askId, true, host.stats());
+      writer.flush();
+      port.close();
+      resolve();
+    };
+    port.on('message', (batch: unknown[]) =>
+      decodeBatch(batch, {
+        msg: (kind, key, command, input, askId, msgId) =>
+          host.deliver(kind, key, command, input, askId, msgId, askId === 0 ? undefined : fromMain),
+        reply: (askId, ok, value) => host.reply(askId, ok, value),
+        control: (askId, name, arg) => {
+          if (name === 'stats') writer.reply(askId, true, host.stats());
+          else if (name === 'stop') void stop(askId);
+          else if (name === 'sweep') writer.reply(askId, true, host.sweep());
+          else if (name === 'restart-actor') {
+            const { kind, key } = arg as { kind: string; key: string };
+            writer.reply(askId, true, host.system(kind, key, 'restart'));
+          } else writer.reply(askId, false, { code: 'ERR_INVALID_OPTION', message: `unknown control '${name}'` });
+        },
+        event: () => undefined,
+      }),
+    );
+    writer.event('ready', { slot: task.slot, threadId });
+  });
+}
+
+async function openJournal(config: JournalConfig): Promise<Journal> {
+  if (config.type === 'memory') return new MemoryJournal();
+  const { createJournal } = (await importModule(new URL('../persistence/create-journal.ts', import.meta.url).href)) as {
+    createJournal: (c: JournalConfig) => Journal | Promise<Journal>;
+  };
+  return createJournal(config);
+}
