@@ -114,7 +114,15 @@ export class Supervisor extends EventEmitter implements MessageRouter {
       this.slots.push(slot);
       this.host(slot, port2);
     }
-    await Promise.all(this.slots.map((s) => s.ready));
+    // A slot that cannot start (an app module that fails to load) fails the whole start.
+    const failed = new Promise<never>((_, reject) => this.once('start-failed', reject));
+    try {
+      await Promise.race([Promise.all(this.slots.map((s) => s.ready)), failed]);
+    } catch (e) {
+      this.stopping = true;
+      await this.pool.destroy();
+      throw e;
+    }
   }
 
   slotOf(key: string): number {
@@ -222,6 +230,7 @@ export class Supervisor extends EventEmitter implements MessageRouter {
           this.emit('escalated', data);
         } else if (name === 'failed') {
           this.o.log.error({ worker: slot.index, error: data }, 'worker failed to start');
+          this.emit('start-failed', fromErrorRecord(data as ErrorRecord));
         }
       },
     });

@@ -1,0 +1,243 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { ActorRegistry } from '../actors/registry.ts';
+import { checkKey } from '../actors/actor-ref.ts';
+import { invalidOption, isTroupeError, toErrorRecord, troupeError, type ErrorCode, type TroupeError } from '../core/errors.ts';
+import type { Logger } from '../core/logger.ts';
+import { findForbiddenKey } from './forbidden-keys.ts';
+
+/** All the gateway may do with actors: send one ask. */
+export interface Sender {
+  askRaw(kind: string, key: string, command: string, input: unknown, msgId: string | undefined, timeoutMs: number): Promise<unknown>;
+}
+
+export interface GatewayOptions {
+  host?: string;
+  /** 0 picks a free port. */
+  port?: number;
+  /** Largest request body, bytes; larger gets 413 before it is buffered. */
+  maxBodyBytes?: number;
+  /** Ask timeout when the request names none (`x-timeout-ms`), ms. */
+  defaultTimeoutMs?: number;
+  maxTimeoutMs?: number;
+}
+
+export const gatewayDefaults = {
+  host: '127.0.0.1', // loopback unless told otherwise
+  port: 8080,
+  maxBodyBytes: 64 * 1024, // bytes: a session command, not an upload
+  defaultTimeoutMs: 5_000, // ms
+  maxTimeoutMs: 60_000, // ms; a client cannot pin a request for longer
+};
+
+const STATUS: Partial<Record<ErrorCode, number>> = {
+  ERR_MALFORMED_JSON: 400,
+  ERR_UNKNOWN_KIND: 400,
+  ERR_UNKNOWN_COMMAND: 400,
+  ERR_INVALID_INPUT: 400,
+  ERR_INVALID_KEY: 400,
+  ERR_FORBIDDEN_KEY: 400,
+  ERR_INVALID_OPTION: 400,
+  ERR_NOT_FOUND: 404,
+  ERR_METHOD_NOT_ALLOWED: 405,
+  ERR_BODY_TOO_LARGE: 413,
+  ERR_HANDLER_FAILED: 500,
+  ERR_MAILBOX_FULL: 503,
+  ERR_WORKER_DIED: 503,
+  ERR_ACTOR_ESCALATED: 503,
+  ERR_STOPPED: 503,
+  ERR_JOURNAL_WRITE: 503,
+  ERR_NODE_UNREACHABLE: 503,
+  ERR_NO_NODES: 503,
+  ERR_NOT_OWNER: 503,
+  ERR_ASK_TIMEOUT: 504,
+  ERR_STORAGE_FULL: 507,
+};
+
+export function httpStatusOf(code: ErrorCode): number {
+  return STATUS[code] ?? 500;
+}
+
+const JSON_TYPE = 'application/json; charset=utf-8';
+
+/**
+ * The HTTP face of a node: `POST /actors/:kind/:key/:command` with a JSON body becomes one ask,
+ * and its reply (or a `{ error: { code, message } }`) the response.
+ *
+ * @example
+ *   curl -XPOST localhost:8080/actors/counter/k1/incr -d '{"by":2}'   # → {"n":2}
+ */
+export class HttpGateway {
+  private readonly server: Server;
+  private readonly o: Required<GatewayOptions>;
+
+  constructor(
+    private readonly registry: ActorRegistry,
+    private readonly sender: Sender,
+    private readonly log: Logger,
+    options: GatewayOptions = {},
+  ) {
+    this.o = { ...gatewayDefaults, ...options };
+    for (const name of ['maxBodyBytes', 'defaultTimeoutMs', 'maxTimeoutMs'] as const) {
+      const v = this.o[name];
+      if (!Number.isInteger(v) || v <= 0) throw invalidOption(`options.http.${name}`, 'must be a positive integer', v);
+    }
+    if (!Number.isInteger(this.o.port) || this.o.port < 0 || this.o.port > 65535)
+      throw invalidOption('options.http.port', 'must be an integer in [0, 65535]', this.o.port);
+    this.server = createServer((req, res) => this.handle(req, res));
+    this.server.keepAliveTimeout = 65_000; // ms; longer than common load balancers' idle timeout
+  }
+
+  async listen(): Promise<AddressInfo> {
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(this.o.port, this.o.host, () => {
+        this.server.off('error', reject);
+        resolve();
+      });
+    });
+    return this.server.address() as AddressInfo;
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve) => {
+      this.server.close(() => resolve());
+      this.server.closeAllConnections();
+    });
+  }
+
+  private handle(req: IncomingMessage, res: ServerResponse): void {
+    const url = req.url ?? '/';
+    if (url.startsWith('/actors/')) return this.actorRequest(req, res, url);
+    if (url === '/health' && req.method === 'GET') return sendJson(res, 200, '{"status":"ok"}');
+    req.resume();
+    this.fail(res, troupeError('ERR_NOT_FOUND', `no route for ${req.method} ${truncate(url)}; try POST /actors/:kind/:key/:command`));
+  }
+
+  private actorRequest(req: IncomingMessage, res: ServerResponse, url: string): void {
+    const q = url.indexOf('?');
+    const parts = (q === -1 ? url : url.slice(0, q)).split('/');
+    if (parts.length !== 5) {
+      req.resume();
+      return this.fail(res, troupeError('ERR_NOT_FOUND', 'expected /actors/:kind/:key/:command'));
+    }
+    if (req.method !== 'POST') {
+      req.resume();
+      res.setHeader('allow', 'POST');
+      return this.fail(res, troupeError('ERR_METHOD_NOT_ALLOWED', `${req.method} is not allowed; use POST`));
+    }
+    let kind: string, key: string, command: string;
+    try {
+      kind = decodeURIComponent(parts[2]!);
+      key = decodeURIComponent(parts[3]!);
+      command = decodeURIComponent(parts[4]!);
+    } catch {
+      req.resume();
+      return this.fail(res, troupeError('ERR_INVALID_KEY', 'path segments must be valid percent-encoded UTF-8'));
+    }
+    let timeoutMs = this.o.defaultTimeoutMs;
+    let msgId: string | undefined;
+    try {
+      this.registry.check(kind, command);
+      const keyProblem = checkKey(key);
+      if (keyProblem) throw troupeError('ERR_INVALID_KEY', keyProblem);
+      const t = req.headers['x-timeout-ms'];
+      if (t !== undefined) timeoutMs = parseTimeout(t, this.o.maxTimeoutMs);
+      const idem = req.headers['idempotency-key'];
+      if (idem !== undefined) msgId = parseMessageId(idem);
+      const declared = Number(req.headers['content-length'] ?? 0);
+      if (declared > this.o.maxBodyBytes) throw tooLarge(this.o.maxBodyBytes);
+    } catch (e) {
+      return this.refuseBody(req, res, e as TroupeError);
+    }
+
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let refused = false;
+    req.on('data', (chunk: Buffer) => {
+      if (refused) return;
+      size += chunk.length;
+      if (size > this.o.maxBodyBytes) {
+        refused = true;
+        return this.refuseBody(req, res, tooLarge(this.o.maxBodyBytes));
+      }
+      chunks.push(chunk);
+    });
+    req.on('end', () => {
+      if (refused) return;
+      let input: unknown;
+      try {
+        input = parseBody(chunks, size);
+      } catch (e) {
+        return this.fail(res, e as TroupeError);
+      }
+      this.sender.askRaw(kind, key, command, input, msgId, timeoutMs).then(
+        (reply) => sendJson(res, 200, JSON.stringify(reply ?? null)),
+        (e: unknown) => this.fail(res, e),
+      );
+    });
+  }
+
+  /** Answers without reading the body, then closes the connection (its rest is unread). */
+  private refuseBody(req: IncomingMessage, res: ServerResponse, error: TroupeError): void {
+    const expectsBody = Number(req.headers['content-length'] ?? 0) > 0 || req.headers['transfer-encoding'] !== undefined;
+    if (expectsBody && error.code === 'ERR_BODY_TOO_LARGE') {
+      res.setHeader('connection', 'close');
+      res.once('finish', () => req.socket.destroySoon());
+    } else {
+      req.resume();
+    }
+    this.fail(res, error);
+  }
+
+  private fail(res: ServerResponse, e: unknown): void {
+    if (res.headersSent) return;
+    const record = toErrorRecord(e);
+    const status = httpStatusOf(record.code);
+    if (status === 500 && !isTroupeError(e, 'ERR_HANDLER_FAILED')) this.log.error({ err: e }, 'gateway request failed');
+    if (status === 503) res.setHeader('retry-after', '1');
+    sendJson(res, status, JSON.stringify({ error: { code: record.code, message: record.message } }));
+  }
+}
+
+function sendJson(res: ServerResponse, status: number, body: string): void {
+  res.writeHead(status, { 'content-type': JSON_TYPE, 'content-length': Buffer.byteLength(body) });
+  res.end(body);
+}
+
+function parseBody(chunks: Buffer[], size: number): unknown {
+  if (size === 0) return undefined;
+  const text = chunks.length === 1 ? chunks[0]!.toString('utf8') : Buffer.concat(chunks, size).toString('utf8');
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (e) {
+    throw troupeError('ERR_MALFORMED_JSON', `request body is not valid JSON: ${(e as Error).message}`);
+  }
+  // Only payloads that could spell a dangerous key (directly or through \u escapes) are walked.
+  if (text.includes('__proto__') || text.includes('constructor') || text.includes('prototype') || text.includes('\\u')) {
+    const path = findForbiddenKey(value);
+    if (path !== undefined) throw troupeError('ERR_FORBIDDEN_KEY', `forbidden key at ${path}`, { path });
+  }
+  return value;
+}
+
+function parseTimeout(raw: string | string[], max: number): number {
+  const v = Number(Array.isArray(raw) ? raw[0] : raw);
+  if (!Number.isInteger(v) || v <= 0 || v > max) throw invalidOption('header x-timeout-ms', `must be an integer in [1, ${max}]`, raw);
+  return v;
+}
+
+function parseMessageId(raw: string | string[]): string {
+  const v = Array.isArray(raw) ? raw[0]! : raw;
+  if (v.length === 0 || v.length > 128) throw invalidOption('header idempotency-key', 'must be 1..128 characters', v);
+  return v;
+}
+
+function tooLarge(max: number): TroupeError {
+  return troupeError('ERR_BODY_TOO_LARGE', `request body exceeds ${max} bytes`, { maxBodyBytes: max });
+}
+
+function truncate(s: string): string {
+  return s.length > 80 ? s.slice(0, 80) + '…' : s;
+}
