@@ -1,0 +1,109 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { systemClock } from '../../src/core/clock.ts';
+import { silentLogger } from '../../src/core/logger.ts';
+import { Supervisor } from '../../src/supervisor/supervisor.ts';
+
+const fixtures = new URL('../fixtures/actors.ts', import.meta.url).href;
+
+function waitFor<T extends unknown[]>(emitter: Supervisor, event: string, timeoutMs: number): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no '${event}' within ${timeoutMs} ms`)), timeoutMs);
+    emitter.once(event, (...args: unknown[]) => {
+      clearTimeout(timer);
+      resolve(args as T);
+    });
+  });
+}
+
+describe('Supervisor on real worker threads', () => {
+  let sup: Supervisor;
+  beforeAll(async () => {
+    sup = new Supervisor({ workers: 3, modules: [fixtures], journal: { type: 'memory' }, clock: systemClock, log: silentLogger, node: 'test' });
+    await sup.start();
+  });
+  afterAll(() => sup.stop());
+
+  it('spreads 10k keys over all workers, and a key always lands on the same thread', async () => {
+    const threads = sup.threadIds();
+    expect(new Set(threads).size).toBe(3);
+    const keys = Array.from({ length: 10_000 }, (_, i) => `user-${i}`);
+    const first = (await Promise.all(keys.map((k) => sup.ask('faulty', k, { command: 'where' })))) as Array<{ thread: number }>;
+    const perThread = new Map<number, number>();
+    keys.forEach((k, i) => {
+      const t = first[i]!.thread;
+      expect(t).toBe(threads[sup.slotOf(k)]);
+      perThread.set(t, (perThread.get(t) ?? 0) + 1);
+    });
+    for (const n of perThread.values()) expect(n).toBeGreaterThan(10_000 / 3 * 0.9);
+    const again = (await Promise.all(keys.slice(0, 1000).map((k) => sup.ask('faulty', k, { command: 'where' })))) as Array<{ thread: number }>;
+    again.forEach((r, i) => expect(r.thread).toBe(first[i]!.thread));
+  });
+
+  it('serializes concurrent asks to one actor across the thread boundary', async () => {
+    const replies = (await Promise.all(
+      Array.from({ length: 30 }, (_, i) => sup.ask('recorder', 'serial', { command: 'add', input: { v: i, delayMs: i % 4 } })),
+    )) as Array<{ n: number }>;
+    expect(replies.map((r) => r.n)).toEqual(Array.from({ length: 30 }, (_, i) => i + 1));
+  });
+
+  it('relays asks between actors on different workers', async () => {
+    const keys = Array.from({ length: 30 }, (_, i) => `relay-${i}`);
+    const out = (await Promise.all(keys.map((k) => sup.ask('relay', k, { command: 'relay', input: { to: `target-${k}` } })))) as Array<{ n: number }>;
+    expect(out.every((r) => r.n === 1)).toBe(true);
+  });
+
+  it('a throwing handler restarts only its actor; actors on the same thread keep their state', async () => {
+    const victim = 'victim';
+    const slot = sup.slotOf(victim);
+    const neighbours = Array.from({ length: 200 }, (_, i) => `n-${i}`).filter((k) => sup.slotOf(k) === slot).slice(0, 5);
+    for (const k of [victim, ...neighbours]) await sup.ask('faulty', k, { command: 'ok' });
+    await expect(sup.ask('faulty', victim, { command: 'boom' })).rejects.toMatchObject({ code: 'ERR_HANDLER_FAILED' });
+    await expect(sup.ask('faulty', victim, { command: 'get' })).resolves.toEqual({ n: 1 });
+    for (const k of neighbours) await expect(sup.ask('faulty', k, { command: 'get' })).resolves.toEqual({ n: 1 });
+  });
+
+  it('a worker that dies is recreated; its in-flight asks fail fast with ERR_WORKER_DIED; its actors return on their next message', async () => {
+    const doomed = 'doomed';
+    const slot = sup.slotOf(doomed);
+    const bystander = Array.from({ length: 100 }, (_, i) => `b-${i}`).find((k) => sup.slotOf(k) !== slot)!;
+    await sup.ask('faulty', bystander, { command: 'ok' });
+    const oldThread = sup.threadIds()[slot];
+    // An ask stuck in a handler on the doomed thread: it must fail at once, not at its 20 s timeout.
+    const hanger = Array.from({ length: 100 }, (_, i) => `h-${i}`).find((k) => sup.slotOf(k) === slot)!;
+    const inFlight = sup.ask('faulty', hanger, { command: 'hang' }, { timeoutMs: 20_000 });
+    inFlight.catch(() => undefined);
+    const ready = waitFor<[number]>(sup, 'worker-ready', 10_000);
+    const started = Date.now();
+    const exit = sup.ask('faulty', doomed, { command: 'exit' }, { timeoutMs: 20_000 });
+    await expect(exit).rejects.toMatchObject({ code: 'ERR_WORKER_DIED' });
+    await expect(inFlight).rejects.toMatchObject({ code: 'ERR_WORKER_DIED' });
+    expect(Date.now() - started).toBeLessThan(5_000); // long before the 20 s timeout
+    const [readySlot] = await ready;
+    expect(readySlot).toBe(slot);
+    expect(sup.threadIds()[slot]).not.toBe(oldThread);
+    await expect(sup.ask('faulty', doomed, { command: 'get' })).resolves.toEqual({ n: 0 });
+    await expect(sup.ask('faulty', bystander, { command: 'get' })).resolves.toEqual({ n: 1 });
+  });
+
+  it('rejects asks with ERR_ASK_TIMEOUT', async () => {
+    await expect(sup.ask('faulty', 'slowpoke', { command: 'hang' }, { timeoutMs: 50 })).rejects.toMatchObject({ code: 'ERR_ASK_TIMEOUT' });
+  });
+});
+
+describe('Supervisor options', () => {
+  it.each([
+    { opts: { workers: 0 }, message: 'options.workers must be an integer in [1, 256] (got 0)' },
+    { opts: { workers: 1.5 }, message: 'options.workers must be an integer in [1, 256] (got 1.5)' },
+    { opts: { modules: [] }, message: 'options.modules must list at least one actor module (got an array)' },
+    { opts: { restart: { periodMs: -1 } }, message: 'options.restart.periodMs must be a positive number (got -1)' },
+  ])('validates: $message', ({ opts, message }) => {
+    expect(
+      () => new Supervisor({ workers: 1, modules: [fixtures], journal: { type: 'memory' }, clock: systemClock, log: silentLogger, node: 't', ...opts }),
+    ).toThrow(message);
+  });
+
+  it('fails start when an app module cannot load in the workers', async () => {
+    const sup = new Supervisor({ workers: 1, modules: ['file:///nonexistent/app.ts'], journal: { type: 'memory' }, clock: systemClock, log: silentLogger, node: 't' });
+    await expect(sup.start()).rejects.toThrow(/nonexistent/);
+  });
+});
