@@ -118,12 +118,8 @@ export interface TcpTransportStats {
   undeliverable: number;
 }
 
-/**
- * Overflow of a peer's outbound queue. The catalog has no transport-specific code yet; the
- * outbound queue is the peer's mailbox on this side, so this reuses ERR_MAILBOX_FULL with
- * `details.reason = 'outbound-queue-full'` (one line to change if a dedicated code is added).
- */
-const QUEUE_FULL: ErrorCode = 'ERR_MAILBOX_FULL';
+/** Overflow of a peer's outbound queue (bounded by maxQueueBytes per peer and lane). */
+const QUEUE_FULL: ErrorCode = 'ERR_SEND_QUEUE_FULL';
 
 interface Counters {
   rejected: Record<RejectReason, number>;
@@ -182,9 +178,12 @@ export class TcpTransport implements Transport {
   private readonly nonces: NonceCache;
   private readonly messageHandlers: MessageHandler[] = [];
   private readonly undeliverableHandlers: UndeliverableHandler[] = [];
+  // A connection per peer and lane, not a priority queue: no queue can reorder bytes already in the socket and kernel buffers.
   private readonly links: Record<Lane, Map<string, OutboundLink>> = { system: new Map(), actor: new Map() };
   private readonly inbound = new Set<InboundConnection>();
   private readonly sockets = new Set<net.Socket>();
+  /** Accepted TCP sockets, including those still in a TLS handshake (not yet an InboundConnection). */
+  private readonly inboundSockets = new Set<net.Socket>();
   private readonly highestIncarnation = new Map<number, number>();
   /** @internal */ readonly gauge: ReceiveBufferGauge = { buffers: 0, bytes: 0 };
   private readonly counters: Counters = {
@@ -358,9 +357,13 @@ export class TcpTransport implements Transport {
     return this.random();
   }
 
-  /** @internal */ track(socket: net.Socket): void {
+  /** @internal */ track(socket: net.Socket, inbound = false): void {
     this.sockets.add(socket);
-    socket.once('close', () => this.sockets.delete(socket));
+    if (inbound) this.inboundSockets.add(socket);
+    socket.once('close', () => {
+      this.sockets.delete(socket);
+      this.inboundSockets.delete(socket);
+    });
   }
 
   /** @internal */ connectSocket(host: string, port: number): net.Socket {
@@ -472,11 +475,11 @@ export class TcpTransport implements Transport {
           socket.destroy();
         });
         // Raw TCP sockets under TLS are tracked too, so close() can end handshakes in progress.
-        tlsServer.on('connection', (raw: net.Socket) => this.track(raw));
+        tlsServer.on('connection', (raw: net.Socket) => this.track(raw, true));
         server = tlsServer;
       } else {
         server = net.createServer((socket) => {
-          this.track(socket);
+          this.track(socket, true);
           this.accept(socket);
         });
       }
@@ -526,6 +529,7 @@ export class TcpTransport implements Transport {
       for (const link of links.values()) link.shutdown(stopped);
     }
     for (const conn of this.inbound) conn.destroy();
+    for (const socket of this.inboundSockets) socket.destroy();
     const serverClosed = new Promise<void>((resolve) => {
       if (this.server === null) resolve();
       else this.server.close(() => resolve());
@@ -614,6 +618,8 @@ class OutboundLink {
   private flush(): void {
     const socket = this.socket;
     if (this.state !== 'open' || this.blocked || socket === null || this.head === this.frames.length) return;
+    // Destroyed but its 'close' not yet emitted: keep the frames for the next connection.
+    if (socket.destroyed) return;
     const counters = this.t.stats_;
     const frames = this.frames;
     const end = frames.length;
@@ -1078,7 +1084,7 @@ function validateTls(t: TcpTransportTlsOptions | undefined): TcpTransportTlsOpti
   if (t.key !== undefined && !pem(t.key)) throw invalidOption('options.tls.key', 'must be a PEM string or Buffer', t.key);
   if (t.cert !== undefined && !pem(t.cert)) throw invalidOption('options.tls.cert', 'must be a PEM string or Buffer', t.cert);
   if ((t.key === undefined) !== (t.cert === undefined)) {
-    throw invalidOption('options.tls.key', 'and options.tls.cert must be given together', t.key === undefined ? t.key : 'a key without a cert');
+    throw invalidOption('options.tls.key', 'and options.tls.cert must be given together', t.key === undefined ? 'only a cert' : 'only a key');
   }
   if (t.ca !== undefined && !pem(t.ca) && !(Array.isArray(t.ca) && t.ca.length > 0 && t.ca.every(pem))) {
     throw invalidOption('options.tls.ca', 'must be a PEM string, Buffer or a non-empty array of them', t.ca);
