@@ -88,6 +88,7 @@ export class ActorHost implements MessageRouter, ReplyChannel {
     Pick<ActorHostOptions, 'outbound' | 'onEscalated'>;
   private readonly counters = { processed: 0, restarts: 0, escalations: 0, deadLetters: 0, passivated: 0 };
   private lastDeadLetterLog = -Infinity;
+  private ownsKey: (key: string) => boolean = () => true;
   private readonly drainBound = () => this.drain();
 
   constructor(options: ActorHostOptions) {
@@ -185,8 +186,17 @@ export class ActorHost implements MessageRouter, ReplyChannel {
 
   // ── Routing ─────────────────────────────────────────────────────────────────────────────
 
+  /**
+   * In a cluster, which keys this node owns (from the ring); keys it does not own go outbound
+   * even when their slot is this one. Default: a single node owns every key.
+   */
+  setOwnership(ownsKey: (key: string) => boolean): void {
+    this.ownsKey = ownsKey;
+  }
+
   private route(kind: string, key: string, command: string, input: unknown, askId: number, msgId: string | undefined): void {
-    if (this.o.slots === 1 || slotOf(key, this.o.slots) === this.o.slot || !this.o.outbound) {
+    const local = (this.o.slots === 1 || slotOf(key, this.o.slots) === this.o.slot) && this.ownsKey(key);
+    if (local || !this.o.outbound) {
       this.deliver(kind, key, command, input, askId, msgId, askId === 0 ? undefined : this);
     } else {
       this.o.outbound(kind, key, command, input, askId, msgId);

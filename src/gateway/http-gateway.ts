@@ -77,6 +77,8 @@ export class HttpGateway {
     private readonly sender: Sender,
     private readonly log: Logger,
     options: GatewayOptions = {},
+    /** Read-only JSON views served on GET (e.g. '/cluster/members'). */
+    private readonly views: Record<string, () => unknown> = {},
   ) {
     this.o = { ...gatewayDefaults, ...options };
     for (const name of ['maxBodyBytes', 'defaultTimeoutMs', 'maxTimeoutMs'] as const) {
@@ -110,7 +112,11 @@ export class HttpGateway {
   private handle(req: IncomingMessage, res: ServerResponse): void {
     const url = req.url ?? '/';
     if (url.startsWith('/actors/')) return this.actorRequest(req, res, url);
-    if (url === '/health' && req.method === 'GET') return sendJson(res, 200, '{"status":"ok"}');
+    if (req.method === 'GET') {
+      if (url === '/health') return sendJson(res, 200, '{"status":"ok"}');
+      const view = Object.hasOwn(this.views, url) ? this.views[url] : undefined;
+      if (view) return sendJson(res, 200, JSON.stringify(view()));
+    }
     req.resume();
     this.fail(res, troupeError('ERR_NOT_FOUND', `no route for ${req.method} ${truncate(url)}; try POST /actors/:kind/:key/:command`));
   }

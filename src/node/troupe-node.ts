@@ -1,7 +1,14 @@
 import type { AddressInfo } from 'node:net';
-import { ActorRef, invalidKey, checkKey, type MessageRouter } from '../actors/actor-ref.ts';
-import type { AnyMessage, AskOptions, Commands, ActorDefinition } from '../actors/define-actor.ts';
+import type { ResourceLimits } from 'node:worker_threads';
+import { ActorRef, checkKey, invalidKey, type MessageRouter } from '../actors/actor-ref.ts';
+import type { ActorDefinition, AnyMessage, AskOptions, Commands } from '../actors/define-actor.ts';
 import { loadActorModules, type ActorRegistry } from '../actors/registry.ts';
+import { ClusterRouter } from '../cluster/cluster-router.ts';
+import { MembershipDriver } from '../cluster/membership-driver.ts';
+import type { MembershipProfileName } from '../cluster/membership-profiles.ts';
+import { NodeIdentity } from '../cluster/node-identity.ts';
+import { TcpTransport, type TcpTransportOptions } from '../cluster/tcp-transport.ts';
+import type { Transport } from '../cluster/transport.ts';
 import { systemClock, type Clock } from '../core/clock.ts';
 import { invalidOption } from '../core/errors.ts';
 import { createLogger, type Logger } from '../core/logger.ts';
@@ -9,7 +16,24 @@ import { HttpGateway, type GatewayOptions } from '../gateway/http-gateway.ts';
 import type { JournalConfig } from '../persistence/journal.ts';
 import type { RestartPolicy } from '../supervisor/restart-window.ts';
 import { Supervisor } from '../supervisor/supervisor.ts';
-import type { ResourceLimits } from 'node:worker_threads';
+
+export interface ClusterOptions {
+  /** Shared by every node; authenticates the transport handshake. No default, on purpose. */
+  secret?: string | Buffer;
+  /** Node-to-node listen address (TCP). */
+  host?: string;
+  port?: number;
+  /** The address peers should dial, if not host:port (NAT, 0.0.0.0 listeners). */
+  advertise?: string;
+  /** Addresses ("host:port") of nodes to join through; none = the first node. */
+  seeds?: string[];
+  /** Failure-detection profile: 'lan' (default, down within 1.5 s) or 'seed-10s'. */
+  profile?: MembershipProfileName;
+  /** Mutual TLS for the transport. */
+  tls?: TcpTransportOptions['tls'];
+  /** A ready transport instead of TCP (the in-memory network in tests). */
+  transport?: Transport;
+}
 
 export interface NodeOptions {
   /** 0..1023; also the Snowflake machine id. */
@@ -20,6 +44,10 @@ export interface NodeOptions {
   workers?: number;
   /** HTTP gateway options, or false for none. */
   http?: GatewayOptions | false;
+  /** Join a cluster. Without it the node owns every key. */
+  cluster?: ClusterOptions;
+  /** Where the node keeps its identity (and its journal, when durable). */
+  dataDir?: string;
   /** Default: in memory (state lives as long as its thread). */
   journal?: JournalConfig;
   /** Worker-thread restart intensity and backoff. */
@@ -31,8 +59,15 @@ export interface NodeOptions {
   logLevel?: string;
 }
 
+interface ClusterParts {
+  transport: Transport;
+  membership: MembershipDriver;
+  router: ClusterRouter;
+}
+
 /**
- * One troupe node: worker threads hosting actors, and the HTTP gateway in front of them.
+ * One troupe node: worker threads hosting actors, the HTTP gateway in front of them and,
+ * when clustered, the transport, membership and router that reach the other nodes.
  *
  * @example
  *   const node = await TroupeNode.start({ modules: ['./app.ts'], http: { port: 8080 } });
@@ -42,26 +77,45 @@ export interface NodeOptions {
 export class TroupeNode implements MessageRouter {
   private gateway: HttpGateway | undefined;
   private httpAddress: AddressInfo | undefined;
+  private cluster: ClusterParts | undefined;
+  private router: MessageRouter & { askRaw: Supervisor['askRaw'] };
+  private stopping: Promise<void> | undefined;
 
   private constructor(
     readonly id: number,
+    readonly identity: NodeIdentity,
     readonly registry: ActorRegistry,
     readonly supervisor: Supervisor,
     readonly log: Logger,
-  ) {}
+  ) {
+    this.router = supervisor;
+  }
 
   static async start(options: NodeOptions): Promise<TroupeNode> {
     const id = options.id ?? 0;
     if (!Number.isInteger(id) || id < 0 || id > 1023) throw invalidOption('options.id', 'must be an integer in [0, 1023]', id);
+    const clock = options.clock ?? systemClock;
     const log = options.log ?? createLogger({ node: id }, options.logLevel);
+    if (options.cluster && options.cluster.transport === undefined && options.cluster.secret === undefined)
+      throw invalidOption('options.cluster.secret', 'is required to join a cluster (no default, on purpose)', undefined);
     const registry = await loadActorModules(options.modules);
     if (registry.list().length === 0) throw invalidOption('options.modules', 'must export at least one actor definition', options.modules);
+    const identity = await NodeIdentity.load(id, options.dataDir, clock);
+    // Workers' messages for actors they do not host go through the node's router (set below).
+    let node: TroupeNode | undefined;
+    const upstream = {
+      tell: (kind: string, key: string, m: AnyMessage) => node!.router.tell(kind, key, m),
+      ask: (kind: string, key: string, m: AnyMessage, o?: AskOptions) => node!.router.ask(kind, key, m, o),
+      askRaw: (kind: string, key: string, command: string, input: unknown, msgId: string | undefined, timeoutMs: number) =>
+        node!.router.askRaw(kind, key, command, input, msgId, timeoutMs),
+    };
     const supervisor = new Supervisor({
       modules: options.modules,
       journal: options.journal ?? { type: 'memory' },
-      clock: options.clock ?? systemClock,
+      clock,
       log,
       node: id,
+      ...(options.cluster && { upstream }),
       ...(options.workers !== undefined && { workers: options.workers }),
       ...(options.restart && { restart: options.restart }),
       ...(options.resourceLimits && { resourceLimits: options.resourceLimits }),
@@ -69,18 +123,52 @@ export class TroupeNode implements MessageRouter {
       ...(options.logLevel !== undefined && { logLevel: options.logLevel }),
     });
     await supervisor.start();
-    const node = new TroupeNode(id, registry, supervisor, log);
-    if (options.http !== false) {
-      try {
-        node.gateway = new HttpGateway(registry, supervisor, log, options.http ?? {});
+    node = new TroupeNode(id, identity, registry, supervisor, log);
+    try {
+      if (options.cluster) await node.joinCluster(options.cluster, clock, options.defaultAskTimeoutMs);
+      if (options.http !== false) {
+        node.gateway = new HttpGateway(registry, node.router, log, options.http ?? {}, node.views());
         node.httpAddress = await node.gateway.listen();
-      } catch (e) {
-        await supervisor.stop();
-        throw e;
       }
+    } catch (e) {
+      await node.stop();
+      throw e;
     }
-    log.info({ workers: supervisor.workers, http: node.url }, 'node started');
+    log.info({ workers: supervisor.workers, http: node.url, cluster: node.cluster?.transport.self.address, incarnation: identity.incarnation }, 'node started');
     return node;
+  }
+
+  private async joinCluster(c: ClusterOptions, clock: Clock, defaultAskTimeoutMs: number | undefined): Promise<void> {
+    const transport =
+      c.transport ??
+      new TcpTransport({
+        id: this.id,
+        incarnation: this.identity.incarnation,
+        secret: c.secret!,
+        host: c.host ?? '127.0.0.1',
+        port: c.port ?? 0,
+        ...(c.advertise !== undefined && { advertiseAddress: c.advertise }),
+        ...(c.tls && { tls: c.tls }),
+        clock,
+        logger: this.log,
+      });
+    await transport.start();
+    const membership = new MembershipDriver({ transport, clock, profile: c.profile ?? 'lan', logger: this.log });
+    const router = new ClusterRouter({
+      transport,
+      membership,
+      local: this.supervisor,
+      clock,
+      log: this.log,
+      ...(defaultAskTimeoutMs !== undefined && { defaultAskTimeoutMs }),
+    });
+    this.cluster = { transport, membership, router };
+    this.router = router;
+    membership.onMemberChanged((ch) => {
+      if (ch.previous !== ch.member.status)
+        this.log.info({ member: ch.member.id, incarnation: ch.member.incarnation, from: ch.previous, to: ch.member.status }, 'member changed');
+    });
+    membership.start(c.seeds ?? []);
   }
 
   /** Base URL of the gateway, e.g. http://127.0.0.1:8080 */
@@ -90,6 +178,27 @@ export class TroupeNode implements MessageRouter {
     return `http://${family === 'IPv6' ? `[${address}]` : address}:${port}`;
   }
 
+  /** Node-to-node address when clustered. */
+  get clusterAddress(): string | undefined {
+    return this.cluster?.transport.self.address;
+  }
+
+  get membership(): MembershipDriver | undefined {
+    return this.cluster?.membership;
+  }
+
+  get clusterRouter(): ClusterRouter | undefined {
+    return this.cluster?.router;
+  }
+
+  /** Members as this node sees them: id, address, incarnation, status. */
+  members(): Array<{ id: number; address: string; incarnation: number; status: string }> {
+    if (!this.cluster) return [{ id: this.id, address: 'local', incarnation: this.identity.incarnation, status: 'alive' }];
+    return [...this.cluster.membership.state.members.values()]
+      .map(({ id, address, incarnation, status }) => ({ id, address, incarnation, status }))
+      .sort((a, b) => a.id - b.id);
+  }
+
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   ref<S, E, C extends Commands<S, E>>(def: ActorDefinition<S, E, C>, key: string): ActorRef<C> {
     if (checkKey(key)) throw invalidKey(key);
@@ -97,17 +206,38 @@ export class TroupeNode implements MessageRouter {
   }
 
   tell(kind: string, key: string, message: AnyMessage): void {
-    this.supervisor.tell(kind, key, message);
+    if (checkKey(key)) return;
+    this.router.tell(kind, key, message);
   }
 
   ask(kind: string, key: string, message: AnyMessage, options?: AskOptions): Promise<unknown> {
     if (checkKey(key)) return Promise.reject(invalidKey(key));
-    return this.supervisor.ask(kind, key, message, options);
+    return this.router.ask(kind, key, message, options);
   }
 
-  async stop(): Promise<void> {
+  /** Graceful: stop taking requests, announce the leave, then stop threads. */
+  stop(): Promise<void> {
+    this.stopping ??= this.doStop();
+    return this.stopping;
+  }
+
+  private async doStop(): Promise<void> {
     await this.gateway?.close();
+    if (this.cluster) {
+      const { membership, router, transport } = this.cluster;
+      await membership.leave().catch(() => undefined);
+      membership.stop();
+      router.stop();
+      await transport.close();
+    }
     await this.supervisor.stop();
     this.log.info('node stopped');
+  }
+
+  private views(): Record<string, () => unknown> {
+    return {
+      '/cluster/members': () => ({ self: this.id, incarnation: this.identity.incarnation, members: this.members() }),
+      '/cluster/ring': () => this.cluster?.router.stats() ?? { epoch: 0, members: 1 },
+    };
   }
 }

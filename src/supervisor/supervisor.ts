@@ -6,7 +6,7 @@ import { Piscina } from 'piscina';
 import type { AnyMessage, AskOptions } from '../actors/define-actor.ts';
 import type { MessageRouter } from '../actors/actor-ref.ts';
 import type { Clock, TimerHandle } from '../core/clock.ts';
-import { fromErrorRecord, invalidOption, troupeError, type ErrorRecord, type TroupeError } from '../core/errors.ts';
+import { fromErrorRecord, invalidOption, toErrorRecord, troupeError, type ErrorRecord, type TroupeError } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
 import type { JournalConfig } from '../persistence/journal.ts';
 import { slotOf } from './placement.ts';
@@ -30,6 +30,11 @@ export interface SupervisorOptions {
   defaultAskTimeoutMs?: number;
   /** Actor messages per turn inside workers. */
   throughput?: number;
+  /**
+   * Where workers' messages to other actors go. Default: this supervisor (keys placed on this
+   * node's slots). A clustered node passes its cluster router, which finds the owning node.
+   */
+  upstream?: MessageRouter & { askRaw: Supervisor['askRaw'] };
   logLevel?: string;
 }
 
@@ -49,6 +54,8 @@ class PendingAsk {
 
 interface Slot {
   index: number;
+  /** Bumped when the slot is re-hosted: replies for an older thread's asks are dropped. */
+  generation: number;
   writer: PortWriter;
   port: MessagePort;
   up: boolean;
@@ -79,6 +86,8 @@ export class Supervisor extends EventEmitter implements MessageRouter {
   private nextAskId = 0;
   private stopping = false;
   private readonly defaultAskTimeoutMs: number;
+  /** Re-sent to a re-hosted slot, which starts without it. */
+  private lastPlacement: { members: readonly { id: number; address: string }[]; selfId: number } | undefined;
 
   constructor(options: SupervisorOptions) {
     super();
@@ -109,7 +118,7 @@ export class Supervisor extends EventEmitter implements MessageRouter {
     });
     for (let i = 0; i < this.workers; i++) {
       const { port1, port2 } = new MessageChannel();
-      const slot = { index: i, writer: new PortWriter(port1), port: port1, up: false, restarts: [], threadId: -1 } as unknown as Slot;
+      const slot = { index: i, generation: 0, writer: new PortWriter(port1), port: port1, up: false, restarts: [], threadId: -1 } as unknown as Slot;
       this.resetReady(slot);
       this.slots.push(slot);
       this.host(slot, port2);
@@ -162,6 +171,12 @@ export class Supervisor extends EventEmitter implements MessageRouter {
       this.asks.set(askId, new PendingAsk(slot, resolve, reject, timer, null));
       this.slots[slot]!.writer.control(askId, name, arg);
     });
+  }
+
+  /** Tells every worker which keys this node owns, so actors on it keep local traffic local. */
+  placement(members: readonly { id: number; address: string }[], selfId: number): void {
+    for (const s of this.slots) s.writer.control(0, 'placement', { members, selfId });
+    this.lastPlacement = { members, selfId };
   }
 
   stats(): Promise<unknown[]> {
@@ -236,16 +251,27 @@ export class Supervisor extends EventEmitter implements MessageRouter {
     });
   }
 
-  /** A worker's message for a key on another slot. */
+  /** A worker's message for an actor it does not host. */
   private relay(from: Slot, kind: string, key: string, command: string, input: unknown, askId: number, msgId: string | undefined): void {
-    const to = slotOf(key, this.workers);
-    if (askId === 0) {
-      this.slots[to]!.writer.msg(kind, key, command, input, 0, msgId);
+    const upstream = this.o.upstream;
+    if (upstream === undefined) {
+      const to = slotOf(key, this.workers);
+      if (askId === 0) {
+        this.slots[to]!.writer.msg(kind, key, command, input, 0, msgId);
+        return;
+      }
+      const id = ++this.nextAskId;
+      this.asks.set(id, new PendingAsk(to, null, null, null, { slot: from.index, askId }));
+      this.slots[to]!.writer.msg(kind, key, command, input, id, msgId);
       return;
     }
-    const id = ++this.nextAskId;
-    this.asks.set(id, new PendingAsk(to, null, null, null, { slot: from.index, askId }));
-    this.slots[to]!.writer.msg(kind, key, command, input, id, msgId);
+    if (askId === 0) return upstream.tell(kind, key, msgId === undefined ? { command, input } : { command, input, id: msgId });
+    const generation = from.generation;
+    // The worker keeps its own deadline; this one only bounds the relay's bookkeeping.
+    upstream.askRaw(kind, key, command, input, msgId, this.defaultAskTimeoutMs * 2).then(
+      (value) => from.generation === generation && from.writer.reply(askId, true, value),
+      (e: unknown) => from.generation === generation && from.writer.reply(askId, false, toErrorRecord(e)),
+    );
   }
 
   private settle(p: PendingAsk, ok: boolean, value: unknown): void {
@@ -280,9 +306,11 @@ export class Supervisor extends EventEmitter implements MessageRouter {
     this.emit('worker-exit', slot.index, error);
     // Messages sent from now on queue in the new channel until the new thread takes it.
     const { port1, port2 } = new MessageChannel();
+    slot.generation++;
     slot.port = port1;
     slot.writer.retarget(port1);
     this.resetReady(slot);
+    if (this.lastPlacement) slot.writer.control(0, 'placement', this.lastPlacement);
     const decision = decideRestart(slot.restarts, this.o.clock.now(), this.restart);
     slot.restarts = decision.window;
     if (decision.action === 'escalate') {

@@ -15,6 +15,7 @@ import { importModule } from '../core/import-module.ts';
 import type { Journal, JournalConfig } from '../persistence/journal.ts';
 import { MemoryJournal } from '../persistence/memory-journal.ts';
 import { decodeBatch, PortWriter } from './port-protocol.ts';
+import { HashRing, type RingMember } from '../cluster/ring.ts';
 
 export interface WorkerTask {
   port: MessagePort;
@@ -75,6 +76,11 @@ export default async function hostSlot(task: WorkerTask): Promise<void> {
           if (name === 'stats') writer.reply(askId, true, host.stats());
           else if (name === 'stop') void stop(askId);
           else if (name === 'sweep') writer.reply(askId, true, host.sweep());
+          else if (name === 'placement') {
+            const { members, selfId } = arg as { members: RingMember[]; selfId: number };
+            const ring = new HashRing(members);
+            host.setOwnership(members.length === 0 ? () => false : (key) => ring.ownerOf(key).id === selfId);
+          }
           else if (name === 'restart-actor') {
             const { kind, key } = arg as { kind: string; key: string };
             writer.reply(askId, true, host.system(kind, key, 'restart'));

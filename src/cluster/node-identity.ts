@@ -1,0 +1,80 @@
+import { mkdir, open, readFile, rename } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Clock } from '../core/clock.ts';
+import { troupeError } from '../core/errors.ts';
+
+/** What a node remembers about itself across restarts, in `<dataDir>/identity.json`. */
+export interface IdentityRecord {
+  id: number;
+  /** Grows by one on every start; peers prefer the higher incarnation of a node id. */
+  incarnation: number;
+  /** A wall-clock ms the Snowflake generator has not reached; ids restart above it. */
+  snowflakeFloor: number;
+}
+
+/**
+ * Loads the node's identity and persists the next incarnation before the node speaks to anyone,
+ * so two lives of one node id never share an incarnation. Without a data directory the
+ * incarnation is the wall clock in ms (grows across restarts unless the clock steps back).
+ */
+export class NodeIdentity {
+  private constructor(
+    private readonly path: string | undefined,
+    private record: IdentityRecord,
+  ) {}
+
+  static async load(id: number, dataDir: string | undefined, clock: Clock): Promise<NodeIdentity> {
+    if (dataDir === undefined) {
+      return new NodeIdentity(undefined, { id, incarnation: Math.floor(clock.wallNow()), snowflakeFloor: 0 });
+    }
+    await mkdir(dataDir, { recursive: true });
+    const path = join(dataDir, 'identity.json');
+    let previous: IdentityRecord | undefined;
+    try {
+      previous = JSON.parse(await readFile(path, 'utf8')) as IdentityRecord;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw troupeError('ERR_JOURNAL_READ', `cannot read ${path}: ${(e as Error).message}`);
+    }
+    if (previous && previous.id !== id) {
+      throw troupeError('ERR_INVALID_OPTION', `data directory ${dataDir} belongs to node ${previous.id}, not ${id}`);
+    }
+    const identity = new NodeIdentity(path, {
+      id,
+      incarnation: (previous?.incarnation ?? 0) + 1,
+      snowflakeFloor: previous?.snowflakeFloor ?? 0,
+    });
+    await identity.persist();
+    return identity;
+  }
+
+  get id(): number {
+    return this.record.id;
+  }
+  get incarnation(): number {
+    return this.record.incarnation;
+  }
+  get snowflakeFloor(): number {
+    return this.record.snowflakeFloor;
+  }
+
+  /** Raises the Snowflake floor (the caller throttles: e.g. once a second, now + 2 s). */
+  async raiseSnowflakeFloor(ts: number): Promise<void> {
+    if (ts <= this.record.snowflakeFloor) return;
+    this.record = { ...this.record, snowflakeFloor: ts };
+    await this.persist();
+  }
+
+  /** Write-then-rename with fsync: a crash leaves the old file or the new one, never half. */
+  private async persist(): Promise<void> {
+    if (this.path === undefined) return;
+    const tmp = this.path + '.tmp';
+    const fh = await open(tmp, 'w');
+    try {
+      await fh.writeFile(JSON.stringify(this.record));
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await rename(tmp, this.path);
+  }
+}

@@ -1,0 +1,43 @@
+/**
+ * Actor traffic between nodes, as transport payloads on the 'actor' lane. Compact tuples (the
+ * transport msgpacks them); every field is checked on arrival, because an authenticated peer
+ * can still run buggy or older code.
+ *
+ *   [R_ASK,   reqId, kind, key, command, input, msgId, timeoutMs, hops]
+ *   [R_TELL,  kind, key, command, input, msgId, hops]
+ *   [R_REPLY, reqId, ok, value]                  value: reply, or ErrorRecord when !ok
+ */
+export const R_ASK = 10;
+export const R_TELL = 11;
+export const R_REPLY = 12;
+
+/** A request is forwarded at most this many times while rings disagree, then ERR_NOT_OWNER. */
+export const MAX_HOPS = 2;
+
+export type RemoteAsk = [typeof R_ASK, number, string, string, string, unknown, string | null, number, number];
+export type RemoteTell = [typeof R_TELL, string, string, string, unknown, string | null, number];
+export type RemoteReply = [typeof R_REPLY, number, boolean, unknown];
+export type RemotePayload = RemoteAsk | RemoteTell | RemoteReply;
+
+const isStr = (v: unknown, max = 1024): v is string => typeof v === 'string' && v.length > 0 && v.length <= max;
+const isCount = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0;
+
+/** The payload as a typed tuple, or undefined if it is not well-formed actor traffic. */
+export function parseRemote(p: unknown): RemotePayload | undefined {
+  if (!Array.isArray(p)) return undefined;
+  switch (p[0]) {
+    case R_ASK:
+      return p.length === 9 && isCount(p[1]) && isStr(p[2], 64) && isStr(p[3], 256) && isStr(p[4], 64) &&
+        (p[6] === null || isStr(p[6], 128)) && isCount(p[7]) && isCount(p[8])
+        ? (p as RemoteAsk)
+        : undefined;
+    case R_TELL:
+      return p.length === 7 && isStr(p[1], 64) && isStr(p[2], 256) && isStr(p[3], 64) && (p[5] === null || isStr(p[5], 128)) && isCount(p[6])
+        ? (p as RemoteTell)
+        : undefined;
+    case R_REPLY:
+      return p.length === 4 && isCount(p[1]) && typeof p[2] === 'boolean' ? (p as RemoteReply) : undefined;
+    default:
+      return undefined;
+  }
+}
