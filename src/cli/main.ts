@@ -1,122 +1,198 @@
 /**
- * The `troupe` command line. Subcommands: start (one node), demo (the demo app on embedded
- * defaults). Later: cluster, backup, admin.
+ * The `troupe` command line: `start` runs one node, `cluster` runs N node processes on this
+ * machine, `demo` runs the demo app on one node.
  */
-import { parseArgs } from 'node:util';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { isTroupeError } from '../core/errors.ts';
-import { TroupeNode } from '../node/troupe-node.ts';
+import { TroupeNode, type NodeOptions } from '../node/troupe-node.ts';
+import { runCluster } from './cluster-launcher.ts';
 
-const demoModule = new URL('../demo/app.ts', import.meta.url).href;
+export const demoModule = new URL('../demo/app.ts', import.meta.url).href;
 
 const USAGE = `troupe — durable session actors on worker threads and nodes
 
 Usage:
-  troupe start [options]   start one node
-  troupe demo  [options]   start the demo app (counter, cart) on embedded defaults
-  troupe help              this text
+  troupe start   [options]   run one node
+  troupe cluster [options]   run a local cluster of node processes (Ctrl-C stops them all)
+  troupe demo    [options]   run the demo app (counter, cart) on one node
+  troupe help                this text
 
-Options (start, demo):
-  --app <module>        module exporting actor definitions (repeatable; demo: built in)
+Node options (start, demo):
+  --app <module>        module exporting actor definitions (repeatable; demo/cluster: the demo app)
   --id <n>              node id, 0..1023 (default 0)
   --workers <n>         worker threads (default: available cores)
-  --http <port>         gateway port (default 8080; 0 picks one)
-  --host <addr>         gateway address (default 127.0.0.1)
-  --log-level <level>   pino level: fatal, error, warn, info, debug (default info)
+  --http <port>         HTTP gateway port (default 8080; 0 picks one)
+  --host <addr>         HTTP gateway address (default 127.0.0.1)
+  --port <port>         node-to-node port; joins a cluster (default: no cluster)
+  --seeds <list>        host:port,... of nodes to join through
+  --secret <s>          cluster secret (or env TROUPE_CLUSTER_SECRET); required in a cluster
+  --profile <name>      failure detection: lan (default) or seed-10s
+  --data-dir <dir>      where the node keeps its identity (incarnation)
+  --log-level <level>   fatal, error, warn, info, debug (default info)
+
+Cluster options:
+  --nodes <n>           node processes (default 3)
+  --base-port <port>    node-to-node port of node 1 (default 7401; node i uses base + i - 1)
+  --http-base <port>    HTTP port of node 1 (default 8081)
+  --workers <n>         worker threads per node (default 1)
+  --app, --data-dir, --log-level, --profile as above (data dir default .troupe)
   -h, --help            this text
 `;
 
+const nodeFlags = {
+  app: { type: 'string', multiple: true },
+  id: { type: 'string' },
+  workers: { type: 'string' },
+  http: { type: 'string' },
+  host: { type: 'string' },
+  port: { type: 'string' },
+  seeds: { type: 'string' },
+  secret: { type: 'string' },
+  profile: { type: 'string' },
+  'data-dir': { type: 'string' },
+  'log-level': { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} satisfies ParseArgsConfig['options'];
+
+const clusterFlags = {
+  nodes: { type: 'string' },
+  'base-port': { type: 'string' },
+  'http-base': { type: 'string' },
+  app: { type: 'string', multiple: true },
+  workers: { type: 'string' },
+  profile: { type: 'string' },
+  'data-dir': { type: 'string' },
+  'log-level': { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} satisfies ParseArgsConfig['options'];
+
+/** A bad flag: printed with the usage, exit code 2. */
+class UsageError extends Error {}
+
 export async function main(argv: string[]): Promise<number> {
   const [command = 'help', ...rest] = argv;
-  if (command === 'help' || command === '--help' || command === '-h') {
-    process.stdout.write(USAGE);
-    return 0;
-  }
-  if (command !== 'start' && command !== 'demo') {
-    process.stderr.write(`troupe: unknown command '${command}'\n\n${USAGE}`);
-    return 2;
-  }
-  let values;
   try {
-    ({ values } = parseArgs({
-      args: rest,
-      strict: true,
-      options: {
-        app: { type: 'string', multiple: true },
-        id: { type: 'string' },
-        workers: { type: 'string' },
-        http: { type: 'string' },
-        host: { type: 'string' },
-        'log-level': { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    }));
+    switch (command) {
+      case 'help':
+      case '--help':
+      case '-h':
+        process.stdout.write(USAGE);
+        return 0;
+      case 'start':
+      case 'demo':
+        return await startNode(command, rest);
+      case 'cluster':
+        return await startCluster(rest);
+      default:
+        throw new UsageError(`unknown command '${command}'`);
+    }
   } catch (e) {
-    process.stderr.write(`troupe: ${(e as Error).message}\n\n${USAGE}`);
-    return 2;
-  }
-  if (values.help) {
-    process.stdout.write(USAGE);
-    return 0;
-  }
-  const modules = command === 'demo' ? [demoModule, ...(values.app ?? []).map(toSpecifier)] : (values.app ?? []).map(toSpecifier);
-  if (modules.length === 0) {
-    process.stderr.write(`troupe: start needs --app <module> (or run 'troupe demo')\n`);
-    return 2;
-  }
-  try {
-    const node = await TroupeNode.start({
-      modules,
-      ...(values.id !== undefined && { id: intFlag('--id', values.id) }),
-      ...(values.workers !== undefined && { workers: intFlag('--workers', values.workers) }),
-      http: {
-        port: values.http !== undefined ? intFlag('--http', values.http) : 8080,
-        ...(values.host !== undefined && { host: values.host }),
-      },
-      ...(values['log-level'] !== undefined && { logLevel: values['log-level'] }),
-    });
-    if (command === 'demo') printDemo(node.url!);
-    await new Promise<void>((done) => {
-      const stop = () => {
-        process.off('SIGINT', stop);
-        process.off('SIGTERM', stop);
-        void node.stop().then(done);
-      };
-      process.on('SIGINT', stop);
-      process.on('SIGTERM', stop);
-    });
-    return 0;
-  } catch (e) {
-    process.stderr.write(`troupe: ${isTroupeError(e) ? `${e.code}: ${e.message}` : (e as Error).stack}\n`);
+    if (e instanceof UsageError || (e as NodeJS.ErrnoException).code?.startsWith('ERR_PARSE_ARGS')) {
+      process.stderr.write(`troupe: ${(e as Error).message}\n\n${USAGE}`);
+      return 2;
+    }
+    process.stderr.write(`troupe: ${isTroupeError(e) ? `${e.code}: ${e.message}` : ((e as Error).stack ?? String(e))}\n`);
     return 1;
   }
 }
 
+async function startNode(command: 'start' | 'demo', args: string[]): Promise<number> {
+  const { values: v } = parseArgs({ args, strict: true, options: nodeFlags });
+  if (v.help) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  const apps = (v.app ?? []).map(toSpecifier);
+  const modules = command === 'demo' ? [demoModule, ...apps] : apps;
+  if (modules.length === 0) throw new UsageError(`start needs --app <module> (or run 'troupe demo')`);
+  const clustered = v.port !== undefined || v.seeds !== undefined;
+  const secret = v.secret ?? process.env.TROUPE_CLUSTER_SECRET;
+  if (clustered && !secret) throw new UsageError('a cluster needs --secret or TROUPE_CLUSTER_SECRET (there is no default)');
+  const options: NodeOptions = {
+    modules,
+    http: { port: v.http !== undefined ? intFlag('--http', v.http) : 8080, ...(v.host !== undefined && { host: v.host }) },
+    ...(v.id !== undefined && { id: intFlag('--id', v.id) }),
+    ...(v.workers !== undefined && { workers: intFlag('--workers', v.workers) }),
+    ...(v['data-dir'] !== undefined && { dataDir: v['data-dir'] }),
+    ...(v['log-level'] !== undefined && { logLevel: v['log-level'] }),
+    ...(clustered && {
+      cluster: {
+        secret: secret!,
+        port: v.port !== undefined ? intFlag('--port', v.port) : 0,
+        seeds: (v.seeds ?? '').split(',').filter((s) => s.length > 0),
+        ...(v.profile !== undefined && { profile: profileFlag(v.profile) }),
+      },
+    }),
+  };
+  const node = await TroupeNode.start(options);
+  if (command === 'demo') printDemo([node.url!]);
+  // Under `troupe cluster`: report readiness, and stop if the launcher goes away.
+  if (process.send) {
+    process.send({ type: 'ready', id: node.id, url: node.url, cluster: node.clusterAddress, pid: process.pid });
+    process.once('disconnect', () => void node.stop().then(() => process.exit(0)));
+  }
+  await new Promise<void>((done) => {
+    const stop = () => {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      void node.stop().then(done);
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+  });
+  return 0;
+}
+
+async function startCluster(args: string[]): Promise<number> {
+  const { values: v } = parseArgs({ args, strict: true, options: clusterFlags });
+  if (v.help) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  const nodes = v.nodes !== undefined ? intFlag('--nodes', v.nodes) : 3;
+  if (nodes < 1 || nodes > 64) throw new UsageError('--nodes must be in [1, 64]');
+  return runCluster({
+    nodes,
+    basePort: v['base-port'] !== undefined ? intFlag('--base-port', v['base-port']) : 7401,
+    httpBase: v['http-base'] !== undefined ? intFlag('--http-base', v['http-base']) : 8081,
+    workers: v.workers !== undefined ? intFlag('--workers', v.workers) : 1,
+    apps: (v.app ?? []).map(toSpecifier),
+    dataDir: v['data-dir'] ?? '.troupe',
+    ...(v['log-level'] !== undefined && { logLevel: v['log-level'] }),
+    ...(v.profile !== undefined && { profile: profileFlag(v.profile) }),
+    onReady: (urls) => printDemo(urls),
+  });
+}
+
 function intFlag(name: string, v: string): number {
   const n = Number(v);
-  if (!Number.isInteger(n)) throw new Error(`${name} must be an integer (got ${JSON.stringify(v)})`);
+  if (!Number.isInteger(n) || v.trim() === '') throw new UsageError(`${name} must be an integer (got ${JSON.stringify(v)})`);
   return n;
+}
+
+function profileFlag(v: string): 'lan' | 'seed-10s' {
+  if (v !== 'lan' && v !== 'seed-10s') throw new UsageError(`--profile must be lan or seed-10s (got ${JSON.stringify(v)})`);
+  return v;
 }
 
 function toSpecifier(m: string): string {
   return m.startsWith('.') || m.startsWith('/') ? pathToFileURL(resolve(m)).href : m;
 }
 
-function printDemo(url: string): void {
+function printDemo(urls: string[]): void {
+  const url = urls[0]!;
+  const others = urls.length > 1 ? `\nEvery node serves every key (forwarded to its owner): ${urls.join('  ')}\n` : '';
   process.stdout.write(`
-troupe demo is running at ${url}
-
+troupe is running: ${url}
+${others}
 Try:
   curl -s -XPOST ${url}/actors/counter/k1/incr -d '{"by":2}'
   curl -s -XPOST ${url}/actors/counter/k1/get
   curl -s -XPOST ${url}/actors/cart/alice/add -d '{"sku":"tea","qty":2}'
-  curl -s -XPOST ${url}/actors/cart/alice/get
+  curl -s ${url}/cluster/members
 
 Ctrl-C stops it.
 `);
-}
-
-if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
-  main(process.argv.slice(2)).then((code) => process.exit(code));
 }

@@ -1,0 +1,81 @@
+import { fork, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export interface ClusterLaunch {
+  nodes: number;
+  basePort: number;
+  httpBase: number;
+  workers: number;
+  /** Module specifiers; none = the demo app. */
+  apps: string[];
+  dataDir: string;
+  logLevel?: string;
+  profile?: 'lan' | 'seed-10s';
+  /** Called once every node reports ready, with their gateway URLs. */
+  onReady: (urls: string[]) => void;
+  /** How long the nodes get to stop before SIGKILL, ms. */
+  stopGraceMs?: number;
+}
+
+const bin = fileURLToPath(new URL('../../bin/troupe.js', import.meta.url));
+
+/**
+ * Starts N `troupe start` processes on 127.0.0.1 that form one cluster (node 1 is everyone's
+ * seed), with a cluster secret generated for this run and handed over in the environment.
+ * Resolves when they have all exited: on SIGINT/SIGTERM it stops them (SIGTERM, then SIGKILL
+ * after the grace period).
+ */
+export function runCluster(o: ClusterLaunch): Promise<number> {
+  const secret = randomBytes(32).toString('base64url');
+  const children: ChildProcess[] = [];
+  const urls: string[] = new Array(o.nodes);
+  let ready = 0;
+  let stopping = false;
+
+  const stopAll = () => {
+    if (stopping) return;
+    stopping = true;
+    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGTERM');
+    setTimeout(() => {
+      for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+    }, o.stopGraceMs ?? 10_000).unref();
+  };
+
+  return new Promise((resolve) => {
+    let exited = 0;
+    for (let i = 1; i <= o.nodes; i++) {
+      const args = [
+        'start',
+        '--id', String(i),
+        '--port', String(o.basePort + i - 1),
+        '--http', String(o.httpBase + i - 1),
+        '--seeds', `127.0.0.1:${o.basePort}`,
+        '--workers', String(o.workers),
+        '--data-dir', join(o.dataDir, `node-${i}`),
+        ...(o.apps.length === 0 ? ['--app', fileURLToPath(new URL('../demo/app.ts', import.meta.url))] : o.apps.flatMap((a) => ['--app', a])),
+        ...(o.logLevel ? ['--log-level', o.logLevel] : []),
+        ...(o.profile ? ['--profile', o.profile] : []),
+      ];
+      const child = fork(bin, args, { env: { ...process.env, TROUPE_CLUSTER_SECRET: secret }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+      children.push(child);
+      child.on('message', (m: { type?: string; url?: string }) => {
+        if (m?.type !== 'ready') return;
+        urls[i - 1] = m.url!;
+        if (++ready === o.nodes) o.onReady(urls);
+      });
+      child.on('exit', (code, signal) => {
+        // A node that dies on its own leaves the others running: that is what a cluster is for.
+        if (!stopping) process.stderr.write(`troupe: node ${i} (pid ${child.pid}) exited (${signal ?? code}); the others keep running\n`);
+        if (++exited === o.nodes) {
+          process.off('SIGINT', stopAll);
+          process.off('SIGTERM', stopAll);
+          resolve(0);
+        }
+      });
+    }
+    process.on('SIGINT', stopAll);
+    process.on('SIGTERM', stopAll);
+  });
+}

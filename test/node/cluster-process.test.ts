@@ -1,0 +1,111 @@
+import { fork, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+const bin = fileURLToPath(new URL('../../bin/troupe.js', import.meta.url));
+const app = fileURLToPath(new URL('../../src/demo/app.ts', import.meta.url));
+const secret = randomBytes(24).toString('base64url');
+const dataRoot = mkdtempSync(join(tmpdir(), 'troupe-cluster-'));
+
+interface Started {
+  child: ChildProcess;
+  url: string;
+  cluster: string;
+}
+
+/** Starts `troupe start` as a child process and resolves when it reports ready over IPC. */
+function startNode(id: number, seeds: string[], port = 0): Promise<Started> {
+  const args = ['start', '--id', String(id), '--port', String(port), '--http', '0', '--workers', '1', '--app', app, '--data-dir', join(dataRoot, `n${id}`), '--log-level', 'warn'];
+  if (seeds.length) args.push('--seeds', seeds.join(','));
+  const child = fork(bin, args, { env: { ...process.env, TROUPE_CLUSTER_SECRET: secret }, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`node ${id} not ready within 20 s`)), 20_000);
+    child.once('exit', (code) => reject(new Error(`node ${id} exited with ${code} before ready`)));
+    child.on('message', (m: { type: string; url: string; cluster: string }) => {
+      if (m.type !== 'ready') return;
+      clearTimeout(timer);
+      resolve({ child, url: m.url, cluster: m.cluster });
+    });
+  });
+}
+
+type Member = { id: number; status: string; incarnation: number };
+async function members(url: string): Promise<Member[]> {
+  const res = await fetch(url + '/cluster/members');
+  return ((await res.json()) as { members: Member[] }).members;
+}
+
+/** Polls `check` every 50 ms until it holds; throws at the deadline. */
+async function eventually(check: () => Promise<boolean>, timeoutMs: number, what: string): Promise<number> {
+  const start = Date.now();
+  while (Date.now() - start < timeoutMs) {
+    if (await check().catch(() => false)) return Date.now() - start;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`not within ${timeoutMs} ms: ${what}`);
+}
+
+const incr = async (url: string, key: string) => {
+  const res = await fetch(`${url}/actors/counter/${key}/incr`, { method: 'POST', body: '{"by":1}' });
+  expect(res.status).toBe(200);
+  return (await res.json()) as { n: number };
+};
+
+describe('three troupe processes on 127.0.0.1', () => {
+  const nodes: Started[] = [];
+
+  beforeAll(async () => {
+    nodes.push(await startNode(1, []));
+    nodes.push(...(await Promise.all([startNode(2, [nodes[0]!.cluster]), startNode(3, [nodes[0]!.cluster])])));
+    await eventually(
+      async () => (await Promise.all(nodes.map((n) => members(n.url)))).every((ms) => ms.filter((m) => m.status === 'alive').length === 3),
+      15_000,
+      'all three nodes see three alive members',
+    );
+  }, 60_000);
+
+  afterAll(() => {
+    for (const n of nodes) if (n.child.exitCode === null && n.child.signalCode === null) n.child.kill('SIGTERM');
+    rmSync(dataRoot, { recursive: true, force: true });
+  });
+
+  const keys = Array.from({ length: 30 }, (_, i) => `p-${i}`);
+
+  it('asks through every node reach the key’s single owner', async () => {
+    for (const n of nodes) for (const k of keys) await incr(n.url, k);
+    const last = await Promise.all(keys.map((k) => fetch(`${nodes[2]!.url}/actors/counter/${k}/get`, { method: 'POST' }).then((r) => r.json())));
+    expect(last).toEqual(keys.map(() => ({ n: 3 })));
+  });
+
+  it('SIGKILL of one node: the others agree it is down within the bound; it rejoins with a higher incarnation', async () => {
+    const victim = nodes[2]!;
+    const port = Number(victim.cluster.split(':')[1]);
+    victim.child.kill('SIGKILL');
+    const tookMs = await eventually(
+      async () =>
+        (await Promise.all(nodes.slice(0, 2).map((n) => members(n.url)))).every((ms) => ms.find((m) => m.id === 3)?.status === 'down'),
+      10_000,
+      'nodes 1 and 2 mark node 3 down',
+    );
+    // The lan profile's bound is 1.5 s; polling and a loaded 2-core machine add a little.
+    expect(tookMs).toBeLessThan(2_500);
+    // Keys node 3 owned are served by the survivors.
+    for (const k of keys) await incr(nodes[0]!.url, k);
+
+    const again = await startNode(3, [nodes[0]!.cluster], port);
+    nodes[2] = again;
+    await eventually(
+      async () =>
+        (await Promise.all(nodes.map((n) => members(n.url)))).every((ms) => {
+          const m3 = ms.find((m) => m.id === 3);
+          return m3?.status === 'alive' && m3.incarnation === 2 && ms.filter((m) => m.status === 'alive').length === 3;
+        }),
+      15_000,
+      'node 3 alive again with incarnation 2 on every node',
+    );
+  }, 60_000);
+});
