@@ -48,6 +48,9 @@ export class ActorCell {
   timers: Set<TimerHandle> | null = null;
   /** Bumped on every (re)activation; a stale async completion compares it. */
   generation = 0;
+  /** Neighbours in the host's least-recently-used list. */
+  lruPrev: ActorCell | null = null;
+  lruNext: ActorCell | null = null;
 
   constructor(
     readonly kind: ActorKind,

@@ -38,6 +38,12 @@ export interface ActorHostOptions {
   /** Recorded replies kept per resident actor for retry dedupe. */
   recentReplies?: number;
   defaultAskTimeoutMs?: number;
+  /** Most resident actors in this host; past it the least recently used idle ones passivate. */
+  maxResident?: number;
+  /** Heap used (bytes) above which the idle sweep passivates least recently used actors. */
+  maxHeapBytes?: number;
+  /** Reads the heap in use, bytes (injected in tests). */
+  heapUsed?: () => number;
 }
 
 export const actorHostDefaults = {
@@ -45,6 +51,9 @@ export const actorHostDefaults = {
   drainBudget: 20_000, // messages per drain (~5-10 ms) before letting the port deliver more
   recentReplies: 128, // message ids remembered per actor
   defaultAskTimeoutMs: 5_000, // ms
+  maxResident: 1_000_000, // actors per worker; at ≤ 1 KiB each, ~1 GiB at the very most
+  maxHeapBytes: Number.POSITIVE_INFINITY, // bytes; set it below the thread's resourceLimits
+  heapUsed: () => process.memoryUsage().heapUsed,
 };
 
 export interface HostStats {
@@ -58,6 +67,8 @@ export interface HostStats {
   escalations: number;
   deadLetters: number;
   passivated: number;
+  /** Passivated early by the resident cap or the heap threshold. */
+  evicted: number;
 }
 
 class PendingAsk {
@@ -84,11 +95,16 @@ export class ActorHost implements MessageRouter, ReplyChannel {
   private resident = 0;
   private stopped = false;
   private sweepTimer: TimerHandle | null = null;
+  /** Least recently used resident cell; `lruNewest` is the most recent. */
+  private lruOldest: ActorCell | null = null;
+  private lruNewest: ActorCell | null = null;
   private readonly o: Required<Omit<ActorHostOptions, 'outbound' | 'onEscalated'>> &
     Pick<ActorHostOptions, 'outbound' | 'onEscalated'>;
-  private readonly counters = { processed: 0, restarts: 0, escalations: 0, deadLetters: 0, passivated: 0 };
+  private readonly counters = { processed: 0, restarts: 0, escalations: 0, deadLetters: 0, passivated: 0, evicted: 0 };
   private lastDeadLetterLog = -Infinity;
   private ownsKey: (key: string) => boolean = () => true;
+  /** The clock read once per drain: turns within a drain share it. */
+  private now = 0;
   private readonly drainBound = () => this.drain();
 
   constructor(options: ActorHostOptions) {
@@ -226,6 +242,8 @@ export class ActorHost implements MessageRouter, ReplyChannel {
     cell = new ActorCell(actorKind, key, new Mailbox<Envelope>(actorKind.mailbox));
     cells.set(key, cell);
     this.resident++;
+    this.touch(cell);
+    if (this.resident > this.o.maxResident) this.evict(this.resident - this.o.maxResident);
     this.activate(cell);
     return cell;
   }
@@ -295,11 +313,14 @@ export class ActorHost implements MessageRouter, ReplyChannel {
     this.runQueue.push(cell);
     if (!this.drainScheduled) {
       this.drainScheduled = true;
-      queueMicrotask(this.drainBound);
+      // After the poll phase, not in a microtask: every port batch that arrived in this turn is
+      // delivered first, so an actor handles its messages in one turn and one journal write.
+      setImmediate(this.drainBound);
     }
   }
 
   private drain(): void {
+    this.now = this.o.clock.now();
     let budget = this.o.drainBudget;
     for (let cell = this.runQueue.shift(); cell !== undefined; cell = this.runQueue.shift()) {
       cell.scheduled = false;
@@ -325,7 +346,8 @@ export class ActorHost implements MessageRouter, ReplyChannel {
       this.endTurn(cell);
       if (!cell.mailbox.isEmpty) this.schedule(cell);
     }
-    cell.lastActive = this.o.clock.now();
+    cell.lastActive = this.now;
+    this.touch(cell);
     return n;
   }
 
@@ -595,6 +617,10 @@ export class ActorHost implements MessageRouter, ReplyChannel {
   sweep(): number {
     const now = this.o.clock.now();
     let n = 0;
+    if (this.o.heapUsed() > this.o.maxHeapBytes) {
+      // Over the heap threshold: shed the least recently used tenth, idle ones only.
+      n += this.evict(Math.max(1, Math.ceil(this.resident / 10)));
+    }
     for (const cells of this.cells.values()) {
       for (const cell of cells.values()) {
         if (cell.status === 'failed' && now >= cell.failedUntil) {
@@ -633,7 +659,45 @@ export class ActorHost implements MessageRouter, ReplyChannel {
     if (cells?.get(cell.key) === cell) {
       cells.delete(cell.key);
       this.resident--;
+      this.unlink(cell);
     }
+  }
+
+  // ── LRU ─────────────────────────────────────────────────────────────────────────────────
+
+  /** Moves `cell` to the most recently used end (O(1): an intrusive doubly linked list). */
+  private touch(cell: ActorCell): void {
+    if (this.lruNewest === cell) return;
+    this.unlink(cell);
+    cell.lruPrev = this.lruNewest;
+    cell.lruNext = null;
+    if (this.lruNewest !== null) this.lruNewest.lruNext = cell;
+    this.lruNewest = cell;
+    if (this.lruOldest === null) this.lruOldest = cell;
+  }
+
+  private unlink(cell: ActorCell): void {
+    if (cell.lruPrev !== null) cell.lruPrev.lruNext = cell.lruNext;
+    else if (this.lruOldest === cell) this.lruOldest = cell.lruNext;
+    if (cell.lruNext !== null) cell.lruNext.lruPrev = cell.lruPrev;
+    else if (this.lruNewest === cell) this.lruNewest = cell.lruPrev;
+    cell.lruPrev = cell.lruNext = null;
+  }
+
+  /** Passivates up to `count` idle actors, least recently used first. Busy ones are skipped. */
+  private evict(count: number): number {
+    let evicted = 0;
+    let cell = this.lruOldest;
+    while (cell !== null && evicted < count) {
+      const next = cell.lruNext;
+      if (this.isIdle(cell)) {
+        this.passivate(cell);
+        this.counters.evicted++;
+        evicted++;
+      }
+      cell = next;
+    }
+    return evicted;
   }
 
   // ── Timers ──────────────────────────────────────────────────────────────────────────────

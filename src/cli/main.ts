@@ -2,6 +2,7 @@
  * The `troupe` command line: `start` runs one node, `cluster` runs N node processes on this
  * machine, `demo` runs the demo app on one node.
  */
+import { existsSync } from 'node:fs';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -177,8 +178,9 @@ function profileFlag(v: string): 'lan' | 'seed-10s' {
   return v;
 }
 
+/** A path that exists (or looks like one) becomes a file URL; anything else is a package name. */
 function toSpecifier(m: string): string {
-  return m.startsWith('.') || m.startsWith('/') ? pathToFileURL(resolve(m)).href : m;
+  return m.startsWith('.') || m.startsWith('/') || existsSync(m) ? pathToFileURL(resolve(m)).href : m;
 }
 
 function printDemo(urls: string[]): void {

@@ -404,7 +404,8 @@ class Step {
     this.expireSuspicions();
     if (!s.leaving && now >= s.nextProbeAt) {
       const interval = scaleTimeout(c.probeInterval, s.awareness);
-      s.nextProbeAt = Math.max(s.nextProbeAt + interval, now + 1);
+      // Stay on the schedule's grid; after a stall, restart it rather than probe in a burst.
+      s.nextProbeAt = s.nextProbeAt + interval > now ? s.nextProbeAt + interval : now + interval;
       this.probeRound();
     }
     if (now >= s.nextGossipAt) {
@@ -535,7 +536,13 @@ class Step {
       }
       case 'join-ack':
         this.mergeTable(m.members);
-        if (!this.s.joined) this.log('info', 'joined the cluster', { via: from.address, members: this.s.members.size });
+        if (!this.s.joined) {
+          this.log('info', 'joined the cluster', { via: from.address, members: this.s.members.size });
+          // Announce ourselves too, and pull a full table again soon: members that joined at the
+          // same moment as us are not in this seed's answer yet.
+          this.enqueue(this.s.self.id);
+          this.s.nextPushPullAt = Math.min(this.s.nextPushPullAt, this.now + Math.floor(random(this.rng) * this.c.joinRetryInterval));
+        }
         this.s.joined = true;
         return;
       case 'sync':

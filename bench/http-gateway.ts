@@ -1,0 +1,210 @@
+/**
+ * HTTP gateway throughput: autocannon (in this process, 50 connections) POSTing
+ * `/actors/counter/<key>/incr` with `{"by":1}` over 1,000 keys to a troupe node started as a
+ * child process by the CLI (`bin/troupe.js start --app ./src/demo/app.ts --http 0`), with
+ * 1 worker (main thread + 1 worker thread) and with 2 workers.
+ *
+ * Baseline in the same run: a bare `node:http` child (bench/servers/raw-http-server.ts) doing
+ * the same parsing and counting in a Map. All servers run side by side (idle ones cost ~0) and
+ * rounds alternate between them; medians are reported.
+ *
+ * Per target: req/s, latency p50/p99, non-2xx (must be 0), and the server's CPU time per request
+ * (utime+stime of the server pid over the round, all threads, from /proc). autocannon itself
+ * takes about one of this box's 2 cores, so req/s is capped by the client and CPU µs/request
+ * is the fairer figure. Target: troupe (1 worker) ≥ 60% of raw req/s, and (on the fair figure)
+ * raw CPU µs/request ÷ troupe CPU µs/request ≥ 0.6. Runs ~40 s.
+ *
+ *   node --import tsx bench/http-gateway.ts [--seconds 9] [--rounds 3]
+ */
+import autocannon from 'autocannon';
+import { parseArgs } from 'node:util';
+import { check, cpuSecondsOf, cpuSecondsOfMainThread, fixed, int, machineLine, main, median, percentile, printResult, row, spawnServer, verdict, type ServerChild } from './lib.ts';
+
+const { values: args } = parseArgs({
+  options: { seconds: { type: 'string', default: '9' }, rounds: { type: 'string', default: '3' } },
+});
+/** Total measured seconds per target, split over the rounds. */
+const SECONDS = Number(args.seconds);
+const ROUNDS = Number(args.rounds);
+const ROUND_SECONDS = Math.max(1, Math.round(SECONDS / ROUNDS));
+const CONNECTIONS = 50;
+const KEYS = 1000;
+const TARGET = 0.6;
+
+interface Target {
+  name: string;
+  server: ServerChild;
+  rounds: Round[];
+}
+
+interface Round {
+  reqPerSec: number;
+  p50: number;
+  p99: number;
+  non2xx: number;
+  errors: number;
+  cpuUsPerReq: number;
+  /** Of which the main thread (event loop): the gateway, the supervisor's port, the raw server. */
+  mainUsPerReq: number;
+  cpuCores: number;
+}
+
+async function startTroupe(workers: number): Promise<ServerChild> {
+  return spawnServer({
+    label: `troupe node (${workers} worker${workers > 1 ? 's' : ''})`,
+    args: ['bin/troupe.js', 'start', '--app', './src/demo/app.ts', '--http', '0', '--workers', String(workers), '--log-level', 'info'],
+    // The node logs one pino line when it is up: {"msg":"node started","http":"http://..."}.
+    listening: (line) => {
+      if (!line.includes('"node started"')) return undefined;
+      return (JSON.parse(line) as { http?: string }).http;
+    },
+    deadlineMs: 20_000,
+  });
+}
+
+async function startRaw(): Promise<ServerChild> {
+  return spawnServer({
+    label: 'raw node:http server',
+    args: ['--import', 'tsx', 'bench/servers/raw-http-server.ts', '0'],
+    listening: (line) => (line.startsWith('listening ') ? line.slice('listening '.length).trim() : undefined),
+    deadlineMs: 20_000,
+  });
+}
+
+/** One request per key, cycled by every connection: prebuilt, so the client spends nothing on them. */
+const requests = Array.from({ length: KEYS }, (_, i) => ({
+  method: 'POST' as const,
+  path: `/actors/counter/k${i}/incr`,
+  headers: { 'content-type': 'application/json' },
+  body: '{"by":1}',
+}));
+
+/**
+ * Runs autocannon; 2xx response times go to `latencies` (ms, fractional). autocannon's own
+ * histogram stores whole milliseconds, too coarse for sub-millisecond loopback latencies.
+ */
+async function load(url: string, seconds: number, latencies?: number[]): Promise<autocannon.Result> {
+  return new Promise((resolve, reject) => {
+    const instance = autocannon({ url, connections: CONNECTIONS, duration: seconds, requests }, (err: unknown, result) =>
+      err ? reject(err instanceof Error ? err : new Error(String(err))) : resolve(result),
+    );
+    if (latencies) instance.on('response', (_client, status, _bytes, ms) => void (status < 300 && latencies.push(ms)));
+  });
+}
+
+async function round(t: Target, seconds: number): Promise<Round> {
+  const latencies: number[] = [];
+  const cpu0 = cpuSecondsOf(t.server.pid);
+  const main0 = cpuSecondsOfMainThread(t.server.pid);
+  const r = await load(t.server.url, seconds, latencies);
+  const cpu = cpuSecondsOf(t.server.pid) - cpu0;
+  const mainCpu = cpuSecondsOfMainThread(t.server.pid) - main0;
+  const done = r.requests.total;
+  const sorted = Float64Array.from(latencies).sort();
+  return {
+    reqPerSec: done / r.duration,
+    p50: percentile(sorted, 50),
+    p99: percentile(sorted, 99),
+    non2xx: r.non2xx,
+    errors: r.errors,
+    cpuUsPerReq: (cpu * 1e6) / done,
+    mainUsPerReq: (mainCpu * 1e6) / done,
+    cpuCores: cpu / r.duration,
+  };
+}
+
+main(async () => {
+  console.log(
+    `http-gateway: autocannon ${CONNECTIONS} connections, POST /actors/counter/<k0..k${KEYS - 1}>/incr {"by":1}, ${ROUNDS} rounds × ${ROUND_SECONDS} s per target (median), ${machineLine()}`,
+  );
+  const targets: Target[] = [];
+  try {
+    targets.push({ name: 'troupe, 1 worker', server: await startTroupe(1), rounds: [] });
+    targets.push({ name: 'troupe, 2 workers', server: await startTroupe(2), rounds: [] });
+    targets.push({ name: 'raw node:http', server: await startRaw(), rounds: [] });
+    // Warm-up: JIT, activation of the 1,000 actors per node, socket pools.
+    for (const t of targets) await load(t.server.url, 2);
+    for (let r = 0; r < ROUNDS; r++) {
+      const order = r % 2 === 0 ? targets : [...targets].reverse();
+      for (const t of order) t.rounds.push(await round(t, ROUND_SECONDS));
+    }
+  } finally {
+    await Promise.all(targets.map((t) => t.server.stop()));
+  }
+
+  const summary = targets.map((t) => ({
+    name: t.name,
+    reqPerSec: median(t.rounds.map((x) => x.reqPerSec)),
+    p50: median(t.rounds.map((x) => x.p50)),
+    p99: median(t.rounds.map((x) => x.p99)),
+    non2xx: t.rounds.reduce((a, x) => a + x.non2xx, 0),
+    errors: t.rounds.reduce((a, x) => a + x.errors, 0),
+    cpuUsPerReq: median(t.rounds.map((x) => x.cpuUsPerReq)),
+    mainUsPerReq: median(t.rounds.map((x) => x.mainUsPerReq)),
+    cpuCores: median(t.rounds.map((x) => x.cpuCores)),
+    rounds: t.rounds.map((x) => Math.round(x.reqPerSec)),
+  }));
+  const [w1, w2, raw] = summary as [(typeof summary)[0], (typeof summary)[0], (typeof summary)[0]];
+  console.log('');
+  for (const s of summary) {
+    console.log(
+      row(
+        s.name,
+        `${int(s.reqPerSec).padStart(7)} req/s`,
+        `p50 ${fixed(s.p50, 2)} ms`,
+        `p99 ${fixed(s.p99, 2)} ms`,
+        `non-2xx ${s.non2xx}`,
+        `errors ${s.errors}`,
+        `server CPU ${fixed(s.cpuCores, 2)} cores`,
+      ),
+    );
+    console.log(row('', `rounds ${s.rounds.map((x) => int(x)).join(', ')} req/s`));
+  }
+  console.log('');
+  console.log('SERVER CPU PER REQUEST (the fair figure: the client shares the 2 cores)');
+  for (const s of summary) {
+    const rest = s.cpuUsPerReq - s.mainUsPerReq;
+    console.log(
+      row(
+        `  ${s.name}`,
+        `${fixed(s.cpuUsPerReq, 1).padStart(6)} µs/req`,
+        `${fixed(s.cpuUsPerReq / raw.cpuUsPerReq, 2)}× raw`,
+        `(main thread ${fixed(s.mainUsPerReq, 1)} µs, other threads ${fixed(rest, 1)} µs)`,
+      ),
+    );
+  }
+  console.log('');
+  const ratio1 = w1.reqPerSec / raw.reqPerSec;
+  const ratio2 = w2.reqPerSec / raw.reqPerSec;
+  console.log(row('ratio req/s troupe(1 worker) / raw', fixed(ratio1, 3), `target ≥ ${TARGET}`, verdict(ratio1 >= TARGET)));
+  console.log(row('ratio req/s troupe(2 workers) / raw', fixed(ratio2, 3)));
+  // The same target on the fair figure: troupe's requests per CPU-second as a share of raw's.
+  const efficiency = raw.cpuUsPerReq / w1.cpuUsPerReq;
+  console.log(row('CPU efficiency raw µs / troupe µs', fixed(efficiency, 3), `target ≥ ${TARGET}`, verdict(efficiency >= TARGET), '(1 worker)'));
+  console.log(`${machineLine()}; figures are noisy on a shared 2-core box`);
+  const fig = (s: (typeof summary)[0]) => ({
+    reqPerSec: Math.round(s.reqPerSec),
+    p50Ms: Number(s.p50.toFixed(3)),
+    p99Ms: Number(s.p99.toFixed(3)),
+    non2xx: s.non2xx,
+    errors: s.errors,
+    cpuUsPerReq: Number(s.cpuUsPerReq.toFixed(1)),
+    mainThreadUsPerReq: Number(s.mainUsPerReq.toFixed(1)),
+    serverCores: Number(s.cpuCores.toFixed(2)),
+  });
+  printResult({
+    bench: 'http-gateway',
+    connections: CONNECTIONS,
+    secondsPerTarget: ROUNDS * ROUND_SECONDS,
+    troupeW1: fig(w1),
+    troupeW2: fig(w2),
+    raw: fig(raw),
+    ratio: Number(ratio1.toFixed(3)),
+    ratioW2: Number(ratio2.toFixed(3)),
+    cpuPerReqRatio: Number((w1.cpuUsPerReq / raw.cpuUsPerReq).toFixed(3)),
+    cpuEfficiency: Number(efficiency.toFixed(3)),
+    passCpu: efficiency >= TARGET,
+    target: TARGET,
+    pass: ratio1 >= TARGET,
+  });
+});
