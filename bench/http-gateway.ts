@@ -18,7 +18,22 @@
  */
 import autocannon from 'autocannon';
 import { parseArgs } from 'node:util';
-import { check, cpuSecondsOf, cpuSecondsOfMainThread, fixed, int, machineLine, main, median, percentile, printResult, row, spawnServer, verdict, type ServerChild } from './lib.ts';
+import {
+  check,
+  cpuSecondsOf,
+  cpuSecondsOfMainThread,
+  fixed,
+  int,
+  machineLine,
+  main,
+  median,
+  percentile,
+  printResult,
+  row,
+  spawnServer,
+  verdict,
+  type ServerChild,
+} from './lib.ts';
 
 const { values: args } = parseArgs({
   options: { seconds: { type: 'string', default: '9' }, rounds: { type: 'string', default: '3' } },
@@ -180,7 +195,9 @@ main(async () => {
   console.log(row('ratio req/s troupe(2 workers) / raw', fixed(ratio2, 3)));
   // The same target on the fair figure: troupe's requests per CPU-second as a share of raw's.
   const efficiency = raw.cpuUsPerReq / w1.cpuUsPerReq;
-  console.log(row('CPU efficiency raw µs / troupe µs', fixed(efficiency, 3), `target ≥ ${TARGET}`, verdict(efficiency >= TARGET), '(1 worker)'));
+  console.log(
+    row('CPU efficiency raw µs / troupe µs', fixed(efficiency, 3), `target ≥ ${TARGET}`, verdict(efficiency >= TARGET), '(1 worker)'),
+  );
   console.log(`${machineLine()}; figures are noisy on a shared 2-core box`);
   const fig = (s: (typeof summary)[0]) => ({
     reqPerSec: Math.round(s.reqPerSec),

@@ -79,7 +79,10 @@ async function measureHost(journal: Journal): Promise<Measured> {
     const asks: Promise<unknown>[] = [];
     for (let j = i; j < Math.min(ACTORS, i + BATCH); j++) asks.push(host.ask('counter', keyOf(j), { command: 'incr', input: { by: 1 } }));
     const replies = (await Promise.all(asks)) as { n: number }[];
-    check(replies.every((r) => r.n === 1), 'an incr did not reply {n:1}');
+    check(
+      replies.every((r) => r.n === 1),
+      'an incr did not reply {n:1}',
+    );
   }
   // Idle: every reply was released after its write settled; nothing queued, no ask pending.
   await turns(5);
@@ -120,7 +123,9 @@ main(async () => {
   console.log(row('actor (journal keeps nothing)', `heapUsed ${bytes(actor.heap)}/actor`, `RSS ${bytes(actor.rss)}/actor`));
   console.log(row('  runs (heapUsed)', nullRuns.map((m) => fixed(m.perActorHeap, 0)).join(', ')));
   console.log(row('actor + MemoryJournal', `heapUsed ${bytes(withJournal.heap)}/actor`, `RSS ${bytes(withJournal.rss)}/actor`));
-  console.log(row('  of which journal', `heapUsed ${bytes(withJournal.heap - actor.heap)}/actor`, '(events kept in memory; not actor memory)'));
+  console.log(
+    row('  of which journal', `heapUsed ${bytes(withJournal.heap - actor.heap)}/actor`, '(events kept in memory; not actor memory)'),
+  );
   console.log(row('baseline Map<key, { n }>', `heapUsed ${bytes(map.heap)}/entry`, `RSS ${bytes(map.rss)}/entry`));
   console.log(row('ratio actor / Map entry', fixed(actor.heap / map.heap, 2), '(context only)'));
   console.log(row('target', `≤ ${bytes(TARGET)} heapUsed/actor`, verdict(actor.heap <= TARGET)));

@@ -91,7 +91,9 @@ async function troupeRound(host: ActorHost, bursts: number, expectedPerSink: num
   // One more burst per pinger, asked: it answers after the told bursts ran (FIFO), so every
   // sink incr is queued before the `get`s below, which therefore see all of them.
   await Promise.all(pingerKeys.map((p) => host.ask('pinger', p, { command: 'burst' })));
-  const replies = (await Promise.all(sinkKeys.map((k) => host.ask('sink', k, { command: 'get' }, { timeoutMs: 60_000 })))) as { n: number }[];
+  const replies = (await Promise.all(sinkKeys.map((k) => host.ask('sink', k, { command: 'get' }, { timeoutMs: 60_000 })))) as {
+    n: number;
+  }[];
   const elapsed = (now() - t0) / 1000;
   for (const r of replies) check(r.n === expectedPerSink, `a sink counted ${r.n}, expected ${expectedPerSink}`);
   const handled = host.stats().processed - before;

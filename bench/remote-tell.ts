@@ -30,8 +30,7 @@ const TELL = [0, 'counter', 'key-123', 'incr', { by: 1 }] as const;
 
 type ToChild = { cmd: 'exit' };
 type FromChild =
-  | { type: 'ready'; troupe: string; rawPort: number }
-  | { type: 'tell-result'; count: number; elapsedMs: number; via: 'troupe' | 'raw' };
+  { type: 'ready'; troupe: string; rawPort: number } | { type: 'tell-result'; count: number; elapsedMs: number; via: 'troupe' | 'raw' };
 
 const immediate = (): Promise<void> => new Promise((r) => setImmediate(r));
 
@@ -159,10 +158,10 @@ async function runA(): Promise<void> {
     const rawSocket = await connectRaw(ready.rawPort);
     const rawTell = await rawTellRun(rawSocket, () => next('tell-result'));
     // 3. ask round trips, TcpTransport and raw node:net in alternating blocks
-    const [ask, rawAsk] = (await interleavedAsks([
-      troupePinger(a, ready.troupe, (fn) => (onReply = fn)),
-      rawPinger(rawSocket),
-    ])) as [Latency, Latency];
+    const [ask, rawAsk] = (await interleavedAsks([troupePinger(a, ready.troupe, (fn) => (onReply = fn)), rawPinger(rawSocket)])) as [
+      Latency,
+      Latency,
+    ];
     rawSocket.destroy();
     await a.close();
     if (lost.length > 0) console.log(`warning: ${lost.length} undeliverable (${lost[0]})`);
@@ -173,15 +172,23 @@ async function runA(): Promise<void> {
     const stats = a.stats();
     console.log(`remote-tell: 2 processes on 127.0.0.1, ${SECONDS} s tell phase, ${ASKS} asks (node ${process.version})`);
     console.log('TcpTransport (msgpack frames, HMAC handshake, per-frame stamp)');
-    console.log(`  tell throughput  ${fmt(rate(tell))} msg/s  (${fmt(tell.count)} msgs in ${(tell.elapsedMs / 1000).toFixed(2)} s, ${(stats.framesSent / stats.writes).toFixed(0)} frames/write)`);
+    console.log(
+      `  tell throughput  ${fmt(rate(tell))} msg/s  (${fmt(tell.count)} msgs in ${(tell.elapsedMs / 1000).toFixed(2)} s, ${(stats.framesSent / stats.writes).toFixed(0)} frames/write)`,
+    );
     console.log(`  ask round trip   p50 ${us(ask.p50)}  p99 ${us(ask.p99)}`);
     console.log('raw node:net baseline (length-prefixed JSON, no handshake)');
-    console.log(`  tell throughput  ${fmt(rate(rawTell))} msg/s  (${fmt(rawTell.count)} msgs in ${(rawTell.elapsedMs / 1000).toFixed(2)} s)`);
+    console.log(
+      `  tell throughput  ${fmt(rate(rawTell))} msg/s  (${fmt(rawTell.count)} msgs in ${(rawTell.elapsedMs / 1000).toFixed(2)} s)`,
+    );
     console.log(`  ping-pong        p50 ${us(rawAsk.p50)}  p99 ${us(rawAsk.p99)}`);
     console.log('ratios (TcpTransport / raw)');
-    console.log(`  throughput ${(rate(tell) / rate(rawTell)).toFixed(2)}x   p50 ${(ask.p50 / rawAsk.p50).toFixed(2)}x   p99 ${(ask.p99 / rawAsk.p99).toFixed(2)}x`);
+    console.log(
+      `  throughput ${(rate(tell) / rate(rawTell)).toFixed(2)}x   p50 ${(ask.p50 / rawAsk.p50).toFixed(2)}x   p99 ${(ask.p99 / rawAsk.p99).toFixed(2)}x`,
+    );
     console.log('targets');
-    console.log(`  tell ≥ 200,000 msg/s: ${rate(tell) >= 200_000 ? 'met' : 'MISSED'}   ask p50 ≤ 150 µs: ${ask.p50 <= 150 ? 'met' : 'MISSED'}`);
+    console.log(
+      `  tell ≥ 200,000 msg/s: ${rate(tell) >= 200_000 ? 'met' : 'MISSED'}   ask p50 ≤ 150 µs: ${ask.p50 <= 150 ? 'met' : 'MISSED'}`,
+    );
   } finally {
     await stopChild(child);
   }

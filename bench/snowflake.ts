@@ -25,7 +25,7 @@ function measure(label: string, run: (n: number) => unknown): number {
   const elapsed = (systemClock.now() - start) / 1000;
   const rate = count / elapsed;
   if (sink === 'never') console.log(sink);
-  console.log(`${label.padEnd(34)} ${(rate / 1e6).toFixed(3).padStart(8)} M/s  ${((1e9 / rate)).toFixed(1).padStart(7)} ns/op`);
+  console.log(`${label.padEnd(34)} ${(rate / 1e6).toFixed(3).padStart(8)} M/s  ${(1e9 / rate).toFixed(1).padStart(7)} ns/op`);
   return rate;
 }
 

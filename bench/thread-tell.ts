@@ -188,7 +188,14 @@ main(async () => {
     console.log(row('  troupe Supervisor.tell', `${si(r.troupe)}msg/s`, `rounds ${r.troupeRounds.map((x) => si(x)).join(', ')}`));
     console.log(row('  raw MessagePort, batches of 256', `${si(r.raw)}msg/s`, `rounds ${r.rawRounds.map((x) => si(x)).join(', ')}`));
     const share = (x: number) => `${fixed(100 * x, 0)}%`;
-    console.log(row('  main thread sending, % of round', `troupe ${share(r.troupeSendShare)}`, `raw ${share(r.rawSendShare)}`, '(rest: waiting on workers)'));
+    console.log(
+      row(
+        '  main thread sending, % of round',
+        `troupe ${share(r.troupeSendShare)}`,
+        `raw ${share(r.rawSendShare)}`,
+        '(rest: waiting on workers)',
+      ),
+    );
     console.log(row('  ratio troupe / raw', `${fixed(ratio, 3)}`, `target ≥ ${TARGET}`, verdict(ratio >= TARGET)));
     results[`w${workers}`] = {
       troupeMsgPerSec: Math.round(r.troupe),

@@ -34,7 +34,9 @@ const server = createServer((req, res) => {
     let by = 1;
     if (size > 0) {
       try {
-        const body = JSON.parse(chunks.length === 1 ? chunks[0]!.toString('utf8') : Buffer.concat(chunks, size).toString('utf8')) as { by?: unknown };
+        const body = JSON.parse(chunks.length === 1 ? chunks[0]!.toString('utf8') : Buffer.concat(chunks, size).toString('utf8')) as {
+          by?: unknown;
+        };
         if (body.by !== undefined) {
           if (!Number.isSafeInteger(body.by)) return send(res, 400, '{"error":{"code":"ERR_INVALID_INPUT","message":"by"}}');
           by = body.by as number;

@@ -4,6 +4,7 @@ import type { EventRecord, RecordedReply } from '../persistence/journal.ts';
 import type { RestartWindow } from '../supervisor/restart-window.ts';
 import type { Envelope } from './envelope.ts';
 import type { ActorKind } from './registry.ts';
+import type { PendingWrite } from './actor-host.ts';
 
 export type CellStatus =
   | 'activating' // loading snapshot + events; messages queue
@@ -37,7 +38,7 @@ export class ActorCell {
   /** Replies waiting for the current turn's write (or the in-flight one). */
   held: HeldReply[] | null = null;
   /** The most recent journal write not yet settled; writes of one actor settle in order. */
-  inflight: Promise<void> | null = null;
+  lastWrite: PendingWrite | null = null;
   inflightWrites = 0;
   /** Runs when `inflightWrites` drops to 0 (a restart waiting to reload). */
   onSettled: (() => void) | null = null;

@@ -1,12 +1,5 @@
 import type { Clock, TimerHandle } from '../core/clock.ts';
-import {
-  fromErrorRecord,
-  isTroupeError,
-  toErrorRecord,
-  troupeError,
-  type ErrorRecord,
-  type TroupeError,
-} from '../core/errors.ts';
+import { fromErrorRecord, isTroupeError, toErrorRecord, troupeError, type ErrorRecord, type TroupeError } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
 import { Fifo } from '../mailbox/fifo.ts';
 import { Mailbox } from '../mailbox/mailbox.ts';
@@ -71,6 +64,15 @@ export interface HostStats {
   evicted: number;
 }
 
+/** One actor turn's write and the replies that wait for it. */
+export interface PendingWrite {
+  cell: ActorCell;
+  write: ActorWrite;
+  held: HeldReply[] | null;
+}
+
+const noError = () => null;
+
 class PendingAsk {
   constructor(
     readonly resolve: (v: unknown) => void,
@@ -98,13 +100,17 @@ export class ActorHost implements MessageRouter, ReplyChannel {
   /** Least recently used resident cell; `lruNewest` is the most recent. */
   private lruOldest: ActorCell | null = null;
   private lruNewest: ActorCell | null = null;
-  private readonly o: Required<Omit<ActorHostOptions, 'outbound' | 'onEscalated'>> &
-    Pick<ActorHostOptions, 'outbound' | 'onEscalated'>;
+  private readonly o: Required<Omit<ActorHostOptions, 'outbound' | 'onEscalated'>> & Pick<ActorHostOptions, 'outbound' | 'onEscalated'>;
   private readonly counters = { processed: 0, restarts: 0, escalations: 0, deadLetters: 0, passivated: 0, evicted: 0 };
   private lastDeadLetterLog = -Infinity;
   private ownsKey: (key: string) => boolean = () => true;
   /** The clock read once per drain: turns within a drain share it. */
   private now = 0;
+  /** Turns' writes not yet handed to the journal, and flushes not yet settled. */
+  private writeBatch: PendingWrite[] = [];
+  private writeFlushQueued = false;
+  private readonly flushes = new Set<Promise<void>>();
+  private readonly flushWritesBound = () => this.flushWrites();
   private readonly drainBound = () => this.drain();
 
   constructor(options: ActorHostOptions) {
@@ -183,16 +189,16 @@ export class ActorHost implements MessageRouter, ReplyChannel {
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.sweepTimer) this.o.clock.clearTimeout(this.sweepTimer);
-    const settling: Promise<unknown>[] = [];
     for (const cells of this.cells.values()) {
       for (const cell of cells.values()) {
         this.endTurn(cell);
-        if (cell.inflight) settling.push(cell.inflight.catch(() => undefined));
-        for (const env of cell.mailbox.drain()) this.refuse(cell.kind.kind, cell.key, env, troupeError('ERR_STOPPED', 'actor host stopped'));
+        for (const env of cell.mailbox.drain())
+          this.refuse(cell.kind.kind, cell.key, env, troupeError('ERR_STOPPED', 'actor host stopped'));
         this.cancelTimers(cell);
       }
     }
-    await Promise.all(settling);
+    this.flushWrites();
+    await Promise.all(this.flushes);
     for (const [askId, p] of this.asks) {
       this.o.clock.clearTimeout(p.timer);
       p.reject(troupeError('ERR_STOPPED', 'actor host stopped'));
@@ -313,9 +319,9 @@ export class ActorHost implements MessageRouter, ReplyChannel {
     this.runQueue.push(cell);
     if (!this.drainScheduled) {
       this.drainScheduled = true;
-      // After the poll phase, not in a microtask: every port batch that arrived in this turn is
-      // delivered first, so an actor handles its messages in one turn and one journal write.
-      setImmediate(this.drainBound);
+      // A microtask, right after the batch that woke us: messages handled this soon die young
+      // (cheap scavenges); letting several batches pile up first costs more in GC than it saves.
+      queueMicrotask(this.drainBound);
     }
   }
 
@@ -354,7 +360,12 @@ export class ActorHost implements MessageRouter, ReplyChannel {
   private process(cell: ActorCell, env: Envelope): void {
     const spec = cell.kind.commands.get(env.command);
     if (spec === undefined) {
-      return this.answer(cell, env, false, errorRecord('ERR_UNKNOWN_COMMAND', `actor kind '${cell.kind.kind}' has no command '${env.command}'`));
+      return this.answer(
+        cell,
+        env,
+        false,
+        errorRecord('ERR_UNKNOWN_COMMAND', `actor kind '${cell.kind.kind}' has no command '${env.command}'`),
+      );
     }
     if (env.msgId !== undefined && cell.replies !== null) {
       const recorded = cell.replies.get(env.msgId);
@@ -453,7 +464,12 @@ export class ActorHost implements MessageRouter, ReplyChannel {
     else if (!ok) this.deadLetter(cell.kind.kind, cell.key, env, value as ErrorRecord);
   }
 
-  /** Hands the turn's events to the journal; held replies follow the write's outcome. */
+  /**
+   * Ends a turn: its events and recorded replies join the batch of writes this drain hands the
+   * journal (one call for all actors); its replies wait for that write. A turn that wrote
+   * nothing answers at once, unless an earlier write of the actor is still in flight: those
+   * replies saw that state, so they wait for it too.
+   */
   private endTurn(cell: ActorCell): void {
     const events = cell.pendingEvents;
     const replies = cell.pendingReplies;
@@ -461,12 +477,10 @@ export class ActorHost implements MessageRouter, ReplyChannel {
     cell.held = null;
     if (events === null && replies === null) {
       if (held === null) return;
-      if (cell.inflight === null) return this.release(cell, held);
-      // Read-only replies after unfinished writes: they saw that state, so they wait for it.
-      cell.inflight.then(
-        () => this.release(cell, held),
-        (e: unknown) => this.failHeld(cell, held, e),
-      );
+      const last = cell.lastWrite;
+      if (last === null) return this.release(cell, held);
+      if (last.held === null) last.held = held;
+      else for (const h of held) last.held.push(h);
       return;
     }
     cell.pendingEvents = null;
@@ -480,30 +494,49 @@ export class ActorHost implements MessageRouter, ReplyChannel {
         cell.eventsSinceSnapshot = 0;
       }
     }
+    const pending: PendingWrite = { cell, write, held };
     cell.inflightWrites++;
-    let p: Promise<void>;
-    try {
-      p = this.o.journal.write(write);
-    } catch (e) {
-      p = Promise.reject(e);
+    cell.lastWrite = pending;
+    this.writeBatch.push(pending);
+    if (!this.writeFlushQueued) {
+      this.writeFlushQueued = true;
+      queueMicrotask(this.flushWritesBound);
     }
-    cell.inflight = p;
-    p.then(
-      () => {
-        this.writeSettled(cell, p);
-        if (held !== null) this.release(cell, held);
-      },
-      (e: unknown) => {
-        this.writeSettled(cell, p);
-        if (held !== null) this.failHeld(cell, held, e);
-        this.writeFailed(cell, e);
-      },
-    );
   }
 
-  private writeSettled(cell: ActorCell, p: Promise<void>): void {
+  /** Hands the batch to the journal: `writeMany` where it has it, else one `write` each. */
+  private flushWrites(): void {
+    this.writeFlushQueued = false;
+    const batch = this.writeBatch;
+    if (batch.length === 0) return;
+    this.writeBatch = [];
+    const journal = this.o.journal;
+    let results: Promise<ReadonlyArray<unknown>>;
+    try {
+      results = journal.writeMany
+        ? journal.writeMany(batch.map((p) => p.write))
+        : Promise.all(batch.map((p) => journal.write(p.write).then(noError, (e: unknown) => e ?? new Error('write failed'))));
+    } catch (e) {
+      results = Promise.resolve(batch.map(() => e));
+    }
+    const settled = results.then(
+      (errors) => batch.forEach((p, i) => this.writeSettled(p, errors[i] ?? null)),
+      (e: unknown) => batch.forEach((p) => this.writeSettled(p, e ?? new Error('write failed'))),
+    );
+    this.flushes.add(settled);
+    void settled.finally(() => this.flushes.delete(settled));
+  }
+
+  private writeSettled(p: PendingWrite, error: unknown): void {
+    const { cell } = p;
     cell.inflightWrites--;
-    if (cell.inflight === p) cell.inflight = null;
+    if (cell.lastWrite === p) cell.lastWrite = null;
+    if (error === null) {
+      if (p.held !== null) this.release(cell, p.held);
+    } else {
+      if (p.held !== null) this.failHeld(cell, p.held, error);
+      this.writeFailed(cell, error);
+    }
     if (cell.inflightWrites === 0 && cell.onSettled !== null) {
       const next = cell.onSettled;
       cell.onSettled = null;
@@ -579,10 +612,14 @@ export class ActorHost implements MessageRouter, ReplyChannel {
     cell.generation++;
     cell.failedUntil = this.o.clock.now() + cell.kind.restart.periodMs;
     const { kind } = cell.kind;
-    const error = troupeError('ERR_ACTOR_ESCALATED', `actor ${kind}/${cell.key} exceeded ${cell.kind.restart.maxRestarts} restarts in ${cell.kind.restart.periodMs} ms: ${reason.message}`, {
-      kind,
-      key: cell.key,
-    });
+    const error = troupeError(
+      'ERR_ACTOR_ESCALATED',
+      `actor ${kind}/${cell.key} exceeded ${cell.kind.restart.maxRestarts} restarts in ${cell.kind.restart.periodMs} ms: ${reason.message}`,
+      {
+        kind,
+        key: cell.key,
+      },
+    );
     this.o.log.error({ kind, key: cell.key, err: reason }, 'restart intensity exceeded; actor stopped');
     for (const env of cell.mailbox.drain()) this.refuse(kind, cell.key, env, error);
     this.o.onEscalated?.(kind, cell.key, toErrorRecord(error));
@@ -734,7 +771,10 @@ export class ActorHost implements MessageRouter, ReplyChannel {
     // One warning a second at most: a flood of refused tells must not become a flood of logs.
     if (now - this.lastDeadLetterLog >= 1_000) {
       this.lastDeadLetterLog = now;
-      this.o.log.warn({ kind, key, command: env.command, code: error.code, deadLetters: this.counters.deadLetters }, `dead letter: ${error.message}`);
+      this.o.log.warn(
+        { kind, key, command: env.command, code: error.code, deadLetters: this.counters.deadLetters },
+        `dead letter: ${error.message}`,
+      );
     }
   }
 

@@ -108,8 +108,7 @@ export function defineActor<S, E, C extends Commands<S, E>>(
     throw invalidOption(`${def.kind}.commands`, 'must be an object', def.commands);
   for (const [name, spec] of Object.entries(def.commands)) {
     if (!KIND_PATTERN.test(name)) throw invalidOption(`${def.kind}.commands`, `names must match [A-Za-z0-9_-]{1,64}`, name);
-    if (typeof spec?.handle !== 'function')
-      throw invalidOption(`${def.kind}.commands.${name}.handle`, 'must be a function', spec?.handle);
+    if (typeof spec?.handle !== 'function') throw invalidOption(`${def.kind}.commands.${name}.handle`, 'must be a function', spec?.handle);
   }
   const positiveInt = (name: string, v: unknown) => {
     if (v !== undefined && !(Number.isInteger(v) && (v as number) > 0))
@@ -118,11 +117,9 @@ export function defineActor<S, E, C extends Commands<S, E>>(
   positiveInt('version', def.version);
   positiveInt('snapshotEvery', def.snapshotEvery);
   positiveInt('idleTimeoutMs', def.idleTimeoutMs);
-  return Object.assign(Object.create(null) as object, def, { [ACTOR_DEFINITION]: true as const }) as ActorDefinition<
-    S,
-    E,
-    C
-  > & { [ACTOR_DEFINITION]: true };
+  return Object.assign(Object.create(null) as object, def, { [ACTOR_DEFINITION]: true as const }) as ActorDefinition<S, E, C> & {
+    [ACTOR_DEFINITION]: true;
+  };
 }
 
 export function isActorDefinition(v: unknown): v is AnyActorDefinition {
@@ -141,7 +138,13 @@ export function inputObject(raw: unknown): Record<string, unknown> {
   return raw as Record<string, unknown>;
 }
 
-export function optionalInt(raw: unknown, field: string, fallback: number, min = -Number.MAX_SAFE_INTEGER, max = Number.MAX_SAFE_INTEGER): number {
+export function optionalInt(
+  raw: unknown,
+  field: string,
+  fallback: number,
+  min = -Number.MAX_SAFE_INTEGER,
+  max = Number.MAX_SAFE_INTEGER,
+): number {
   const v = inputObject(raw)[field];
   if (v === undefined) return fallback;
   if (!Number.isSafeInteger(v) || (v as number) < min || (v as number) > max)

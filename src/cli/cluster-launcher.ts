@@ -48,17 +48,28 @@ export function runCluster(o: ClusterLaunch): Promise<number> {
     for (let i = 1; i <= o.nodes; i++) {
       const args = [
         'start',
-        '--id', String(i),
-        '--port', String(o.basePort + i - 1),
-        '--http', String(o.httpBase + i - 1),
-        '--seeds', `127.0.0.1:${o.basePort}`,
-        '--workers', String(o.workers),
-        '--data-dir', join(o.dataDir, `node-${i}`),
-        ...(o.apps.length === 0 ? ['--app', fileURLToPath(new URL('../demo/app.ts', import.meta.url))] : o.apps.flatMap((a) => ['--app', a])),
+        '--id',
+        String(i),
+        '--port',
+        String(o.basePort + i - 1),
+        '--http',
+        String(o.httpBase + i - 1),
+        '--seeds',
+        `127.0.0.1:${o.basePort}`,
+        '--workers',
+        String(o.workers),
+        '--data-dir',
+        join(o.dataDir, `node-${i}`),
+        ...(o.apps.length === 0
+          ? ['--app', fileURLToPath(new URL('../demo/app.ts', import.meta.url))]
+          : o.apps.flatMap((a) => ['--app', a])),
         ...(o.logLevel ? ['--log-level', o.logLevel] : []),
         ...(o.profile ? ['--profile', o.profile] : []),
       ];
-      const child = fork(bin, args, { env: { ...process.env, TROUPE_CLUSTER_SECRET: secret }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+      const child = fork(bin, args, {
+        env: { ...process.env, TROUPE_CLUSTER_SECRET: secret },
+        stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      });
       children.push(child);
       child.on('message', (m: { type?: string; url?: string }) => {
         if (m?.type !== 'ready') return;

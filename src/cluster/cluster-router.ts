@@ -135,14 +135,28 @@ export class ClusterRouter implements MessageRouter {
 
   // ── Sending ─────────────────────────────────────────────────────────────────────────────
 
-  private askRemote(owner: RingMember, kind: string, key: string, command: string, input: unknown, msgId: string | null, timeoutMs: number, hops: number): Promise<unknown> {
+  private askRemote(
+    owner: RingMember,
+    kind: string,
+    key: string,
+    command: string,
+    input: unknown,
+    msgId: string | null,
+    timeoutMs: number,
+    hops: number,
+  ): Promise<unknown> {
     return new Promise((resolve, reject) => {
       const reqId = ++this.nextReq;
       const deadline = this.o.clock.now() + timeoutMs;
       const p = new RemoteAskState(kind, key, command, input, msgId, deadline, owner.id, owner.address, hops, resolve, reject);
       p.timer = this.o.clock.setTimeout(() => {
         if (this.pending.delete(reqId))
-          reject(troupeError('ERR_ASK_TIMEOUT', `ask ${kind}/${key} '${command}' timed out after ${timeoutMs} ms (node ${p.target})`, { timeoutMs, node: p.target }));
+          reject(
+            troupeError('ERR_ASK_TIMEOUT', `ask ${kind}/${key} '${command}' timed out after ${timeoutMs} ms (node ${p.target})`, {
+              timeoutMs,
+              node: p.target,
+            }),
+          );
       }, timeoutMs);
       this.pending.set(reqId, p);
       this.transmit(reqId, p);
@@ -209,7 +223,11 @@ export class ClusterRouter implements MessageRouter {
       this.counters.forwarded++;
       work = this.askRemote(owner, kind, key, command, input, msgId, bounded, hops + 1);
     } else {
-      work = Promise.reject(troupeError('ERR_NOT_OWNER', `node ${this.self.id} does not own ${kind}/${key} and the hop limit is reached`, { node: this.self.id }));
+      work = Promise.reject(
+        troupeError('ERR_NOT_OWNER', `node ${this.self.id} does not own ${kind}/${key} and the hop limit is reached`, {
+          node: this.self.id,
+        }),
+      );
     }
     work.then(
       (v) => reply(true, v),
@@ -227,12 +245,16 @@ export class ClusterRouter implements MessageRouter {
       if (owner !== undefined && owner.address !== address) return this.reroute(p[1], pending, owner);
       this.pending.delete(p[1]);
       const code = (error as TroupeError).code ?? 'ERR_NODE_UNREACHABLE';
-      return this.settle(pending, false, { code: code === 'ERR_STOPPED' ? 'ERR_NODE_UNREACHABLE' : code, message: `node ${pending.target} at ${address} is unreachable: ${error.message}` });
+      return this.settle(pending, false, {
+        code: code === 'ERR_STOPPED' ? 'ERR_NODE_UNREACHABLE' : code,
+        message: `node ${pending.target} at ${address} is unreachable: ${error.message}`,
+      });
     }
     if (p[0] === R_TELL) {
       const [, kind, key, command, input, msgId, hops] = p;
       const owner = this.safeOwner(key);
-      if (owner !== undefined && owner.address !== address && hops < MAX_HOPS) return this.sendTell(kind, key, command, input, msgId, hops + 1);
+      if (owner !== undefined && owner.address !== address && hops < MAX_HOPS)
+        return this.sendTell(kind, key, command, input, msgId, hops + 1);
       return this.deadLetter(kind, key, command, { code: 'ERR_NODE_UNREACHABLE', message: error.message });
     }
     this.warn({ address, err: error }, 'reply could not be delivered');

@@ -62,13 +62,7 @@ export function handshakeProof(secret: Buffer, role: ProofRole, t: Transcript): 
     t.server.incarnation,
     t.server.address,
   ]);
-  return createHmac('sha256', secret)
-    .update(LABEL)
-    .update(role)
-    .update(t.clientNonce)
-    .update(t.serverNonce)
-    .update(bound)
-    .digest();
+  return createHmac('sha256', secret).update(LABEL).update(role).update(t.clientNonce).update(t.serverNonce).update(bound).digest();
 }
 
 /** Constant-time check of a proof received off the wire (of any type). */

@@ -394,8 +394,7 @@ class Step {
 
   tick(reportedLateness: number | undefined): void {
     const { s, c, now } = this;
-    const lateness =
-      reportedLateness ?? (s.lastTickAt === undefined ? 0 : Math.max(0, now - s.lastTickAt - c.tickInterval));
+    const lateness = reportedLateness ?? (s.lastTickAt === undefined ? 0 : Math.max(0, now - s.lastTickAt - c.tickInterval));
     s.lastTickAt = now;
     if (lateness > c.lateTickThreshold) this.stalled(lateness);
 

@@ -33,7 +33,8 @@ export class NodeIdentity {
     try {
       previous = JSON.parse(await readFile(path, 'utf8')) as IdentityRecord;
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw troupeError('ERR_JOURNAL_READ', `cannot read ${path}: ${(e as Error).message}`);
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT')
+        throw troupeError('ERR_JOURNAL_READ', `cannot read ${path}: ${(e as Error).message}`);
     }
     if (previous && previous.id !== id) {
       throw troupeError('ERR_INVALID_OPTION', `data directory ${dataDir} belongs to node ${previous.id}, not ${id}`);

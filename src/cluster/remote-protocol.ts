@@ -27,12 +27,23 @@ export function parseRemote(p: unknown): RemotePayload | undefined {
   if (!Array.isArray(p)) return undefined;
   switch (p[0]) {
     case R_ASK:
-      return p.length === 9 && isCount(p[1]) && isStr(p[2], 64) && isStr(p[3], 256) && isStr(p[4], 64) &&
-        (p[6] === null || isStr(p[6], 128)) && isCount(p[7]) && isCount(p[8])
+      return p.length === 9 &&
+        isCount(p[1]) &&
+        isStr(p[2], 64) &&
+        isStr(p[3], 256) &&
+        isStr(p[4], 64) &&
+        (p[6] === null || isStr(p[6], 128)) &&
+        isCount(p[7]) &&
+        isCount(p[8])
         ? (p as RemoteAsk)
         : undefined;
     case R_TELL:
-      return p.length === 7 && isStr(p[1], 64) && isStr(p[2], 256) && isStr(p[3], 64) && (p[5] === null || isStr(p[5], 128)) && isCount(p[6])
+      return p.length === 7 &&
+        isStr(p[1], 64) &&
+        isStr(p[2], 256) &&
+        isStr(p[3], 64) &&
+        (p[5] === null || isStr(p[5], 128)) &&
+        isCount(p[6])
         ? (p as RemoteTell)
         : undefined;
     case R_REPLY:

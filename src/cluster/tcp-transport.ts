@@ -259,7 +259,11 @@ export class TcpTransport implements Transport {
     if (link === undefined) {
       const target = parseAddress(address);
       if (target === undefined) {
-        this.reportLater(address, payload, troupeError('ERR_INVALID_INPUT', `address must be "host:port" (got ${JSON.stringify(address)})`));
+        this.reportLater(
+          address,
+          payload,
+          troupeError('ERR_INVALID_INPUT', `address must be "host:port" (got ${JSON.stringify(address)})`),
+        );
         return;
       }
       link = new OutboundLink(this, address, target.host, target.port, lane);
@@ -676,7 +680,14 @@ class OutboundLink {
     socket.once(t.options.tls === undefined ? 'connect' : 'secureConnect', () => {
       if (this.socket !== socket) return;
       this.clientNonce = newNonce();
-      socket.write(encodeFrame(FrameType.Hello, t.frameStamp, [HANDSHAKE_VERSION, this.lane, t.self.address, this.clientNonce], MAX_HANDSHAKE_FRAME_BYTES));
+      socket.write(
+        encodeFrame(
+          FrameType.Hello,
+          t.frameStamp,
+          [HANDSHAKE_VERSION, this.lane, t.self.address, this.clientNonce],
+          MAX_HANDSHAKE_FRAME_BYTES,
+        ),
+      );
     });
     socket.on('data', (chunk: Buffer) => {
       t.stats_.bytesReceived += chunk.length;
@@ -727,7 +738,9 @@ class OutboundLink {
       }
       this.transcript = transcript;
       this.awaiting = 'ready';
-      socket.write(encodeFrame(FrameType.Auth, t.frameStamp, [handshakeProof(t.options.secret, 'client', transcript)], MAX_HANDSHAKE_FRAME_BYTES));
+      socket.write(
+        encodeFrame(FrameType.Auth, t.frameStamp, [handshakeProof(t.options.secret, 'client', transcript)], MAX_HANDSHAKE_FRAME_BYTES),
+      );
       return true;
     }
     const server = this.transcript!.server;
@@ -925,7 +938,10 @@ class InboundConnection {
       // The hot path: one data frame from an authenticated peer.
       const peer = this.peer!;
       if (type !== this.dataType) {
-        return this.reject(type === FrameType.ActorData || type === FrameType.SystemData ? 'bad-frame' : 'protocol', `frame type ${type} on a ${this.lane} link`);
+        return this.reject(
+          type === FrameType.ActorData || type === FrameType.SystemData ? 'bad-frame' : 'protocol',
+          `frame type ${type} on a ${this.lane} link`,
+        );
       }
       if (id !== peer.id || incarnation !== peer.incarnation) {
         return this.reject('forged-stamp', `frame stamped ${id}/${incarnation} on a link authenticated as ${peer.id}/${peer.incarnation}`);
@@ -972,7 +988,9 @@ class InboundConnection {
     };
     const proof = handshakeProof(t.options.secret, 'server', this.transcript);
     this.state = 'auth';
-    this.socket.write(encodeFrame(FrameType.Challenge, t.frameStamp, [HANDSHAKE_VERSION, t.self.address, serverNonce, proof], MAX_HANDSHAKE_FRAME_BYTES));
+    this.socket.write(
+      encodeFrame(FrameType.Challenge, t.frameStamp, [HANDSHAKE_VERSION, t.self.address, serverNonce, proof], MAX_HANDSHAKE_FRAME_BYTES),
+    );
     return true;
   }
 
@@ -1050,7 +1068,13 @@ function validateOptions(options: TcpTransportOptions): { resolved: ResolvedOpti
   const tlsOptions = validateTls(o.tls);
   if (o.clock !== undefined) {
     const c = o.clock as unknown as Record<string, unknown>;
-    if (c === null || typeof c !== 'object' || typeof c.now !== 'function' || typeof c.setTimeout !== 'function' || typeof c.clearTimeout !== 'function') {
+    if (
+      c === null ||
+      typeof c !== 'object' ||
+      typeof c.now !== 'function' ||
+      typeof c.setTimeout !== 'function' ||
+      typeof c.clearTimeout !== 'function'
+    ) {
       throw invalidOption('options.clock', 'must be a Clock (now, setTimeout, clearTimeout)', o.clock);
     }
   }
@@ -1084,7 +1108,11 @@ function validateTls(t: TcpTransportTlsOptions | undefined): TcpTransportTlsOpti
   if (t.key !== undefined && !pem(t.key)) throw invalidOption('options.tls.key', 'must be a PEM string or Buffer', t.key);
   if (t.cert !== undefined && !pem(t.cert)) throw invalidOption('options.tls.cert', 'must be a PEM string or Buffer', t.cert);
   if ((t.key === undefined) !== (t.cert === undefined)) {
-    throw invalidOption('options.tls.key', 'and options.tls.cert must be given together', t.key === undefined ? 'only a cert' : 'only a key');
+    throw invalidOption(
+      'options.tls.key',
+      'and options.tls.cert must be given together',
+      t.key === undefined ? 'only a cert' : 'only a key',
+    );
   }
   if (t.ca !== undefined && !pem(t.ca) && !(Array.isArray(t.ca) && t.ca.length > 0 && t.ca.every(pem))) {
     throw invalidOption('options.tls.ca', 'must be a PEM string, Buffer or a non-empty array of them', t.ca);

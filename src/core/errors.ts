@@ -76,9 +76,7 @@ export function isTroupeError(e: unknown, code?: ErrorCode): e is TroupeError {
 
 export function toErrorRecord(e: unknown): ErrorRecord {
   if (e instanceof TroupeError) {
-    return e.details === undefined
-      ? { code: e.code, message: e.message }
-      : { code: e.code, message: e.message, details: e.details };
+    return e.details === undefined ? { code: e.code, message: e.message } : { code: e.code, message: e.message, details: e.details };
   }
   const message = e instanceof Error ? e.message : String(e);
   return { code: 'ERR_INTERNAL', message };

@@ -27,10 +27,7 @@ export const counter = defineActor({
 });
 
 type Cart = { items: Record<string, number>; checkedOut: boolean };
-type CartEvent =
-  | { type: 'added'; sku: string; qty: number }
-  | { type: 'removed'; sku: string }
-  | { type: 'checked-out' };
+type CartEvent = { type: 'added'; sku: string; qty: number } | { type: 'removed'; sku: string } | { type: 'checked-out' };
 
 /** A shopping cart: the session actor troupe exists for. */
 export const cart = defineActor({

@@ -134,7 +134,10 @@ export class TroupeNode implements MessageRouter {
       await node.stop();
       throw e;
     }
-    log.info({ workers: supervisor.workers, http: node.url, cluster: node.cluster?.transport.self.address, incarnation: identity.incarnation }, 'node started');
+    log.info(
+      { workers: supervisor.workers, http: node.url, cluster: node.cluster?.transport.self.address, incarnation: identity.incarnation },
+      'node started',
+    );
     return node;
   }
 
@@ -166,7 +169,10 @@ export class TroupeNode implements MessageRouter {
     this.router = router;
     membership.onMemberChanged((ch) => {
       if (ch.previous !== ch.member.status)
-        this.log.info({ member: ch.member.id, incarnation: ch.member.incarnation, from: ch.previous, to: ch.member.status }, 'member changed');
+        this.log.info(
+          { member: ch.member.id, incarnation: ch.member.incarnation, from: ch.previous, to: ch.member.status },
+          'member changed',
+        );
     });
     membership.start(c.seeds ?? []);
   }

@@ -17,6 +17,13 @@ import type { ErrorRecord } from '../core/errors.ts';
  */
 export interface Journal {
   write(w: ActorWrite): Promise<void>;
+  /**
+   * Several actors' writes at once (one transaction where the store has them). Never rejects:
+   * resolves with one entry per write, `null` when that write is durable, else its error (a
+   * failed write is not applied; the others are independent of it). Optional: without it the
+   * caller uses `write` for each.
+   */
+  writeMany?(writes: readonly ActorWrite[]): Promise<Array<Error | null>>;
   read(kind: string, key: string): Promise<ActorHistory>;
   close(): Promise<void>;
 }

@@ -22,16 +22,19 @@ export class MemoryJournal implements Journal {
   constructor(private readonly recentReplies = 128) {}
 
   write(w: ActorWrite): Promise<void> {
-    if (this.closed) return Promise.reject(troupeError('ERR_STOPPED', 'journal is closed'));
+    const error = this.apply(w);
+    return error === null ? resolved : Promise.reject(error);
+  }
+
+  private apply(w: ActorWrite): Error | null {
+    if (this.closed) return troupeError('ERR_STOPPED', 'journal is closed');
     let byKey = this.logs.get(w.kind);
     if (byKey === undefined) this.logs.set(w.kind, (byKey = new Map()));
     let log = byKey.get(w.key);
     const lastSeq = log?.lastSeq ?? 0;
     const events = w.events;
     if (events.length > 0 && events[0]!.seq !== lastSeq + 1) {
-      return Promise.reject(
-        troupeError('ERR_JOURNAL_WRITE', `event seq ${events[0]!.seq} does not follow ${lastSeq} for ${w.kind}/${w.key}`),
-      );
+      return troupeError('ERR_JOURNAL_WRITE', `event seq ${events[0]!.seq} does not follow ${lastSeq} for ${w.kind}/${w.key}`);
     }
     if (log === undefined) byKey.set(w.key, (log = { events: [], lastSeq: 0, replies: [] }));
     for (let i = 0; i < events.length; i++) log.events.push(events[i]!);
@@ -46,7 +49,13 @@ export class MemoryJournal implements Journal {
       for (const r of w.replies) log.replies.push(r);
       if (log.replies.length > this.recentReplies) log.replies.splice(0, log.replies.length - this.recentReplies);
     }
-    return resolved;
+    return null;
+  }
+
+  writeMany(writes: readonly ActorWrite[]): Promise<Array<Error | null>> {
+    const results = new Array<Error | null>(writes.length);
+    for (let i = 0; i < writes.length; i++) results[i] = this.apply(writes[i]!);
+    return Promise.resolve(results);
   }
 
   read(kind: string, key: string): Promise<ActorHistory> {

@@ -3,18 +3,30 @@ import type { ErrorRecord } from '../core/errors.ts';
 
 /**
  * What travels over a worker's long-lived MessagePort. Envelopes are packed into one flat array
- * per batch (one `postMessage`, one structured clone of primitives) instead of an object per
- * message; each record starts with its op code:
+ * per batch (one `postMessage`, one structured clone of mostly primitives) instead of an object
+ * per message. Each record starts with a code: the op in the low 4 bits and, for messages, the
+ * index of its (kind, command) pair above them. A pair is sent once per port (OP_DEFINE) and
+ * referred to by index after that, so the kind and command strings are not cloned per message:
  *
- *   OP_MSG     op kind key command input askId msgId   (askId 0 = tell)
- *   OP_REPLY   op askId ok value                       (value = ErrorRecord when !ok)
- *   OP_CONTROL op askId name arg                       (main → worker: stats, stop, ...)
- *   OP_EVENT   op name data                            (worker → main: ready, escalated)
+ *   OP_DEFINE     op index kind command
+ *   OP_TELL       code key input                  code = index << 4 | op
+ *   OP_TELL_ID    code key input msgId
+ *   OP_ASK        code key input askId
+ *   OP_ASK_ID     code key input askId msgId
+ *   OP_REPLY_OK   op askId value
+ *   OP_REPLY_ERR  op askId ErrorRecord
+ *   OP_CONTROL    op askId name arg               (main → worker: stats, stop, placement, ...)
+ *   OP_EVENT      op name data                    (worker → main: ready, escalated, failed)
  */
-export const OP_MSG = 0;
-export const OP_REPLY = 1;
-export const OP_CONTROL = 2;
-export const OP_EVENT = 3;
+export const OP_DEFINE = 0;
+export const OP_TELL = 1;
+export const OP_TELL_ID = 2;
+export const OP_ASK = 3;
+export const OP_ASK_ID = 4;
+export const OP_REPLY_OK = 5;
+export const OP_REPLY_ERR = 6;
+export const OP_CONTROL = 7;
+export const OP_EVENT = 8;
 
 export interface BatchHandlers {
   msg(kind: string, key: string, command: string, input: unknown, askId: number, msgId: string | undefined): void;
@@ -23,42 +35,72 @@ export interface BatchHandlers {
   event(name: string, data: unknown): void;
 }
 
-export function decodeBatch(batch: unknown[], h: BatchHandlers): void {
-  let i = 0;
-  const n = batch.length;
-  while (i < n) {
-    switch (batch[i]) {
-      case OP_MSG:
-        h.msg(
-          batch[i + 1] as string,
-          batch[i + 2] as string,
-          batch[i + 3] as string,
-          batch[i + 4],
-          batch[i + 5] as number,
-          batch[i + 6] as string | undefined,
-        );
-        i += 7;
-        break;
-      case OP_REPLY:
-        h.reply(batch[i + 1] as number, batch[i + 2] === 1, batch[i + 3]);
-        i += 4;
-        break;
-      case OP_CONTROL:
-        h.control(batch[i + 1] as number, batch[i + 2] as string, batch[i + 3]);
-        i += 4;
-        break;
-      case OP_EVENT:
-        h.event(batch[i + 1] as string, batch[i + 2]);
-        i += 3;
-        break;
-      default:
-        throw new Error(`corrupt port batch: op ${String(batch[i])} at ${i}`);
+/** The receiving end of one port: decodes batches, keeping the (kind, command) table. */
+export class PortReader {
+  private kinds: string[] = [];
+  private commands: string[] = [];
+
+  constructor(private readonly h: BatchHandlers) {}
+
+  decode(batch: unknown[]): void {
+    const h = this.h;
+    let i = 0;
+    const n = batch.length;
+    while (i < n) {
+      const code = batch[i] as number;
+      const op = code & 15;
+      const pair = code >>> 4;
+      switch (op) {
+        case OP_TELL:
+          h.msg(this.kinds[pair]!, batch[i + 1] as string, this.commands[pair]!, batch[i + 2], 0, undefined);
+          i += 3;
+          break;
+        case OP_ASK:
+          h.msg(this.kinds[pair]!, batch[i + 1] as string, this.commands[pair]!, batch[i + 2], batch[i + 3] as number, undefined);
+          i += 4;
+          break;
+        case OP_REPLY_OK:
+        case OP_REPLY_ERR:
+          h.reply(batch[i + 1] as number, op === OP_REPLY_OK, batch[i + 2]);
+          i += 3;
+          break;
+        case OP_TELL_ID:
+          h.msg(this.kinds[pair]!, batch[i + 1] as string, this.commands[pair]!, batch[i + 2], 0, batch[i + 3] as string);
+          i += 4;
+          break;
+        case OP_ASK_ID:
+          h.msg(
+            this.kinds[pair]!,
+            batch[i + 1] as string,
+            this.commands[pair]!,
+            batch[i + 2],
+            batch[i + 3] as number,
+            batch[i + 4] as string,
+          );
+          i += 5;
+          break;
+        case OP_DEFINE:
+          this.kinds[batch[i + 1] as number] = batch[i + 2] as string;
+          this.commands[batch[i + 1] as number] = batch[i + 3] as string;
+          i += 4;
+          break;
+        case OP_CONTROL:
+          h.control(batch[i + 1] as number, batch[i + 2] as string, batch[i + 3]);
+          i += 4;
+          break;
+        case OP_EVENT:
+          h.event(batch[i + 1] as string, batch[i + 2]);
+          i += 3;
+          break;
+        default:
+          throw new Error(`corrupt port batch: code ${String(code)} at ${i}`);
+      }
     }
   }
 }
 
 /** Slots in a batch before it is posted without waiting for the end of the tick. */
-const MAX_BATCH_SLOTS = 7 * 512;
+const MAX_BATCH_SLOTS = 4 * 512;
 
 /**
  * Collects records and posts them as one batch at the end of the current event-loop turn
@@ -68,22 +110,36 @@ const MAX_BATCH_SLOTS = 7 * 512;
 export class PortWriter {
   private batch: unknown[] = [];
   private scheduled = false;
+  /** kind → command → pair index, as defined on the current port. */
+  private pairs = new Map<string, Map<string, number>>();
+  private nextPair = 0;
   private readonly flushBound = () => this.flush();
 
   constructor(private port: MessagePort) {}
 
-  /** Points the writer at a new port (a recreated worker); queued records go there. */
+  /** Points the writer at a new port (a recreated worker): its reader starts a fresh table. */
   retarget(port: MessagePort): void {
     this.port = port;
+    this.pairs = new Map();
+    this.nextPair = 0;
+    // Records already queued may refer to pairs of the old port: define them again first.
+    const queued = this.batch;
+    this.batch = [];
+    if (queued.length > 0) new PortReader(this.replayInto()).decode(queued);
   }
 
   msg(kind: string, key: string, command: string, input: unknown, askId: number, msgId: string | undefined): void {
-    this.batch.push(OP_MSG, kind, key, command, input, askId, msgId);
+    const pair = this.pairOf(kind, command) << 4;
+    if (askId === 0) {
+      if (msgId === undefined) this.batch.push(pair | OP_TELL, key, input);
+      else this.batch.push(pair | OP_TELL_ID, key, input, msgId);
+    } else if (msgId === undefined) this.batch.push(pair | OP_ASK, key, input, askId);
+    else this.batch.push(pair | OP_ASK_ID, key, input, askId, msgId);
     this.queued();
   }
 
   reply(askId: number, ok: boolean, value: unknown): void {
-    this.batch.push(OP_REPLY, askId, ok ? 1 : 0, value);
+    this.batch.push(ok ? OP_REPLY_OK : OP_REPLY_ERR, askId, value);
     this.queued();
   }
 
@@ -107,6 +163,27 @@ export class PortWriter {
     const batch = this.batch;
     this.batch = [];
     this.port.postMessage(batch);
+  }
+
+  private pairOf(kind: string, command: string): number {
+    let commands = this.pairs.get(kind);
+    if (commands === undefined) this.pairs.set(kind, (commands = new Map()));
+    let index = commands.get(command);
+    if (index === undefined) {
+      index = this.nextPair++;
+      commands.set(command, index);
+      this.batch.push(OP_DEFINE, index, kind, command);
+    }
+    return index;
+  }
+
+  private replayInto(): BatchHandlers {
+    return {
+      msg: (kind, key, command, input, askId, msgId) => this.msg(kind, key, command, input, askId, msgId),
+      reply: (askId, ok, value) => this.reply(askId, ok, value),
+      control: (askId, name, arg) => this.control(askId, name, arg),
+      event: (name, data) => this.event(name, data),
+    };
   }
 
   private queued(): void {

@@ -37,9 +37,7 @@ export const workerRestartPolicy: RestartPolicy = {
 /** Timestamps (ms) of the restarts still inside the policy's period, oldest first. */
 export type RestartWindow = readonly number[];
 
-export type RestartDecision =
-  | { action: 'restart'; delayMs: number; window: RestartWindow }
-  | { action: 'escalate'; window: RestartWindow };
+export type RestartDecision = { action: 'restart'; delayMs: number; window: RestartWindow } | { action: 'escalate'; window: RestartWindow };
 
 export function decideRestart(window: RestartWindow, now: number, policy: RestartPolicy): RestartDecision {
   const kept = window.filter((t) => now - t < policy.periodMs);

@@ -10,7 +10,7 @@ import { fromErrorRecord, invalidOption, toErrorRecord, troupeError, type ErrorR
 import type { Logger } from '../core/logger.ts';
 import type { JournalConfig } from '../persistence/journal.ts';
 import { slotOf } from './placement.ts';
-import { decodeBatch, PortWriter } from './port-protocol.ts';
+import { PortReader, PortWriter } from './port-protocol.ts';
 import { decideRestart, validateRestartPolicy, workerRestartPolicy, type RestartPolicy, type RestartWindow } from './restart-window.ts';
 import type { WorkerTask } from './worker-host.ts';
 
@@ -118,7 +118,15 @@ export class Supervisor extends EventEmitter implements MessageRouter {
     });
     for (let i = 0; i < this.workers; i++) {
       const { port1, port2 } = new MessageChannel();
-      const slot = { index: i, generation: 0, writer: new PortWriter(port1), port: port1, up: false, restarts: [], threadId: -1 } as unknown as Slot;
+      const slot = {
+        index: i,
+        generation: 0,
+        writer: new PortWriter(port1),
+        port: port1,
+        up: false,
+        restarts: [],
+        threadId: -1,
+      } as unknown as Slot;
       this.resetReady(slot);
       this.slots.push(slot);
       this.host(slot, port2);
@@ -218,15 +226,16 @@ export class Supervisor extends EventEmitter implements MessageRouter {
       ...(this.o.throughput !== undefined && { throughput: this.o.throughput }),
       defaultAskTimeoutMs: this.defaultAskTimeoutMs,
     };
-    slot.port.on('message', (batch: unknown[]) => this.fromWorker(slot, batch));
+    const reader = this.readerFor(slot);
+    slot.port.on('message', (batch: unknown[]) => reader.decode(batch));
     this.pool.run(task, { transferList: [remote] }).then(
       () => undefined, // the slot stopped on request
       (error: Error) => this.workerExited(slot, error),
     );
   }
 
-  private fromWorker(slot: Slot, batch: unknown[]): void {
-    decodeBatch(batch, {
+  private readerFor(slot: Slot): PortReader {
+    return new PortReader({
       msg: (kind, key, command, input, askId, msgId) => this.relay(slot, kind, key, command, input, askId, msgId),
       reply: (askId, ok, value) => {
         const p = this.asks.get(askId);

@@ -14,7 +14,7 @@ import { createLogger } from '../core/logger.ts';
 import { importModule } from '../core/import-module.ts';
 import type { Journal, JournalConfig } from '../persistence/journal.ts';
 import { MemoryJournal } from '../persistence/memory-journal.ts';
-import { decodeBatch, PortWriter } from './port-protocol.ts';
+import { PortReader, PortWriter } from './port-protocol.ts';
 import { HashRing, type RingMember } from '../cluster/ring.ts';
 
 export interface WorkerTask {
@@ -67,28 +67,26 @@ export default async function hostSlot(task: WorkerTask): Promise<void> {
       port.close();
       resolve();
     };
-    port.on('message', (batch: unknown[]) =>
-      decodeBatch(batch, {
-        msg: (kind, key, command, input, askId, msgId) =>
-          host.deliver(kind, key, command, input, askId, msgId, askId === 0 ? undefined : fromMain),
-        reply: (askId, ok, value) => host.reply(askId, ok, value),
-        control: (askId, name, arg) => {
-          if (name === 'stats') writer.reply(askId, true, host.stats());
-          else if (name === 'stop') void stop(askId);
-          else if (name === 'sweep') writer.reply(askId, true, host.sweep());
-          else if (name === 'placement') {
-            const { members, selfId } = arg as { members: RingMember[]; selfId: number };
-            const ring = new HashRing(members);
-            host.setOwnership(members.length === 0 ? () => false : (key) => ring.ownerOf(key).id === selfId);
-          }
-          else if (name === 'restart-actor') {
-            const { kind, key } = arg as { kind: string; key: string };
-            writer.reply(askId, true, host.system(kind, key, 'restart'));
-          } else writer.reply(askId, false, { code: 'ERR_INVALID_OPTION', message: `unknown control '${name}'` });
-        },
-        event: () => undefined,
-      }),
-    );
+    const reader = new PortReader({
+      msg: (kind, key, command, input, askId, msgId) =>
+        host.deliver(kind, key, command, input, askId, msgId, askId === 0 ? undefined : fromMain),
+      reply: (askId, ok, value) => host.reply(askId, ok, value),
+      control: (askId, name, arg) => {
+        if (name === 'stats') writer.reply(askId, true, host.stats());
+        else if (name === 'stop') void stop(askId);
+        else if (name === 'sweep') writer.reply(askId, true, host.sweep());
+        else if (name === 'placement') {
+          const { members, selfId } = arg as { members: RingMember[]; selfId: number };
+          const ring = new HashRing(members);
+          host.setOwnership(members.length === 0 ? () => false : (key) => ring.ownerOf(key).id === selfId);
+        } else if (name === 'restart-actor') {
+          const { kind, key } = arg as { kind: string; key: string };
+          writer.reply(askId, true, host.system(kind, key, 'restart'));
+        } else writer.reply(askId, false, { code: 'ERR_INVALID_OPTION', message: `unknown control '${name}'` });
+      },
+      event: () => undefined,
+    });
+    port.on('message', (batch: unknown[]) => reader.decode(batch));
     writer.event('ready', { slot: task.slot, threadId });
   });
 }

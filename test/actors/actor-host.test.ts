@@ -88,7 +88,11 @@ const versioned = defineActor({
 });
 
 let hosts: ActorHost[] = [];
-function makeHost(journal: Journal = new MemoryJournal(), clock = new SimulatedClock(), extra: Partial<ConstructorParameters<typeof ActorHost>[0]> = {}) {
+function makeHost(
+  journal: Journal = new MemoryJournal(),
+  clock = new SimulatedClock(),
+  extra: Partial<ConstructorParameters<typeof ActorHost>[0]> = {},
+) {
   const registry = new ActorRegistry([counter, cart, recorder, thrower, tiny, versioned]);
   const host = new ActorHost({ registry, journal, clock, log: silentLogger, slot: 0, slots: 1, ...extra });
   hosts.push(host);
@@ -128,8 +132,7 @@ describe('ActorHost messaging', () => {
   it('gives each actor at most `throughput` messages per turn, then lets others run', async () => {
     const { host } = makeHost(new MemoryJournal(), new SimulatedClock(), { throughput: 4 });
     const order: string[] = [];
-    const track = (key: string, i: number) =>
-      host.ask('counter', key, { command: 'incr' }).then(() => order.push(`${key}${i}`));
+    const track = (key: string, i: number) => host.ask('counter', key, { command: 'incr' }).then(() => order.push(`${key}${i}`));
     const all: Promise<unknown>[] = [];
     // Wait for both activations so the two mailboxes fill before the first turn.
     await Promise.all([host.ask('counter', 'a', { command: 'get' }), host.ask('counter', 'b', { command: 'get' })]);
@@ -191,7 +194,9 @@ describe('ActorHost durability of replies', () => {
     const journal = new ManualJournal();
     const { host } = makeHost(journal);
     const got: number[] = [];
-    const asks = [1, 2, 3].map((by) => host.ask('counter', 'd', { command: 'incr', input: { by } }).then((r) => got.push((r as { n: number }).n)));
+    const asks = [1, 2, 3].map((by) =>
+      host.ask('counter', 'd', { command: 'incr', input: { by } }).then((r) => got.push((r as { n: number }).n)),
+    );
     const read = host.ask('counter', 'd', { command: 'get' }).then((r) => got.push(-(r as { n: number }).n));
     await settle();
     expect(journal.writes).toBe(1); // one write for the whole turn
@@ -269,7 +274,9 @@ describe('ActorHost supervision', () => {
 
   it('escalates past the restart intensity, refuses until the period ends, then starts fresh', async () => {
     const escalations: string[] = [];
-    const { host, clock } = makeHost(new MemoryJournal(), new SimulatedClock(), { onEscalated: (kind, key) => escalations.push(`${kind}/${key}`) });
+    const { host, clock } = makeHost(new MemoryJournal(), new SimulatedClock(), {
+      onEscalated: (kind, key) => escalations.push(`${kind}/${key}`),
+    });
     for (const delay of [100, 200]) {
       await expect(host.ask('thrower', 'e', { command: 'boom' })).rejects.toMatchObject({ code: 'ERR_HANDLER_FAILED' });
       clock.advance(delay);
@@ -307,7 +314,14 @@ describe('ActorHost passivation and timers', () => {
       },
     });
     const clock = new SimulatedClock();
-    const host = new ActorHost({ registry: new ActorRegistry([timed]), journal: new MemoryJournal(), clock, log: silentLogger, slot: 0, slots: 1 });
+    const host = new ActorHost({
+      registry: new ActorRegistry([timed]),
+      journal: new MemoryJournal(),
+      clock,
+      log: silentLogger,
+      slot: 0,
+      slots: 1,
+    });
     hosts.push(host);
     await host.ask('timed', 't', { command: 'start' });
     clock.advance(999);
@@ -335,7 +349,12 @@ describe('ActorHost routing', () => {
     const keys = Array.from({ length: 40 }, (_, i) => `k${i}`);
     for (const k of keys) host.tell('counter', k, { command: 'incr' });
     await settle();
-    expect(out.sort()).toEqual(keys.filter((k) => slotOf(k, 4) !== 0).map((k) => `counter/${k}`).sort());
+    expect(out.sort()).toEqual(
+      keys
+        .filter((k) => slotOf(k, 4) !== 0)
+        .map((k) => `counter/${k}`)
+        .sort(),
+    );
     expect(host.stats().resident).toBe(keys.filter((k) => slotOf(k, 4) === 0).length);
   });
 });

@@ -111,8 +111,16 @@ describe('membership time math', () => {
 
 describe('membership config', () => {
   it.each([
-    { name: 'non-positive option', args: ['lan', { tickInterval: 0 }], message: 'options.membership.tickInterval must be a positive integer (got 0)' },
-    { name: 'fractional option', args: ['lan', { gossipFanout: 2.5 }], message: 'options.membership.gossipFanout must be a positive integer (got 2.5)' },
+    {
+      name: 'non-positive option',
+      args: ['lan', { tickInterval: 0 }],
+      message: 'options.membership.tickInterval must be a positive integer (got 0)',
+    },
+    {
+      name: 'fractional option',
+      args: ['lan', { gossipFanout: 2.5 }],
+      message: 'options.membership.gossipFanout must be a positive integer (got 2.5)',
+    },
     { name: 'unknown profile', args: ['wan'], message: 'options.membership.profile must be one of lan, seed-10s (got "wan")' },
     {
       name: 'tick coarser than a timeout',
@@ -231,7 +239,10 @@ describe('membership reducer', () => {
 
   it('relays a ping-req: pings the target, forwards its ack, or nacks when it stays silent', () => {
     const h = new Harness(stateOf(4));
-    const [ping] = sends(h.receive(1, { proto: 'swim', type: 'ping-req', seq: 77, target: 2, targetAddress: 'mem:2', updates: [] }), 'ping');
+    const [ping] = sends(
+      h.receive(1, { proto: 'swim', type: 'ping-req', seq: 77, target: 2, targetAddress: 'mem:2', updates: [] }),
+      'ping',
+    );
     expect(ping!.address).toBe('mem:2');
     const relaySeq = (ping!.payload as { seq: number }).seq;
     const [fwd] = sends(h.receive(2, { proto: 'swim', type: 'ack', seq: relaySeq, updates: [] }), 'ack');
@@ -257,7 +268,11 @@ describe('membership reducer', () => {
 
   it('refutes a suspicion about itself: bumps its incarnation and tells the rumour-monger and the cluster', () => {
     const h = new Harness(stateOf(6));
-    const effects = h.receive(3, { proto: 'swim', type: 'gossip', updates: [{ id: 0, address: 'mem:0', incarnation: 0, status: 'suspect', age: 50 }] });
+    const effects = h.receive(3, {
+      proto: 'swim',
+      type: 'gossip',
+      updates: [{ id: 0, address: 'mem:0', incarnation: 0, status: 'suspect', age: 50 }],
+    });
     expect(h.state.incarnation).toBe(1);
     expect(h.state.members.get(0)).toMatchObject({ status: 'alive', incarnation: 1 });
     const gossip = sends(effects, 'gossip');
@@ -343,12 +358,16 @@ describe('membership reducer', () => {
 
   it('never mutates the state it is given', () => {
     const h = new Harness(stateOf(8));
-    const snapshot = (s: MembershipState) =>
-      JSON.stringify(s, (_k, v) => (v instanceof Map ? [...v.entries()] : v));
+    const snapshot = (s: MembershipState) => JSON.stringify(s, (_k, v) => (v instanceof Map ? [...v.entries()] : v));
     for (let i = 0; i < 60; i++) {
       const before = h.state;
       const text = snapshot(before);
-      if (i % 3 === 0) h.receive(1 + (i % 7), { proto: 'swim', type: 'gossip', updates: [{ id: 1 + (i % 7), address: addressOf(1 + (i % 7)), incarnation: i, status: 'alive' }] });
+      if (i % 3 === 0)
+        h.receive(1 + (i % 7), {
+          proto: 'swim',
+          type: 'gossip',
+          updates: [{ id: 1 + (i % 7), address: addressOf(1 + (i % 7)), incarnation: i, status: 'alive' }],
+        });
       else h.tickTo(h.now + 50);
       expect(snapshot(before)).toBe(text);
     }
@@ -414,7 +433,10 @@ describe('membership over the in-memory network', () => {
     sim.run(500);
     sim.recordChanges = true;
     let resolved = false;
-    const leaving = sim.drivers.get(6)!.leave().then(() => (resolved = true));
+    const leaving = sim.drivers
+      .get(6)!
+      .leave()
+      .then(() => (resolved = true));
     const others = sim.others([6]);
     const elapsed = sim.runUntil(() => sim.count(others, 6, 'left') === others.length, 1000);
     expect(elapsed / lan.gossipInterval).toBeLessThanOrEqual(12);
@@ -460,10 +482,7 @@ describe('membership over the in-memory network', () => {
     sim.network.partition(left.map(addressOf), right.map(addressOf));
     const all = sim.others();
     const sideOf = (id: number) => (id < 10 ? right : left);
-    const split = sim.runUntil(
-      () => all.every((d) => sideOf(d.state.self.id).every((id) => d.member(id)?.status === 'down')),
-      10_000,
-    );
+    const split = sim.runUntil(() => all.every((d) => sideOf(d.state.self.id).every((id) => d.member(id)?.status === 'down')), 10_000);
     expect(split).toBeLessThan(10_000);
     sim.network.heal();
     const healed = sim.runUntil(() => all.every((d) => [...d.state.members.values()].every((m) => m.status === 'alive')), 15_000);
@@ -481,23 +500,20 @@ describe('membership over the in-memory network', () => {
     expect(sim.network.stats.duplicated).toBeGreaterThan(0);
   });
 
-  it.each([0, 40, 80, 120, 160])(
-    'a 1 s event-loop stall of one node makes nobody down (100 nodes, stall at +%i ms)',
-    (phase) => {
-      const sim = new SimCluster({ size: 100, seed: 21 + phase });
-      sim.run(1000 + phase);
-      sim.recordChanges = true;
-      const stalled = sim.drivers.get(37)!;
-      stalled.pause();
-      sim.run(1000);
-      stalled.resume();
-      sim.run(3000);
-      expect(sim.changes.filter((c) => c.change.member.status === 'down')).toEqual([]);
-      // The stalled node itself marked nobody down, and others' suspicion of it was refuted.
-      expect([...stalled.state.members.values()].every((m) => m.status === 'alive')).toBe(true);
-      for (const d of sim.others([37])) expect(d.member(37)!.status).toBe('alive');
-    },
-  );
+  it.each([0, 40, 80, 120, 160])('a 1 s event-loop stall of one node makes nobody down (100 nodes, stall at +%i ms)', (phase) => {
+    const sim = new SimCluster({ size: 100, seed: 21 + phase });
+    sim.run(1000 + phase);
+    sim.recordChanges = true;
+    const stalled = sim.drivers.get(37)!;
+    stalled.pause();
+    sim.run(1000);
+    stalled.resume();
+    sim.run(3000);
+    expect(sim.changes.filter((c) => c.change.member.status === 'down')).toEqual([]);
+    // The stalled node itself marked nobody down, and others' suspicion of it was refuted.
+    expect([...stalled.state.members.values()].every((m) => m.status === 'alive')).toBe(true);
+    for (const d of sim.others([37])) expect(d.member(37)!.status).toBe('alive');
+  });
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -545,7 +561,9 @@ describe('membership at 1,000 nodes', () => {
     expect(rounds(spread)).toBeLessThanOrEqual(12);
     sim.runUntil(() => sim.count(others, victim, 'down') === others.length, 2000);
     expect(sim.clock.now() - killedAt).toBeLessThanOrEqual(downBound(lan));
-    expect(suspectedAt - killedAt).toBeLessThanOrEqual(lan.probeInterval + lan.probeTimeout + lan.indirectProbeTimeout + 2 * lan.tickInterval);
+    expect(suspectedAt - killedAt).toBeLessThanOrEqual(
+      lan.probeInterval + lan.probeTimeout + lan.indirectProbeTimeout + 2 * lan.tickInterval,
+    );
   });
 
   it('marks nobody down when one node stalls for 1 s, and the stalled node marks nobody down', () => {

@@ -139,7 +139,9 @@ describe('MemoryNetwork', () => {
 
   it('lets a restarted node reuse a dead address, but not a live one', () => {
     const { clock, net, t } = setup();
-    expect(() => net.transport({ id: 7, incarnation: 1, address: 'mem:1' })).toThrow('identity.address is already in use on this network (got "mem:1")');
+    expect(() => net.transport({ id: 7, incarnation: 1, address: 'mem:1' })).toThrow(
+      'identity.address is already in use on this network (got "mem:1")',
+    );
     net.kill('mem:2');
     const reborn = net.transport({ id: 2, incarnation: 2, address: 'mem:2' });
     const got: PeerIdentity[] = [];

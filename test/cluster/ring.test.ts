@@ -152,7 +152,11 @@ describe('HashRing', () => {
     { name: 'duplicate id', args: [members([1, 1])], message: 'members must not repeat a node id (id 1 appears twice)' },
     { name: 'id out of range', args: [[{ id: 1024, address: 'a' }]], message: 'members[0].id must be an integer in 0..1023 (got 1024)' },
     { name: 'empty address', args: [[{ id: 1, address: '' }]], message: 'members[0].address must be a non-empty string (got "")' },
-    { name: 'bad vnodes', args: [members([1]), { virtualNodes: 0 }], message: 'options.virtualNodes must be an integer in 1..65536 (got 0)' },
+    {
+      name: 'bad vnodes',
+      args: [members([1]), { virtualNodes: 0 }],
+      message: 'options.virtualNodes must be an integer in 1..65536 (got 0)',
+    },
     { name: 'bad epoch', args: [members([1]), { epoch: -1 }], message: 'options.epoch must be a non-negative integer (got -1)' },
   ])('validates its options: $name', ({ args, message }) => {
     expect(() => new HashRing(...(args as [RingMember[], object?]))).toThrow(message);

@@ -132,7 +132,12 @@ describe('SnowflakeGenerator', () => {
     { name: 'not a number', id: 'abc' },
     { name: 'over 64 bits', id: '18446744073709551616' },
   ])('rejects a malformed id in decode: $name', ({ id }) => {
-    expect(isTroupeError(caught(() => decodeSnowflake(id)), 'ERR_INVALID_INPUT')).toBe(true);
+    expect(
+      isTroupeError(
+        caught(() => decodeSnowflake(id)),
+        'ERR_INVALID_INPUT',
+      ),
+    ).toBe(true);
   });
 
   it.each([
@@ -157,13 +162,23 @@ describe('SnowflakeGenerator', () => {
   it('fails with ERR_CLOCK on a wall clock before the epoch with no history', () => {
     const { clock } = simulated(SNOWFLAKE_EPOCH - 1000);
     const gen = new SnowflakeGenerator({ nodeId: 1, clock });
-    expect(isTroupeError(caught(() => gen.next()), 'ERR_CLOCK')).toBe(true);
+    expect(
+      isTroupeError(
+        caught(() => gen.next()),
+        'ERR_CLOCK',
+      ),
+    ).toBe(true);
   });
 
   it('fails with ERR_CLOCK rather than hang when the wall clock never moves', () => {
     const { clock } = simulated();
     const gen = new SnowflakeGenerator({ nodeId: 1, clock }); // no onSpin: the simulated clock is stuck
     for (let i = 0; i < 4096; i++) gen.next();
-    expect(isTroupeError(caught(() => gen.next()), 'ERR_CLOCK')).toBe(true);
+    expect(
+      isTroupeError(
+        caught(() => gen.next()),
+        'ERR_CLOCK',
+      ),
+    ).toBe(true);
   });
 });

@@ -8,7 +8,13 @@ let node: TroupeNode;
 let base: string;
 
 beforeAll(async () => {
-  node = await TroupeNode.start({ modules: [fixtures], workers: 1, http: { port: 0, maxBodyBytes: 1024 }, log: silentLogger, logLevel: 'silent' });
+  node = await TroupeNode.start({
+    modules: [fixtures],
+    workers: 1,
+    http: { port: 0, maxBodyBytes: 1024 },
+    log: silentLogger,
+    logLevel: 'silent',
+  });
   base = node.url!;
 });
 afterAll(() => node.stop());
@@ -68,11 +74,25 @@ describe('gateway errors', () => {
     { name: 'input that is not an object', path: '/actors/counter/e/incr', body: '[1,2]', status: 400, code: 'ERR_INVALID_INPUT' },
     { name: 'over-long key', path: `/actors/counter/${'k'.repeat(300)}/incr`, body: '{}', status: 400, code: 'ERR_INVALID_KEY' },
     { name: 'broken percent-encoding', path: '/actors/counter/%E0%A4%A/incr', body: '{}', status: 400, code: 'ERR_INVALID_KEY' },
-    { name: 'bad timeout header', path: '/actors/counter/e/incr', body: '{}', status: 400, code: 'ERR_INVALID_OPTION', headers: { 'x-timeout-ms': 'soon' } },
+    {
+      name: 'bad timeout header',
+      path: '/actors/counter/e/incr',
+      body: '{}',
+      status: 400,
+      code: 'ERR_INVALID_OPTION',
+      headers: { 'x-timeout-ms': 'soon' },
+    },
     { name: 'unknown route', path: '/nothing/here', body: '{}', status: 404, code: 'ERR_NOT_FOUND' },
     { name: 'short actor route', path: '/actors/counter/e', body: '{}', status: 404, code: 'ERR_NOT_FOUND' },
     { name: 'a handler that throws', path: '/actors/faulty/e/boom', body: '{}', status: 500, code: 'ERR_HANDLER_FAILED' },
-    { name: 'ask timeout', path: '/actors/faulty/e2/hang', body: '{}', status: 504, code: 'ERR_ASK_TIMEOUT', headers: { 'x-timeout-ms': '100' } },
+    {
+      name: 'ask timeout',
+      path: '/actors/faulty/e2/hang',
+      body: '{}',
+      status: 504,
+      code: 'ERR_ASK_TIMEOUT',
+      headers: { 'x-timeout-ms': '100' },
+    },
   ])('$name → $status $code', async ({ path, body, status, code, headers }) => {
     const res = await post(path, body, headers);
     expect(res.status).toBe(status);

@@ -32,7 +32,14 @@ describe('Mailbox', () => {
     m.enqueueSystem('s1');
     m.enqueue('u3');
     m.enqueueSystem('s2');
-    expect([m.dequeue(), m.dequeue(), m.dequeue(), m.dequeue(), m.dequeue(), m.dequeue()]).toEqual(['s1', 's2', 'u1', 'u2', 'u3', undefined]);
+    expect([m.dequeue(), m.dequeue(), m.dequeue(), m.dequeue(), m.dequeue(), m.dequeue()]).toEqual([
+      's1',
+      's2',
+      'u1',
+      'u2',
+      'u3',
+      undefined,
+    ]);
   });
 
   it.each([

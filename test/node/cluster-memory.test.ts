@@ -66,7 +66,9 @@ describe('three nodes over the in-memory network', () => {
   });
 
   it('an actor on one node asks an actor owned by another node', async () => {
-    const out = (await Promise.all(keys.slice(0, 20).map((k) => nodes[1]!.ask('relay', k, { command: 'relay', input: { to: `relayed-${k}` } })))) as Array<{ n: number }>;
+    const out = (await Promise.all(
+      keys.slice(0, 20).map((k) => nodes[1]!.ask('relay', k, { command: 'relay', input: { to: `relayed-${k}` } })),
+    )) as Array<{ n: number }>;
     expect(out.every((r) => r.n === 1)).toBe(true);
   });
 
@@ -95,6 +97,8 @@ describe('three nodes over the in-memory network', () => {
 
   it('an ask to an unknown command on a remote owner comes back as the named error', async () => {
     const key = keys.find((k) => nodes[0]!.clusterRouter!.ownerOf(k).id !== 1)!;
-    await expect(nodes[0]!.ask('counter', key, { command: 'incr', input: { by: 'x' } })).rejects.toMatchObject({ code: 'ERR_INVALID_INPUT' });
+    await expect(nodes[0]!.ask('counter', key, { command: 'incr', input: { by: 'x' } })).rejects.toMatchObject({
+      code: 'ERR_INVALID_INPUT',
+    });
   });
 });

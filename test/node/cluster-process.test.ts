@@ -19,7 +19,23 @@ interface Started {
 
 /** Starts `troupe start` as a child process and resolves when it reports ready over IPC. */
 function startNode(id: number, seeds: string[], port = 0): Promise<Started> {
-  const args = ['start', '--id', String(id), '--port', String(port), '--http', '0', '--workers', '1', '--app', app, '--data-dir', join(dataRoot, `n${id}`), '--log-level', 'warn'];
+  const args = [
+    'start',
+    '--id',
+    String(id),
+    '--port',
+    String(port),
+    '--http',
+    '0',
+    '--workers',
+    '1',
+    '--app',
+    app,
+    '--data-dir',
+    join(dataRoot, `n${id}`),
+    '--log-level',
+    'warn',
+  ];
   if (seeds.length) args.push('--seeds', seeds.join(','));
   const child = fork(bin, args, { env: { ...process.env, TROUPE_CLUSTER_SECRET: secret }, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
   return new Promise((resolve, reject) => {
@@ -77,7 +93,9 @@ describe('three troupe processes on 127.0.0.1', () => {
 
   it('asks through every node reach the key’s single owner', async () => {
     for (const n of nodes) for (const k of keys) await incr(n.url, k);
-    const last = await Promise.all(keys.map((k) => fetch(`${nodes[2]!.url}/actors/counter/${k}/get`, { method: 'POST' }).then((r) => r.json())));
+    const last = await Promise.all(
+      keys.map((k) => fetch(`${nodes[2]!.url}/actors/counter/${k}/get`, { method: 'POST' }).then((r) => r.json())),
+    );
     expect(last).toEqual(keys.map(() => ({ n: 3 })));
   });
 

@@ -8,10 +8,30 @@ describe('decideRestart', () => {
     { name: 'first restart', window: [], now: 0, expect: { action: 'restart', delayMs: 10, window: [0] } },
     { name: 'second restart doubles the delay', window: [0], now: 100, expect: { action: 'restart', delayMs: 20, window: [0, 100] } },
     { name: 'third restart', window: [0, 100], now: 200, expect: { action: 'restart', delayMs: 40, window: [0, 100, 200] } },
-    { name: 'fourth within the period escalates', window: [0, 100, 200], now: 300, expect: { action: 'escalate', window: [0, 100, 200, 300] } },
-    { name: 'old restarts slide out of the period', window: [0, 100, 200], now: 1_150, expect: { action: 'restart', delayMs: 20, window: [200, 1_150] } },
-    { name: 'a restart exactly one period later no longer counts', window: [0], now: 1_000, expect: { action: 'restart', delayMs: 10, window: [1_000] } },
-    { name: 'everything expired resets the backoff', window: [0, 1, 2], now: 5_000, expect: { action: 'restart', delayMs: 10, window: [5_000] } },
+    {
+      name: 'fourth within the period escalates',
+      window: [0, 100, 200],
+      now: 300,
+      expect: { action: 'escalate', window: [0, 100, 200, 300] },
+    },
+    {
+      name: 'old restarts slide out of the period',
+      window: [0, 100, 200],
+      now: 1_150,
+      expect: { action: 'restart', delayMs: 20, window: [200, 1_150] },
+    },
+    {
+      name: 'a restart exactly one period later no longer counts',
+      window: [0],
+      now: 1_000,
+      expect: { action: 'restart', delayMs: 10, window: [1_000] },
+    },
+    {
+      name: 'everything expired resets the backoff',
+      window: [0, 1, 2],
+      now: 5_000,
+      expect: { action: 'restart', delayMs: 10, window: [5_000] },
+    },
   ];
   it.each(cases)('$name', ({ window, now, expect: want }) => {
     const d = decideRestart(window, now, policy);

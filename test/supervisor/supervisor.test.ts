@@ -18,7 +18,14 @@ function waitFor<T extends unknown[]>(emitter: Supervisor, event: string, timeou
 describe('Supervisor on real worker threads', () => {
   let sup: Supervisor;
   beforeAll(async () => {
-    sup = new Supervisor({ workers: 3, modules: [fixtures], journal: { type: 'memory' }, clock: systemClock, log: silentLogger, node: 'test' });
+    sup = new Supervisor({
+      workers: 3,
+      modules: [fixtures],
+      journal: { type: 'memory' },
+      clock: systemClock,
+      log: silentLogger,
+      node: 'test',
+    });
     await sup.start();
   });
   afterAll(() => sup.stop());
@@ -34,8 +41,10 @@ describe('Supervisor on real worker threads', () => {
       expect(t).toBe(threads[sup.slotOf(k)]);
       perThread.set(t, (perThread.get(t) ?? 0) + 1);
     });
-    for (const n of perThread.values()) expect(n).toBeGreaterThan(10_000 / 3 * 0.9);
-    const again = (await Promise.all(keys.slice(0, 1000).map((k) => sup.ask('faulty', k, { command: 'where' })))) as Array<{ thread: number }>;
+    for (const n of perThread.values()) expect(n).toBeGreaterThan((10_000 / 3) * 0.9);
+    const again = (await Promise.all(keys.slice(0, 1000).map((k) => sup.ask('faulty', k, { command: 'where' })))) as Array<{
+      thread: number;
+    }>;
     again.forEach((r, i) => expect(r.thread).toBe(first[i]!.thread));
   });
 
@@ -48,14 +57,18 @@ describe('Supervisor on real worker threads', () => {
 
   it('relays asks between actors on different workers', async () => {
     const keys = Array.from({ length: 30 }, (_, i) => `relay-${i}`);
-    const out = (await Promise.all(keys.map((k) => sup.ask('relay', k, { command: 'relay', input: { to: `target-${k}` } })))) as Array<{ n: number }>;
+    const out = (await Promise.all(keys.map((k) => sup.ask('relay', k, { command: 'relay', input: { to: `target-${k}` } })))) as Array<{
+      n: number;
+    }>;
     expect(out.every((r) => r.n === 1)).toBe(true);
   });
 
   it('a throwing handler restarts only its actor; actors on the same thread keep their state', async () => {
     const victim = 'victim';
     const slot = sup.slotOf(victim);
-    const neighbours = Array.from({ length: 200 }, (_, i) => `n-${i}`).filter((k) => sup.slotOf(k) === slot).slice(0, 5);
+    const neighbours = Array.from({ length: 200 }, (_, i) => `n-${i}`)
+      .filter((k) => sup.slotOf(k) === slot)
+      .slice(0, 5);
     for (const k of [victim, ...neighbours]) await sup.ask('faulty', k, { command: 'ok' });
     await expect(sup.ask('faulty', victim, { command: 'boom' })).rejects.toMatchObject({ code: 'ERR_HANDLER_FAILED' });
     await expect(sup.ask('faulty', victim, { command: 'get' })).resolves.toEqual({ n: 1 });
@@ -98,12 +111,28 @@ describe('Supervisor options', () => {
     { opts: { restart: { periodMs: -1 } }, message: 'options.restart.periodMs must be a positive number (got -1)' },
   ])('validates: $message', ({ opts, message }) => {
     expect(
-      () => new Supervisor({ workers: 1, modules: [fixtures], journal: { type: 'memory' }, clock: systemClock, log: silentLogger, node: 't', ...opts }),
+      () =>
+        new Supervisor({
+          workers: 1,
+          modules: [fixtures],
+          journal: { type: 'memory' },
+          clock: systemClock,
+          log: silentLogger,
+          node: 't',
+          ...opts,
+        }),
     ).toThrow(message);
   });
 
   it('fails start when an app module cannot load in the workers', async () => {
-    const sup = new Supervisor({ workers: 1, modules: ['file:///nonexistent/app.ts'], journal: { type: 'memory' }, clock: systemClock, log: silentLogger, node: 't' });
+    const sup = new Supervisor({
+      workers: 1,
+      modules: ['file:///nonexistent/app.ts'],
+      journal: { type: 'memory' },
+      clock: systemClock,
+      log: silentLogger,
+      node: 't',
+    });
     await expect(sup.start()).rejects.toThrow(/nonexistent/);
   });
 });

@@ -147,7 +147,10 @@ describe('abusive connections', () => {
       // The raw client really is authenticated: its honest frame is delivered...
       c.write(encodeFrame(FrameType.ActorData, stampOf(30), 'honest', 1 << 20));
       await waitFor(() => received.some((m) => m.payload === 'honest'), 'honest frame');
-      received.splice(received.findIndex((m) => m.payload === 'honest'), 1);
+      received.splice(
+        received.findIndex((m) => m.payload === 'honest'),
+        1,
+      );
       // ...and the next one, claiming to come from node 31, closes the link undelivered.
       c.write(encodeFrame(FrameType.ActorData, stampOf(31), 'forged', 1 << 20));
     });

@@ -62,7 +62,10 @@ describe('frame codec', () => {
       const gauge = { buffers: 0, bytes: 0 };
       const { d, out } = decoderFor(MAX, gauge);
       for (let off = 0; off < stream.length; off += size) expect(d.push(stream.subarray(off, off + size))).toBeUndefined();
-      expect(out.map((f) => f.body), `chunk size ${size}`).toEqual(payloads);
+      expect(
+        out.map((f) => f.body),
+        `chunk size ${size}`,
+      ).toEqual(payloads);
       d.release();
       expect(gauge).toEqual({ buffers: 0, bytes: 0 });
     }
@@ -94,7 +97,11 @@ describe('frame codec', () => {
     { name: 'length prefix 0xFFFFFFFF', bytes: prefix(0xffffffff), code: 'ERR_FRAME_TOO_LARGE' },
     { name: 'length prefix one over the maximum', bytes: prefix(MAX + 1), code: 'ERR_FRAME_TOO_LARGE' },
     { name: 'zero-length frame', bytes: prefix(0), code: 'ERR_BAD_FRAME' },
-    { name: 'frame shorter than the header', bytes: Buffer.concat([prefix(FRAME_HEADER_BYTES - 1), Buffer.alloc(10)]), code: 'ERR_BAD_FRAME' },
+    {
+      name: 'frame shorter than the header',
+      bytes: Buffer.concat([prefix(FRAME_HEADER_BYTES - 1), Buffer.alloc(10)]),
+      code: 'ERR_BAD_FRAME',
+    },
   ];
   for (const v of violations) {
     it(`rejects a ${v.name} from the prefix alone, allocating nothing`, () => {

@@ -1,13 +1,7 @@
 import net from 'node:net';
 import { createHmac } from 'node:crypto';
 import { decodeBody, encodeFrame, FrameDecoder, FrameType, type FrameStamp } from '../../src/cluster/frame-codec.ts';
-import {
-  HANDSHAKE_VERSION,
-  handshakeProof,
-  newNonce,
-  parseChallenge,
-  type Transcript,
-} from '../../src/cluster/handshake.ts';
+import { HANDSHAKE_VERSION, handshakeProof, newNonce, parseChallenge, type Transcript } from '../../src/cluster/handshake.ts';
 import type { Lane, PeerIdentity } from '../../src/cluster/transport.ts';
 import type { TcpTransport } from '../../src/cluster/tcp-transport.ts';
 

@@ -223,7 +223,8 @@ describe('TcpTransport between two nodes', () => {
     await waitFor(() => got.some((m) => m.payload === 'heartbeat'), 'system frame past a stalled actor lane', 2_000);
 
     proxy.resume('actor');
-    const delivered = (): number[] => got.filter((m) => m.lane === 'actor' && Array.isArray(m.payload)).map((m) => (m.payload as [number])[0]);
+    const delivered = (): number[] =>
+      got.filter((m) => m.lane === 'actor' && Array.isArray(m.payload)).map((m) => (m.payload as [number])[0]);
     const reported = new Set(lost.map((l) => (l.payload as [number])[0]));
     await waitFor(() => delivered().length + reported.size === sent, 'every payload delivered or reported', 10_000);
     const d = delivered();
@@ -242,17 +243,49 @@ describe('TcpTransport between two nodes', () => {
       ['negative incarnation', { id: 1, incarnation: -1, secret: 's' }, 'options.incarnation must be a non-negative safe integer'],
       ['port too big', { id: 1, incarnation: 1, secret: 's', port: 70_000 }, 'options.port must be an integer in 0..65535'],
       ['empty host', { id: 1, incarnation: 1, secret: 's', host: '' }, 'options.host must be a non-empty string'],
-      ['bad advertise address', { id: 1, incarnation: 1, secret: 's', advertiseAddress: 'nope' }, 'options.advertiseAddress must be "host:port"'],
-      ['tiny max frame', { id: 1, incarnation: 1, secret: 's', maxFrameBytes: 10 }, 'options.maxFrameBytes must be an integer in 1024..4294967295'],
+      [
+        'bad advertise address',
+        { id: 1, incarnation: 1, secret: 's', advertiseAddress: 'nope' },
+        'options.advertiseAddress must be "host:port"',
+      ],
+      [
+        'tiny max frame',
+        { id: 1, incarnation: 1, secret: 's', maxFrameBytes: 10 },
+        'options.maxFrameBytes must be an integer in 1024..4294967295',
+      ],
       ['zero queue', { id: 1, incarnation: 1, secret: 's', maxQueueBytes: 0 }, 'options.maxQueueBytes must be an integer'],
-      ['zero handshake timeout', { id: 1, incarnation: 1, secret: 's', handshakeTimeoutMs: 0 }, 'options.handshakeTimeoutMs must be a positive number of milliseconds'],
-      ['NaN unreachable bound', { id: 1, incarnation: 1, secret: 's', unreachableAfterMs: NaN }, 'options.unreachableAfterMs must be a positive number'],
-      ['max below base backoff', { id: 1, incarnation: 1, secret: 's', reconnectBaseMs: 100, reconnectMaxMs: 10 }, 'options.reconnectMaxMs must be >= options.reconnectBaseMs'],
+      [
+        'zero handshake timeout',
+        { id: 1, incarnation: 1, secret: 's', handshakeTimeoutMs: 0 },
+        'options.handshakeTimeoutMs must be a positive number of milliseconds',
+      ],
+      [
+        'NaN unreachable bound',
+        { id: 1, incarnation: 1, secret: 's', unreachableAfterMs: NaN },
+        'options.unreachableAfterMs must be a positive number',
+      ],
+      [
+        'max below base backoff',
+        { id: 1, incarnation: 1, secret: 's', reconnectBaseMs: 100, reconnectMaxMs: 10 },
+        'options.reconnectMaxMs must be >= options.reconnectBaseMs',
+      ],
       ['negative replay cache', { id: 1, incarnation: 1, secret: 's', replayCacheSize: -1 }, 'options.replayCacheSize must be an integer'],
       ['tls not an object', { id: 1, incarnation: 1, secret: 's', tls: 'yes' }, 'options.tls must be an object'],
-      ['tls key without cert', { id: 1, incarnation: 1, secret: 's', tls: { key: 'k' } }, 'options.tls.key and options.tls.cert must be given together'],
-      ['tls ca of numbers', { id: 1, incarnation: 1, secret: 's', tls: { ca: [1] } }, 'options.tls.ca must be a PEM string, Buffer or a non-empty array of them'],
-      ['tls requestCert not boolean', { id: 1, incarnation: 1, secret: 's', tls: { requestCert: 'yes' } }, 'options.tls.requestCert must be a boolean'],
+      [
+        'tls key without cert',
+        { id: 1, incarnation: 1, secret: 's', tls: { key: 'k' } },
+        'options.tls.key and options.tls.cert must be given together',
+      ],
+      [
+        'tls ca of numbers',
+        { id: 1, incarnation: 1, secret: 's', tls: { ca: [1] } },
+        'options.tls.ca must be a PEM string, Buffer or a non-empty array of them',
+      ],
+      [
+        'tls requestCert not boolean',
+        { id: 1, incarnation: 1, secret: 's', tls: { requestCert: 'yes' } },
+        'options.tls.requestCert must be a boolean',
+      ],
       ['clock without timers', { id: 1, incarnation: 1, secret: 's', clock: { now: () => 0 } }, 'options.clock must be a Clock'],
     ];
     for (const [name, options, message] of cases) {
