@@ -7,3 +7,5 @@ export { ErrorCodes, TroupeError, isTroupeError, type ErrorCode } from './core/e
 export { SimulatedClock, SystemClock, systemClock, type Clock } from './core/clock.ts';
 export { MemoryJournal } from './persistence/memory-journal.ts';
 export type { Journal, JournalConfig } from './persistence/journal.ts';
+export { SnowflakeGenerator, decodeSnowflake } from './cluster/snowflake.ts';
+export { newSessionId } from './ids/session-id.ts';

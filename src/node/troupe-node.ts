@@ -7,6 +7,7 @@ import { ClusterRouter } from '../cluster/cluster-router.ts';
 import { MembershipDriver } from '../cluster/membership-driver.ts';
 import type { MembershipProfileName } from '../cluster/membership-profiles.ts';
 import { NodeIdentity } from '../cluster/node-identity.ts';
+import { SnowflakeGenerator } from '../cluster/snowflake.ts';
 import { TcpTransport, type TcpTransportOptions } from '../cluster/tcp-transport.ts';
 import type { Transport } from '../cluster/transport.ts';
 import { systemClock, type Clock } from '../core/clock.ts';
@@ -80,13 +81,14 @@ export class TroupeNode implements MessageRouter {
   private cluster: ClusterParts | undefined;
   private router: MessageRouter & { askRaw: Supervisor['askRaw'] };
   private stopping: Promise<void> | undefined;
-
   private constructor(
     readonly id: number,
     readonly identity: NodeIdentity,
     readonly registry: ActorRegistry,
     readonly supervisor: Supervisor,
     readonly log: Logger,
+    /** 64-bit Snowflake ids unique in the cluster (node id = machine id); `ids.nextString()` for JSON. */
+    readonly ids: SnowflakeGenerator,
   ) {
     this.router = supervisor;
   }
@@ -101,6 +103,9 @@ export class TroupeNode implements MessageRouter {
     const registry = await loadActorModules(options.modules);
     if (registry.list().length === 0) throw invalidOption('options.modules', 'must export at least one actor definition', options.modules);
     const identity = await NodeIdentity.load(id, options.dataDir, clock);
+    // Ids of the previous run stay below its floor; reserve the next 2 s before handing any out.
+    const previousFloor = identity.snowflakeFloor;
+    await identity.raiseSnowflakeFloor(Math.floor(clock.wallNow()) + 2_000);
     // Workers' messages for actors they do not host go through the node's router (set below).
     let node: TroupeNode | undefined;
     const upstream = {
@@ -123,7 +128,7 @@ export class TroupeNode implements MessageRouter {
       ...(options.logLevel !== undefined && { logLevel: options.logLevel }),
     });
     await supervisor.start();
-    node = new TroupeNode(id, identity, registry, supervisor, log);
+    node = new TroupeNode(id, identity, registry, supervisor, log, snowflakes(id, identity, previousFloor, clock, log));
     try {
       if (options.cluster) await node.joinCluster(options.cluster, clock, options.defaultAskTimeoutMs);
       if (options.http !== false) {
@@ -246,4 +251,34 @@ export class TroupeNode implements MessageRouter {
       '/cluster/ring': () => this.cluster?.router.stats() ?? { epoch: 0, members: 1 },
     };
   }
+}
+
+/**
+ * The node's Snowflake generator. Ids restart above the floor persisted by the previous run, and
+ * the floor is raised about once a second to 2 s ahead of the ids handed out, so a restart behind
+ * a stepped-back clock never repeats an id.
+ */
+function snowflakes(id: number, identity: NodeIdentity, previousFloor: number, clock: Clock, log: Logger): SnowflakeGenerator {
+  let persistedUntil = identity.snowflakeFloor;
+  let writing = false;
+  return new SnowflakeGenerator({
+    nodeId: id,
+    clock,
+    ...(previousFloor > 0 && { lastTimestamp: previousFloor }),
+    onAdvance: (ts) => {
+      if (ts + 1_000 < persistedUntil || writing) return;
+      writing = true;
+      const floor = ts + 2_000;
+      identity.raiseSnowflakeFloor(floor).then(
+        () => {
+          persistedUntil = floor;
+          writing = false;
+        },
+        (e: unknown) => {
+          writing = false;
+          log.error({ err: e }, 'cannot persist the Snowflake floor');
+        },
+      );
+    },
+  });
 }

@@ -102,3 +102,31 @@ describe('three nodes over the in-memory network', () => {
     });
   });
 });
+
+describe('node ids', () => {
+  it('Snowflake ids keep growing across a restart, even with the wall clock stepped back', async () => {
+    const { mkdtempSync, rmSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const { SimulatedClock } = await import('../../src/core/clock.ts');
+    const dir = mkdtempSync(join(tmpdir(), 'troupe-ids-'));
+    const clock = new SimulatedClock(0, Date.UTC(2026, 0, 1));
+    const start = () =>
+      TroupeNode.start({ id: 7, modules: [fixtures], workers: 1, http: false, dataDir: dir, clock, log: silentLogger, logLevel: 'silent' });
+    try {
+      const a = await start();
+      const first = a.ids.next();
+      const { decodeSnowflake } = await import('../../src/cluster/snowflake.ts');
+      expect(decodeSnowflake(first).nodeId).toBe(7);
+      await a.stop();
+      clock.stepWall(-60_000); // the machine's clock jumped back a minute
+      const b = await start();
+      const second = b.ids.next();
+      await b.stop();
+      expect(second > first).toBe(true);
+      expect(b.identity.incarnation).toBe(a.identity.incarnation + 1);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
