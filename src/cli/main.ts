@@ -2,7 +2,7 @@
  * The `troupe` command line: `start` runs one node, `cluster` runs N node processes on this
  * machine, `demo` runs the demo app on one node.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -30,6 +30,9 @@ Node options (start, demo):
   --seeds <list>        host:port,... of nodes to join through
   --secret <s>          cluster secret (or env TROUPE_CLUSTER_SECRET); required in a cluster
   --profile <name>      failure detection: lan (default) or seed-10s
+  --tls-cert <file>     PEM certificate for mutual TLS between nodes (with --tls-key, --tls-ca)
+  --tls-key <file>      PEM private key
+  --tls-ca <file>       PEM CA that signs every node's certificate
   --data-dir <dir>      where the node keeps its identity (incarnation)
   --log-level <level>   fatal, error, warn, info, debug (default info)
 
@@ -52,6 +55,9 @@ const nodeFlags = {
   seeds: { type: 'string' },
   secret: { type: 'string' },
   profile: { type: 'string' },
+  'tls-cert': { type: 'string' },
+  'tls-key': { type: 'string' },
+  'tls-ca': { type: 'string' },
   'data-dir': { type: 'string' },
   'log-level': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
@@ -108,7 +114,10 @@ async function startNode(command: 'start' | 'demo', args: string[]): Promise<num
   const apps = (v.app ?? []).map(toSpecifier);
   const modules = command === 'demo' ? [demoModule, ...apps] : apps;
   if (modules.length === 0) throw new UsageError(`start needs --app <module> (or run 'troupe demo')`);
+  const profile = v.profile === undefined ? undefined : profileFlag(v.profile);
   const clustered = v.port !== undefined || v.seeds !== undefined;
+  if (!clustered && (profile !== undefined || v['tls-cert'] !== undefined))
+    throw new UsageError('--profile and --tls-* apply to a cluster: add --port (and --seeds)');
   const secret = v.secret ?? process.env.TROUPE_CLUSTER_SECRET;
   if (clustered && !secret) throw new UsageError('a cluster needs --secret or TROUPE_CLUSTER_SECRET (there is no default)');
   const options: NodeOptions = {
@@ -123,7 +132,8 @@ async function startNode(command: 'start' | 'demo', args: string[]): Promise<num
         secret: secret!,
         port: v.port !== undefined ? intFlag('--port', v.port) : 0,
         seeds: (v.seeds ?? '').split(',').filter((s) => s.length > 0),
-        ...(v.profile !== undefined && { profile: profileFlag(v.profile) }),
+        ...(profile !== undefined && { profile }),
+        ...(v['tls-cert'] !== undefined && { tls: tlsFlags(v['tls-cert'], v['tls-key'], v['tls-ca']) }),
       },
     }),
   };
@@ -171,6 +181,11 @@ function intFlag(name: string, v: string): number {
   const n = Number(v);
   if (!Number.isInteger(n) || v.trim() === '') throw new UsageError(`${name} must be an integer (got ${JSON.stringify(v)})`);
   return n;
+}
+
+function tlsFlags(cert: string, key: string | undefined, ca: string | undefined) {
+  if (key === undefined || ca === undefined) throw new UsageError('--tls-cert needs --tls-key and --tls-ca');
+  return { cert: readFileSync(cert), key: readFileSync(key), ca: readFileSync(ca) };
 }
 
 function profileFlag(v: string): 'lan' | 'seed-10s' {
