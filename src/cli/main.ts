@@ -4,10 +4,10 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { isTroupeError } from '../core/errors.ts';
-import { TroupeNode, type NodeOptions } from '../node/troupe-node.ts';
+import { JOURNAL_DIR, TroupeNode, type NodeOptions } from '../node/troupe-node.ts';
 import { runCluster } from './cluster-launcher.ts';
 
 export const demoModule = new URL('../demo/app.ts', import.meta.url).href;
@@ -18,6 +18,8 @@ Usage:
   troupe start   [options]   run one node
   troupe cluster [options]   run a local cluster of node processes (Ctrl-C stops them all)
   troupe demo    [options]   run the demo app (counter, cart) on one node
+  troupe backup  --data-dir <dir> --to <dir>     hot, consistent copy of a node's journal
+  troupe restore --from <dir> --data-dir <dir>   put a backup in place before the node starts
   troupe help                this text
 
 Node options (start, demo):
@@ -92,6 +94,9 @@ export async function main(argv: string[]): Promise<number> {
         return await startNode(command, rest);
       case 'cluster':
         return await startCluster(rest);
+      case 'backup':
+      case 'restore':
+        return await backupOrRestore(command, rest);
       default:
         throw new UsageError(`unknown command '${command}'`);
     }
@@ -175,6 +180,28 @@ async function startCluster(args: string[]): Promise<number> {
     ...(v.profile !== undefined && { profile: profileFlag(v.profile) }),
     onReady: (urls) => printDemo(urls),
   });
+}
+
+async function backupOrRestore(command: 'backup' | 'restore', args: string[]): Promise<number> {
+  const { values: v } = parseArgs({
+    args,
+    strict: true,
+    options: { 'data-dir': { type: 'string' }, to: { type: 'string' }, from: { type: 'string' }, force: { type: 'boolean' } },
+  });
+  const dataDir = v['data-dir'];
+  if (dataDir === undefined) throw new UsageError(`${command} needs --data-dir <dir> (the node's data directory)`);
+  const journalPath = join(dataDir, JOURNAL_DIR);
+  const { backup, restore } = await import('../persistence/backup.ts');
+  if (command === 'backup') {
+    if (v.to === undefined) throw new UsageError('backup needs --to <dir>');
+    await backup({ type: 'lmdb', path: journalPath }, v.to);
+    process.stdout.write(`backed up ${journalPath} to ${resolve(v.to)}\n`);
+  } else {
+    if (v.from === undefined) throw new UsageError('restore needs --from <dir>');
+    await restore(v.from, journalPath, { overwrite: v.force === true });
+    process.stdout.write(`restored ${resolve(v.from)} into ${journalPath}; start the node with --data-dir ${dataDir}\n`);
+  }
+  return 0;
 }
 
 function intFlag(name: string, v: string): number {

@@ -1,4 +1,5 @@
 import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
 import type { ResourceLimits } from 'node:worker_threads';
 import { ActorRef, checkKey, invalidKey, type MessageRouter } from '../actors/actor-ref.ts';
 import type { ActorDefinition, AnyMessage, AskOptions, Commands } from '../actors/define-actor.ts';
@@ -17,6 +18,9 @@ import { HttpGateway, type GatewayOptions } from '../gateway/http-gateway.ts';
 import type { JournalConfig } from '../persistence/journal.ts';
 import type { RestartPolicy } from '../supervisor/restart-window.ts';
 import { Supervisor } from '../supervisor/supervisor.ts';
+
+/** The node's LMDB environment lives in `<dataDir>/journal`. */
+export const JOURNAL_DIR = 'journal';
 
 export interface ClusterOptions {
   /** Shared by every node; authenticates the transport handshake. No default, on purpose. */
@@ -47,9 +51,12 @@ export interface NodeOptions {
   http?: GatewayOptions | false;
   /** Join a cluster. Without it the node owns every key. */
   cluster?: ClusterOptions;
-  /** Where the node keeps its identity (and its journal, when durable). */
+  /** Where the node keeps its identity and, by default, its LMDB journal (`<dataDir>/journal`). */
   dataDir?: string;
-  /** Default: in memory (state lives as long as its thread). */
+  /**
+   * Default: LMDB under `dataDir` (durable: a reply waits for the flush to disk); without a
+   * data directory, in memory (state lives as long as its thread).
+   */
   journal?: JournalConfig;
   /** Worker-thread restart intensity and backoff. */
   restart?: Partial<RestartPolicy>;
@@ -116,7 +123,9 @@ export class TroupeNode implements MessageRouter {
     };
     const supervisor = new Supervisor({
       modules: options.modules,
-      journal: options.journal ?? { type: 'memory' },
+      journal:
+        options.journal ??
+        (options.dataDir !== undefined ? { type: 'lmdb', path: join(options.dataDir, JOURNAL_DIR) } : { type: 'memory' }),
       clock,
       log,
       node: id,

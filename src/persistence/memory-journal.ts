@@ -33,8 +33,14 @@ export class MemoryJournal implements Journal {
     let log = byKey.get(w.key);
     const lastSeq = log?.lastSeq ?? 0;
     const events = w.events;
-    if (events.length > 0 && events[0]!.seq !== lastSeq + 1) {
-      return troupeError('ERR_JOURNAL_WRITE', `event seq ${events[0]!.seq} does not follow ${lastSeq} for ${w.kind}/${w.key}`);
+    for (let i = 0; i < events.length; i++) {
+      if (events[i]!.seq !== lastSeq + 1 + i) {
+        return troupeError('ERR_JOURNAL_WRITE', `event seq ${events[i]!.seq} does not follow ${lastSeq + i} for ${w.kind}/${w.key}`);
+      }
+    }
+    const newLast = lastSeq + events.length;
+    if (w.snapshot && w.snapshot.seq > newLast) {
+      return troupeError('ERR_JOURNAL_WRITE', `snapshot seq ${w.snapshot.seq} is past the last event ${newLast} for ${w.kind}/${w.key}`);
     }
     if (log === undefined) byKey.set(w.key, (log = { events: [], lastSeq: 0, replies: [] }));
     for (let i = 0; i < events.length; i++) log.events.push(events[i]!);

@@ -1,0 +1,349 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { isTroupeError, type ErrorCode } from '../../src/core/errors.ts';
+import type { ActorWrite, EventRecord, Journal, RecordedReply } from '../../src/persistence/journal.ts';
+import { LmdbJournal } from '../../src/persistence/lmdb-journal.ts';
+import { MemoryJournal } from '../../src/persistence/memory-journal.ts';
+import { createJournal } from '../../src/persistence/create-journal.ts';
+
+const root = mkdtempSync(join(tmpdir(), 'troupe-contract-'));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+let dirs = 0;
+
+interface Subject {
+  name: string;
+  make(recentReplies?: number): { journal: Journal; path?: string };
+}
+
+const subjects: Subject[] = [
+  { name: 'MemoryJournal', make: (recentReplies) => ({ journal: new MemoryJournal(recentReplies) }) },
+  {
+    name: 'LmdbJournal',
+    make: (recentReplies) => {
+      const path = join(root, `env-${dirs++}`);
+      return {
+        journal: new LmdbJournal({ type: 'lmdb', path, durability: 'flush', ...(recentReplies === undefined ? {} : { recentReplies }) }),
+        path,
+      };
+    },
+  },
+];
+
+function ev(seq: number, event: unknown = { n: seq }): EventRecord {
+  return { seq, v: 1, event };
+}
+
+async function rejection(p: Promise<unknown>): Promise<unknown> {
+  try {
+    await p;
+  } catch (e) {
+    return e;
+  }
+  throw new Error('expected the promise to reject');
+}
+
+async function expectCode(p: Promise<unknown>, code: ErrorCode): Promise<void> {
+  const e = await rejection(p);
+  expect(isTroupeError(e, code), `expected ${code}, got ${String(e)}`).toBe(true);
+}
+
+describe.each(subjects)('Journal contract: $name', (subject) => {
+  let journal: Journal;
+  beforeEach(() => {
+    journal = subject.make().journal;
+  });
+  afterEach(async () => {
+    await journal.close();
+  });
+
+  it('reads back what was written', async () => {
+    const reply: RecordedReply = { msgId: 'm1', ok: true, value: { total: 3 } };
+    await journal.write({ kind: 'cart', key: 'c1', events: [ev(1, { add: 'apple' }), ev(2, { add: 'pear' })], replies: [reply] });
+    const h = await journal.read('cart', 'c1');
+    expect(h.snapshot).toBeUndefined();
+    expect(h.events).toEqual([ev(1, { add: 'apple' }), ev(2, { add: 'pear' })]);
+    expect(h.replies).toEqual([reply]);
+  });
+
+  it('reads an unknown actor as empty', async () => {
+    expect(await journal.read('cart', 'nobody')).toEqual({ events: [], replies: [] });
+  });
+
+  it('keeps actors apart, including keys that prefix one another', async () => {
+    await journal.write({ kind: 'cart', key: 'a', events: [ev(1, 'a1')] });
+    await journal.write({ kind: 'cart', key: 'ab', events: [ev(1, 'ab1'), ev(2, 'ab2')] });
+    await journal.write({ kind: 'room', key: 'a', events: [ev(1, 'room')] });
+    expect((await journal.read('cart', 'a')).events).toEqual([ev(1, 'a1')]);
+    expect((await journal.read('cart', 'ab')).events.map((e) => e.event)).toEqual(['ab1', 'ab2']);
+    expect((await journal.read('room', 'a')).events).toEqual([ev(1, 'room')]);
+  });
+
+  it('returns the latest snapshot and only the events after it, ascending', async () => {
+    await journal.write({ kind: 'cart', key: 'c1', events: [ev(1), ev(2), ev(3)] });
+    await journal.write({ kind: 'cart', key: 'c1', events: [ev(4)], snapshot: { seq: 4, v: 2, state: { items: 4 } } });
+    await journal.write({ kind: 'cart', key: 'c1', events: [ev(5), ev(6)] });
+    await journal.write({ kind: 'cart', key: 'c1', events: [ev(7)], snapshot: { seq: 6, v: 2, state: { items: 6 } } });
+    const h = await journal.read('cart', 'c1');
+    expect(h.snapshot).toEqual({ seq: 6, v: 2, state: { items: 6 } });
+    expect(h.events).toEqual([ev(7)]);
+  });
+
+  it('keeps the schema version of events and snapshots', async () => {
+    await journal.write({ kind: 'k', key: 'x', events: [{ seq: 1, v: 3, event: 'old' }], snapshot: { seq: 1, v: 7, state: 's' } });
+    await journal.write({ kind: 'k', key: 'x', events: [{ seq: 2, v: 4, event: 'new' }] });
+    const h = await journal.read('k', 'x');
+    expect(h.snapshot?.v).toBe(7);
+    expect(h.events).toEqual([{ seq: 2, v: 4, event: 'new' }]);
+  });
+
+  it.each([
+    { name: 'a gap', seqs: [4] },
+    { name: 'an overlap', seqs: [2, 3] },
+    { name: 'a restart at 1', seqs: [1] },
+  ])('rejects $name with ERR_JOURNAL_WRITE and applies nothing of it', async ({ seqs }) => {
+    await journal.write({ kind: 'cart', key: 'c1', events: [ev(1), ev(2)], replies: [{ msgId: 'ok', ok: true }] });
+    const bad: ActorWrite = {
+      kind: 'cart',
+      key: 'c1',
+      events: seqs.map((s) => ev(s, 'bad')),
+      snapshot: { seq: seqs[seqs.length - 1]!, v: 1, state: 'bad' },
+      replies: [{ msgId: 'bad', ok: true }],
+    };
+    await expectCode(journal.write(bad), 'ERR_JOURNAL_WRITE');
+    const h = await journal.read('cart', 'c1');
+    expect(h.snapshot).toBeUndefined();
+    expect(h.events).toEqual([ev(1), ev(2)]);
+    expect(h.replies.map((r) => r.msgId)).toEqual(['ok']);
+    // The log is still writable where it really ends.
+    await journal.write({ kind: 'cart', key: 'c1', events: [ev(3)] });
+    expect((await journal.read('cart', 'c1')).events.map((e) => e.seq)).toEqual([1, 2, 3]);
+  });
+
+  it('rejects a first write that does not start at seq 1', async () => {
+    await expectCode(journal.write({ kind: 'cart', key: 'new', events: [ev(2)] }), 'ERR_JOURNAL_WRITE');
+    expect(await journal.read('cart', 'new')).toEqual({ events: [], replies: [] });
+  });
+
+  it('applies writes for one actor in call order without awaiting in between', async () => {
+    const writes = [];
+    for (let s = 1; s <= 50; s++) writes.push(journal.write({ kind: 'cart', key: 'burst', events: [ev(s)] }));
+    await Promise.all(writes);
+    expect((await journal.read('cart', 'burst')).events.map((e) => e.seq)).toEqual(Array.from({ length: 50 }, (_, i) => i + 1));
+  });
+
+  it('keeps only the most recent recorded replies, oldest first', async () => {
+    const bounded = subject.make(5).journal;
+    try {
+      for (let s = 1; s <= 12; s++) {
+        await bounded.write({
+          kind: 'cart',
+          key: 'r',
+          events: [ev(s)],
+          replies: [
+            {
+              msgId: `m${s}`,
+              ok: s % 2 === 0,
+              ...(s % 2 === 0 ? { value: s } : { error: { code: 'ERR_INVALID_INPUT', message: `bad ${s}` } }),
+            },
+          ],
+        });
+      }
+      // Several replies in one write count one by one.
+      await bounded.write({
+        kind: 'cart',
+        key: 'r',
+        events: [],
+        replies: [
+          { msgId: 'x1', ok: true },
+          { msgId: 'x2', ok: true },
+        ],
+      });
+      const { replies } = await bounded.read('cart', 'r');
+      expect(replies.map((r) => r.msgId)).toEqual(['m10', 'm11', 'm12', 'x1', 'x2']);
+      expect(replies[0]).toEqual({ msgId: 'm10', ok: true, value: 10 });
+      expect(replies[1]).toEqual({ msgId: 'm11', ok: false, error: { code: 'ERR_INVALID_INPUT', message: 'bad 11' } });
+    } finally {
+      await bounded.close();
+    }
+  });
+
+  it('reads back 1,000 actors × 10 writes issued without awaiting in between', async () => {
+    const actors = 1000;
+    const rounds = 10;
+    const writes: Promise<void>[] = [];
+    for (let r = 1; r <= rounds; r++) {
+      for (let a = 0; a < actors; a++) {
+        writes.push(
+          journal.write({
+            kind: 'cart',
+            key: `a${a}`,
+            events: [ev(r, { a, r })],
+            replies: [{ msgId: `a${a}-r${r}`, ok: true, value: r }],
+            ...(r === 5 ? { snapshot: { seq: 5, v: 1, state: { a, upTo: 5 } } } : {}),
+          }),
+        );
+      }
+    }
+    await Promise.all(writes);
+    for (let a = 0; a < actors; a++) {
+      const h = await journal.read('cart', `a${a}`);
+      expect(h.snapshot).toEqual({ seq: 5, v: 1, state: { a, upTo: 5 } });
+      expect(h.events).toEqual([6, 7, 8, 9, 10].map((r) => ev(r, { a, r })));
+      expect(h.replies.length).toBe(rounds);
+      expect(h.replies[rounds - 1]).toEqual({ msgId: `a${a}-r${rounds}`, ok: true, value: rounds });
+    }
+  }, 20_000);
+
+  it('rejects writes after close with ERR_STOPPED', async () => {
+    await journal.write({ kind: 'cart', key: 'c1', events: [ev(1)] });
+    await journal.close();
+    await expectCode(journal.write({ kind: 'cart', key: 'c1', events: [ev(2)] }), 'ERR_STOPPED');
+  });
+});
+
+describe('LmdbJournal specifics', () => {
+  function open(path = join(root, `env-${dirs++}`), extra: Partial<{ recentReplies: number; durability: 'flush' | 'commit' }> = {}) {
+    return { journal: new LmdbJournal({ type: 'lmdb', path, ...extra }), path };
+  }
+
+  it('keeps data across close and reopen', async () => {
+    const { journal, path } = open();
+    await journal.write({
+      kind: 'cart',
+      key: 'c1',
+      events: [ev(1), ev(2)],
+      snapshot: { seq: 2, v: 1, state: { n: 2 } },
+      replies: [{ msgId: 'm', ok: true }],
+    });
+    await journal.write({ kind: 'cart', key: 'c1', events: [ev(3)] });
+    await journal.close();
+    const again = new LmdbJournal({ type: 'lmdb', path });
+    try {
+      expect(await again.read('cart', 'c1')).toEqual({
+        snapshot: { seq: 2, v: 1, state: { n: 2 } },
+        events: [ev(3)],
+        replies: [{ msgId: 'm', ok: true }],
+      });
+      // Continuity is checked against what is on disk, not against memory of the old instance.
+      await expectCode(again.write({ kind: 'cart', key: 'c1', events: [ev(3)] }), 'ERR_JOURNAL_WRITE');
+      await again.write({ kind: 'cart', key: 'c1', events: [ev(4)] });
+    } finally {
+      await again.close();
+    }
+  });
+
+  it('stores node metadata with getMeta / putMeta, durable across reopen', async () => {
+    const { journal, path } = open();
+    expect(await journal.getMeta('incarnation')).toBeUndefined();
+    await journal.putMeta('incarnation', 7);
+    await journal.putMeta('snowflake.lastMs', 1_700_000_000_123);
+    expect(await journal.getMeta('incarnation')).toBe(7);
+    await journal.putMeta('incarnation', 8);
+    await journal.close();
+    const again = new LmdbJournal({ type: 'lmdb', path });
+    try {
+      expect(await again.getMeta<number>('incarnation')).toBe(8);
+      expect(await again.getMeta('snowflake.lastMs')).toBe(1_700_000_000_123);
+      await expectCode(again.putMeta('', 1), 'ERR_JOURNAL_WRITE');
+    } finally {
+      await again.close();
+    }
+  });
+
+  it("resolves with 'commit' durability too", async () => {
+    const { journal } = open(undefined, { durability: 'commit' });
+    try {
+      await journal.write({ kind: 'cart', key: 'c', events: [ev(1)] });
+      expect((await journal.read('cart', 'c')).events).toEqual([ev(1)]);
+    } finally {
+      await journal.close();
+    }
+  });
+
+  it('keeps events under a snapshot by default and deletes them with compactOnSnapshot', async () => {
+    const keep = open().journal;
+    const compactPath = join(root, `env-${dirs++}`);
+    const compact = new LmdbJournal({ type: 'lmdb', path: compactPath }, { compactOnSnapshot: true });
+    try {
+      for (const j of [keep, compact]) {
+        await j.write({ kind: 'k', key: 'x', events: [ev(1), ev(2), ev(3)] });
+        await j.write({ kind: 'k', key: 'x', events: [ev(4)], snapshot: { seq: 3, v: 1, state: 3 } });
+      }
+      expect((await keep.readEvents('k', 'x')).map((e) => e.seq)).toEqual([1, 2, 3, 4]);
+      expect((await compact.readEvents('k', 'x')).map((e) => e.seq)).toEqual([4]);
+      for (const j of [keep, compact]) {
+        expect(await j.read('k', 'x')).toEqual({ snapshot: { seq: 3, v: 1, state: 3 }, events: [ev(4)], replies: [] });
+      }
+      // A snapshot at the head compacts the whole log; the next seq still follows it.
+      await compact.write({ kind: 'k', key: 'x', events: [], snapshot: { seq: 4, v: 1, state: 4 } });
+      expect(await compact.readEvents('k', 'x')).toEqual([]);
+      await expectCode(compact.write({ kind: 'k', key: 'x', events: [ev(1)] }), 'ERR_JOURNAL_WRITE');
+      await compact.write({ kind: 'k', key: 'x', events: [ev(5)] });
+      expect(await compact.read('k', 'x')).toEqual({ snapshot: { seq: 4, v: 1, state: 4 }, events: [ev(5)], replies: [] });
+    } finally {
+      await keep.close();
+      await compact.close();
+    }
+  });
+
+  it.each([
+    { name: 'events out of order within one write', w: { kind: 'k', key: 'x', events: [ev(1), ev(3)] } },
+    { name: 'a snapshot past the log', w: { kind: 'k', key: 'x', events: [ev(1)], snapshot: { seq: 2, v: 1, state: 0 } } },
+    { name: 'a NUL in the key', w: { kind: 'k', key: 'x\u0000y', events: [ev(1)] } },
+    { name: 'an empty kind', w: { kind: '', key: 'x', events: [ev(1)] } },
+    { name: 'a non-integer seq', w: { kind: 'k', key: 'x', events: [{ seq: 1.5, v: 1, event: 0 }] } },
+    { name: 'a reply without msgId', w: { kind: 'k', key: 'x', events: [ev(1)], replies: [{ ok: true }] } },
+  ])('rejects $name with ERR_JOURNAL_WRITE', async ({ w }) => {
+    const { journal } = open();
+    try {
+      await expectCode(journal.write(w as ActorWrite), 'ERR_JOURNAL_WRITE');
+      expect(await journal.readEvents('k', 'x')).toEqual([]);
+    } finally {
+      await journal.close();
+    }
+  });
+
+  it('rolls back a write that fails half-way while the rest of its batch commits', async () => {
+    const { journal } = open();
+    try {
+      await journal.write({ kind: 'k', key: 'x', events: [ev(1), ev(2)] });
+      // Queued together, so they share one LMDB transaction; event 4 cannot be encoded.
+      const bad = journal.write({ kind: 'k', key: 'x', events: [ev(3), ev(4, 2n ** 70n)], replies: [{ msgId: 'bad', ok: true }] });
+      const good = journal.write({ kind: 'k', key: 'y', events: [ev(1)], replies: [{ msgId: 'good', ok: true }] });
+      await expectCode(bad, 'ERR_JOURNAL_WRITE');
+      await good;
+      expect(await journal.read('k', 'x')).toEqual({ events: [ev(1), ev(2)], replies: [] });
+      expect(await journal.read('k', 'y')).toEqual({ events: [ev(1)], replies: [{ msgId: 'good', ok: true }] });
+    } finally {
+      await journal.close();
+    }
+  });
+
+  it('shares one environment between journals of a thread and closes it with the last', async () => {
+    const { journal: a, path } = open();
+    const b = new LmdbJournal({ type: 'lmdb', path });
+    await a.write({ kind: 'k', key: 'x', events: [ev(1)] });
+    await a.close();
+    await b.write({ kind: 'k', key: 'x', events: [ev(2)] });
+    expect((await b.read('k', 'x')).events.map((e) => e.seq)).toEqual([1, 2]);
+    await b.close();
+  });
+
+  it('validates its config and names the option', async () => {
+    expect(() => createJournal({ type: 'lmdb', path: '' })).toThrow(/config\.path must be a non-empty string/);
+    expect(() => createJournal({ type: 'lmdb', path: 'x', durability: 'sometimes' as 'flush' })).toThrow(
+      /config\.durability must be 'flush' or 'commit'/,
+    );
+    expect(() => createJournal({ type: 'lmdb', path: 'x', recentReplies: -1 })).toThrow(
+      /config\.recentReplies must be a non-negative integer/,
+    );
+    expect(() => createJournal({ type: 'disk' } as never)).toThrow(/config\.type must be 'memory' or 'lmdb'/);
+    await expectCode(LmdbJournal.open({ type: 'lmdb', path: '' }), 'ERR_INVALID_OPTION');
+    expect(createJournal({ type: 'memory' })).toBeInstanceOf(MemoryJournal);
+    const j = createJournal({ type: 'lmdb', path: join(root, `env-${dirs++}`) });
+    expect(j).toBeInstanceOf(LmdbJournal);
+    await j.close();
+  });
+});
