@@ -331,6 +331,57 @@ describe('ActorHost passivation and timers', () => {
   });
 });
 
+describe('ActorHost memory bounds', () => {
+  it('the LRU cap holds while cycling far more keys than the cap, and evicted actors keep their state', async () => {
+    const journal = new MemoryJournal();
+    const { host } = makeHost(journal, new SimulatedClock(), { maxResident: 50 });
+    let peak = 0;
+    for (let round = 0; round < 3; round++) {
+      for (let i = 0; i < 1_000; i++) {
+        await host.ask('counter', `lru-${i}`, { command: 'incr' });
+        peak = Math.max(peak, host.stats().resident);
+      }
+    }
+    expect(peak).toBeLessThanOrEqual(51); // the cap, plus the one activating
+    expect(host.stats().evicted).toBeGreaterThan(2_000);
+    const values = await Promise.all([0, 499, 999].map((i) => host.ask('counter', `lru-${i}`, { command: 'get' })));
+    expect(values).toEqual([{ n: 3 }, { n: 3 }, { n: 3 }]);
+  });
+
+  it('evicts the least recently used first', async () => {
+    const { host } = makeHost(new MemoryJournal(), new SimulatedClock(), { maxResident: 3 });
+    for (const k of ['a', 'b', 'c']) await host.ask('counter', k, { command: 'incr' });
+    await host.ask('counter', 'a', { command: 'incr' }); // a is now the most recent
+    await host.ask('counter', 'd', { command: 'incr' }); // evicts b
+    const evictedBefore = host.stats().evicted;
+    await host.ask('counter', 'a', { command: 'get' });
+    await host.ask('counter', 'c', { command: 'get' });
+    expect(host.stats().evicted).toBe(evictedBefore); // a and c were still resident
+    expect(host.stats().byKind.counter).toBe(3);
+  });
+
+  it('passivates the least recently used tenth when the heap is over its threshold', async () => {
+    let heap = 0;
+    const clock = new SimulatedClock();
+    const { host } = makeHost(new MemoryJournal(), clock, { maxHeapBytes: 1_000, heapUsed: () => heap });
+    for (let i = 0; i < 100; i++) await host.ask('counter', `h-${i}`, { command: 'incr' });
+    expect(host.sweep()).toBe(0);
+    heap = 2_000;
+    expect(host.sweep()).toBe(10);
+    expect(host.stats().resident).toBe(90);
+    await expect(host.ask('counter', 'h-0', { command: 'get' })).resolves.toEqual({ n: 1 });
+  });
+
+  it('a retried message id is answered from the journal by a new activation (after a restart)', async () => {
+    const journal = new MemoryJournal();
+    const { host: first } = makeHost(journal);
+    await expect(first.ask('counter', 'once', { command: 'incr', input: { by: 4 }, id: 'm-9' })).resolves.toEqual({ n: 4 });
+    const { host: second } = makeHost(journal);
+    await expect(second.ask('counter', 'once', { command: 'incr', input: { by: 4 }, id: 'm-9' })).resolves.toEqual({ n: 4 });
+    await expect(second.ask('counter', 'once', { command: 'get' })).resolves.toEqual({ n: 4 });
+  });
+});
+
 describe('ActorHost routing', () => {
   it('sends keys of other slots outbound and delivers its own locally', async () => {
     const out: string[] = [];
