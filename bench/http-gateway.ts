@@ -17,6 +17,9 @@
  *   node --import tsx bench/http-gateway.ts [--seconds 9] [--rounds 3]
  */
 import autocannon from 'autocannon';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import {
   check,
@@ -36,7 +39,12 @@ import {
 } from './lib.ts';
 
 const { values: args } = parseArgs({
-  options: { seconds: { type: 'string', default: '9' }, rounds: { type: 'string', default: '3' } },
+  options: {
+    seconds: { type: 'string', default: '9' },
+    rounds: { type: 'string', default: '3' },
+    // Also measure a node with persistence on (LMDB journal, replies after the flush to disk).
+    durable: { type: 'boolean', default: false },
+  },
 });
 /** Total measured seconds per target, split over the rounds. */
 const SECONDS = Number(args.seconds);
@@ -64,10 +72,22 @@ interface Round {
   cpuCores: number;
 }
 
-async function startTroupe(workers: number): Promise<ServerChild> {
+async function startTroupe(workers: number, dataDir?: string): Promise<ServerChild> {
   return spawnServer({
-    label: `troupe node (${workers} worker${workers > 1 ? 's' : ''})`,
-    args: ['bin/troupe.js', 'start', '--app', './src/demo/app.ts', '--http', '0', '--workers', String(workers), '--log-level', 'info'],
+    label: `troupe node (${workers} worker${workers > 1 ? 's' : ''}${dataDir ? ', durable' : ''})`,
+    args: [
+      'bin/troupe.js',
+      'start',
+      '--app',
+      './src/demo/app.ts',
+      '--http',
+      '0',
+      '--workers',
+      String(workers),
+      '--log-level',
+      'info',
+      ...(dataDir ? ['--data-dir', dataDir] : []),
+    ],
     // The node logs one pino line when it is up: {"msg":"node started","http":"http://..."}.
     listening: (line) => {
       if (!line.includes('"node started"')) return undefined;
@@ -133,10 +153,16 @@ main(async () => {
     `http-gateway: autocannon ${CONNECTIONS} connections, POST /actors/counter/<k0..k${KEYS - 1}>/incr {"by":1}, ${ROUNDS} rounds × ${ROUND_SECONDS} s per target (median), ${machineLine()}`,
   );
   const targets: Target[] = [];
+  const cleanup: Array<() => void> = [];
   try {
     targets.push({ name: 'troupe, 1 worker', server: await startTroupe(1), rounds: [] });
     targets.push({ name: 'troupe, 2 workers', server: await startTroupe(2), rounds: [] });
     targets.push({ name: 'raw node:http', server: await startRaw(), rounds: [] });
+    if (args.durable) {
+      const dir = mkdtempSync(join(tmpdir(), 'troupe-bench-durable-'));
+      cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
+      targets.push({ name: 'troupe, 1 worker, LMDB flush', server: await startTroupe(1, dir), rounds: [] });
+    }
     // Warm-up: JIT, activation of the 1,000 actors per node, socket pools.
     for (const t of targets) await load(t.server.url, 2);
     for (let r = 0; r < ROUNDS; r++) {
@@ -145,6 +171,7 @@ main(async () => {
     }
   } finally {
     await Promise.all(targets.map((t) => t.server.stop()));
+    for (const c of cleanup) c();
   }
 
   const summary = targets.map((t) => ({
@@ -159,7 +186,12 @@ main(async () => {
     cpuCores: median(t.rounds.map((x) => x.cpuCores)),
     rounds: t.rounds.map((x) => Math.round(x.reqPerSec)),
   }));
-  const [w1, w2, raw] = summary as [(typeof summary)[0], (typeof summary)[0], (typeof summary)[0]];
+  const [w1, w2, raw, durable] = summary as [
+    (typeof summary)[0],
+    (typeof summary)[0],
+    (typeof summary)[0],
+    (typeof summary)[0] | undefined,
+  ];
   console.log('');
   for (const s of summary) {
     console.log(
@@ -193,6 +225,11 @@ main(async () => {
   const ratio2 = w2.reqPerSec / raw.reqPerSec;
   console.log(row('ratio req/s troupe(1 worker) / raw', fixed(ratio1, 3), `target ≥ ${TARGET}`, verdict(ratio1 >= TARGET)));
   console.log(row('ratio req/s troupe(2 workers) / raw', fixed(ratio2, 3)));
+  const ratioDurable = durable ? durable.reqPerSec / raw.reqPerSec : undefined;
+  if (durable) {
+    console.log(row('ratio req/s troupe(LMDB flush) / raw', fixed(ratioDurable!, 3), 'target ≥ 0.5', verdict(ratioDurable! >= 0.5)));
+    console.log(row('CPU efficiency raw / troupe(LMDB flush)', fixed(raw.cpuUsPerReq / durable.cpuUsPerReq, 3), 'target ≥ 0.5'));
+  }
   // The same target on the fair figure: troupe's requests per CPU-second as a share of raw's.
   const efficiency = raw.cpuUsPerReq / w1.cpuUsPerReq;
   console.log(
@@ -216,6 +253,7 @@ main(async () => {
     troupeW1: fig(w1),
     troupeW2: fig(w2),
     raw: fig(raw),
+    ...(durable && { troupeDurable: fig(durable), ratioDurable: Number(ratioDurable!.toFixed(3)) }),
     ratio: Number(ratio1.toFixed(3)),
     ratioW2: Number(ratio2.toFixed(3)),
     cpuPerReqRatio: Number((w1.cpuUsPerReq / raw.cpuUsPerReq).toFixed(3)),
