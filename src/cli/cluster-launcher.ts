@@ -1,6 +1,7 @@
-import { fork, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
+import { forkNode } from './node-process.ts';
 import { fileURLToPath } from 'node:url';
 
 export interface ClusterLaunch {
@@ -18,8 +19,6 @@ export interface ClusterLaunch {
   /** How long the nodes get to stop before SIGKILL, ms. */
   stopGraceMs?: number;
 }
-
-const bin = fileURLToPath(new URL('../../bin/troupe.js', import.meta.url));
 
 /**
  * Starts N `troupe start` processes on 127.0.0.1 that form one cluster (node 1 is everyone's
@@ -66,16 +65,15 @@ export function runCluster(o: ClusterLaunch): Promise<number> {
         ...(o.logLevel ? ['--log-level', o.logLevel] : []),
         ...(o.profile ? ['--profile', o.profile] : []),
       ];
-      const child = fork(bin, args, {
-        env: { ...process.env, TROUPE_CLUSTER_SECRET: secret },
-        stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-      });
+      const { child, ready: started } = forkNode(args, { env: { ...process.env, TROUPE_CLUSTER_SECRET: secret } });
       children.push(child);
-      child.on('message', (m: { type?: string; url?: string }) => {
-        if (m?.type !== 'ready') return;
-        urls[i - 1] = m.url!;
-        if (++ready === o.nodes) o.onReady(urls);
-      });
+      started.then(
+        (r) => {
+          urls[i - 1] = r.url;
+          if (++ready === o.nodes) o.onReady(urls);
+        },
+        () => undefined, // its exit is reported below
+      );
       child.on('exit', (code, signal) => {
         // A node that dies on its own leaves the others running: that is what a cluster is for.
         if (!stopping) process.stderr.write(`troupe: node ${i} (pid ${child.pid}) exited (${signal ?? code}); the others keep running\n`);

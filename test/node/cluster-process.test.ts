@@ -1,12 +1,12 @@
-import { fork, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { forkNode } from '../../src/cli/node-process.ts';
 
-const bin = fileURLToPath(new URL('../../bin/troupe.js', import.meta.url));
 const app = fileURLToPath(new URL('../../src/demo/app.ts', import.meta.url));
 const secret = randomBytes(24).toString('base64url');
 const dataRoot = mkdtempSync(join(tmpdir(), 'troupe-cluster-'));
@@ -18,7 +18,7 @@ interface Started {
 }
 
 /** Starts `troupe start` as a child process and resolves when it reports ready over IPC. */
-function startNode(id: number, seeds: string[], port = 0): Promise<Started> {
+async function startNode(id: number, seeds: string[], port = 0): Promise<Started> {
   const args = [
     'start',
     '--id',
@@ -37,16 +37,12 @@ function startNode(id: number, seeds: string[], port = 0): Promise<Started> {
     'warn',
   ];
   if (seeds.length) args.push('--seeds', seeds.join(','));
-  const child = fork(bin, args, { env: { ...process.env, TROUPE_CLUSTER_SECRET: secret }, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`node ${id} not ready within 20 s`)), 20_000);
-    child.once('exit', (code) => reject(new Error(`node ${id} exited with ${code} before ready`)));
-    child.on('message', (m: { type: string; url: string; cluster: string }) => {
-      if (m.type !== 'ready') return;
-      clearTimeout(timer);
-      resolve({ child, url: m.url, cluster: m.cluster });
-    });
+  const { child, ready } = forkNode(args, {
+    env: { ...process.env, TROUPE_CLUSTER_SECRET: secret },
+    stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
   });
+  const r = await ready;
+  return { child, url: r.url, cluster: r.cluster! };
 }
 
 type Member = { id: number; status: string; incarnation: number };

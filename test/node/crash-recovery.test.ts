@@ -1,30 +1,20 @@
-import { fork, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
+import { forkNode } from '../../src/cli/node-process.ts';
 
-const bin = fileURLToPath(new URL('../../bin/troupe.js', import.meta.url));
 const app = fileURLToPath(new URL('../../src/demo/app.ts', import.meta.url));
 const dataDir = mkdtempSync(join(tmpdir(), 'troupe-crash-'));
 const children: ChildProcess[] = [];
 
-function startNode(): Promise<{ child: ChildProcess; url: string }> {
-  const child = fork(bin, ['start', '--app', app, '--http', '0', '--workers', '1', '--data-dir', dataDir, '--log-level', 'error'], {
-    stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
-  });
+async function startNode(): Promise<{ child: ChildProcess; url: string }> {
+  const args = ['start', '--app', app, '--http', '0', '--workers', '1', '--data-dir', dataDir, '--log-level', 'error'];
+  const { child, ready } = forkNode(args, { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
   children.push(child);
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('node not ready within 20 s')), 20_000);
-    child.once('exit', (code) => reject(new Error(`node exited with ${code} before ready`)));
-    child.on('message', (m: { type: string; url: string }) => {
-      if (m.type === 'ready') {
-        clearTimeout(timer);
-        resolve({ child, url: m.url });
-      }
-    });
-  });
+  return { child, url: (await ready).url };
 }
 
 afterAll(() => {
