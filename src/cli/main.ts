@@ -35,7 +35,9 @@ Node options (start, demo):
   --tls-cert <file>     PEM certificate for mutual TLS between nodes (with --tls-key, --tls-ca)
   --tls-key <file>      PEM private key
   --tls-ca <file>       PEM CA that signs every node's certificate
-  --data-dir <dir>      where the node keeps its identity (incarnation)
+  --data-dir <dir>      where the node keeps its identity and its LMDB journal (default: in memory)
+  --durability <d>      flush (default: a reply waits for the disk) or commit (for the commit)
+  --max-resident <n>    resident actors per worker before the least recently used passivate
   --log-level <level>   fatal, error, warn, info, debug (default info)
 
 Cluster options:
@@ -61,6 +63,8 @@ const nodeFlags = {
   'tls-key': { type: 'string' },
   'tls-ca': { type: 'string' },
   'data-dir': { type: 'string' },
+  durability: { type: 'string' },
+  'max-resident': { type: 'string' },
   'log-level': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } satisfies ParseArgsConfig['options'];
@@ -131,6 +135,8 @@ async function startNode(command: 'start' | 'demo', args: string[]): Promise<num
     ...(v.id !== undefined && { id: intFlag('--id', v.id) }),
     ...(v.workers !== undefined && { workers: intFlag('--workers', v.workers) }),
     ...(v['data-dir'] !== undefined && { dataDir: v['data-dir'] }),
+    ...(v.durability !== undefined && { durability: durabilityFlag(v.durability, v['data-dir']) }),
+    ...(v['max-resident'] !== undefined && { maxResidentPerWorker: intFlag('--max-resident', v['max-resident']) }),
     ...(v['log-level'] !== undefined && { logLevel: v['log-level'] }),
     ...(clustered && {
       cluster: {
@@ -213,6 +219,12 @@ function intFlag(name: string, v: string): number {
 function tlsFlags(cert: string, key: string | undefined, ca: string | undefined) {
   if (key === undefined || ca === undefined) throw new UsageError('--tls-cert needs --tls-key and --tls-ca');
   return { cert: readFileSync(cert), key: readFileSync(key), ca: readFileSync(ca) };
+}
+
+function durabilityFlag(v: string, dataDir: string | undefined): 'flush' | 'commit' {
+  if (v !== 'flush' && v !== 'commit') throw new UsageError(`--durability must be flush or commit (got ${JSON.stringify(v)})`);
+  if (dataDir === undefined) throw new UsageError('--durability needs --data-dir (without it the journal is in memory)');
+  return v;
 }
 
 function profileFlag(v: string): 'lan' | 'seed-10s' {

@@ -58,6 +58,12 @@ export interface NodeOptions {
    * data directory, in memory (state lives as long as its thread).
    */
   journal?: JournalConfig;
+  /** With the default LMDB journal: 'flush' (a reply waits for the disk, default) or 'commit'. */
+  durability?: 'flush' | 'commit';
+  /** Resident actors per worker before the least recently used passivate (default 1M). */
+  maxResidentPerWorker?: number;
+  /** Heap in use per worker (bytes) above which the idle sweep sheds least recently used actors. */
+  maxHeapBytesPerWorker?: number;
   /** Worker-thread restart intensity and backoff. */
   restart?: Partial<RestartPolicy>;
   resourceLimits?: ResourceLimits;

@@ -30,6 +30,8 @@ export interface SupervisorOptions {
   defaultAskTimeoutMs?: number;
   /** Actor messages per turn inside workers. */
   throughput?: number;
+  /** Per-worker actor host limits. */
+  host?: WorkerTask['host'];
   /**
    * Where workers' messages to other actors go. Default: this supervisor (keys placed on this
    * node's slots). A clustered node passes its cluster router, which finds the owning node.
@@ -224,6 +226,7 @@ export class Supervisor extends EventEmitter implements MessageRouter {
       node: this.o.node,
       ...(this.o.logLevel !== undefined && { logLevel: this.o.logLevel }),
       ...(this.o.throughput !== undefined && { throughput: this.o.throughput }),
+      ...(this.o.host && { host: this.o.host }),
       defaultAskTimeoutMs: this.defaultAskTimeoutMs,
     };
     const reader = this.readerFor(slot);

@@ -27,6 +27,7 @@ export interface WorkerTask {
   logLevel?: string;
   throughput?: number;
   defaultAskTimeoutMs?: number;
+  host?: { maxResident?: number; maxHeapBytes?: number };
 }
 
 export default async function hostSlot(task: WorkerTask): Promise<void> {
@@ -48,6 +49,7 @@ export default async function hostSlot(task: WorkerTask): Promise<void> {
       outbound: (kind, key, command, input, askId, msgId) => writer.msg(kind, key, command, input, askId, msgId),
       onEscalated: (kind, key, error) => writer.event('escalated', { kind, key, error }),
       ...(task.throughput !== undefined && { throughput: task.throughput }),
+      ...task.host,
       ...(task.defaultAskTimeoutMs !== undefined && { defaultAskTimeoutMs: task.defaultAskTimeoutMs }),
     });
   } catch (e) {

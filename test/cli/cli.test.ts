@@ -26,6 +26,10 @@ describe('troupe CLI', () => {
     { args: ['demo', '--profile', 'wan', '--secret', 's', '--port', '0'], message: '--profile must be lan or seed-10s' },
     { args: ['demo', '--profile', 'lan'], message: '--profile and --tls-* apply to a cluster' },
     { args: ['cluster', '--nodes', '0'], message: '--nodes must be in [1, 64]' },
+    { args: ['demo', '--durability', 'commit'], message: '--durability needs --data-dir' },
+    { args: ['demo', '--durability', 'fast', '--data-dir', 'x'], message: '--durability must be flush or commit (got "fast")' },
+    { args: ['backup', '--to', 'x'], message: 'backup needs --data-dir' },
+    { args: ['restore', '--data-dir', 'x'], message: 'restore needs --from' },
   ])('$args.0 $args.1: exits 2 with “$message”', ({ args, message }) => {
     const r = run(...args);
     expect(r.code).toBe(2);
