@@ -283,6 +283,72 @@ export class LmdbJournal implements Journal {
     if (--this.inFlight === 0 && this.drained) this.drained();
   }
 
+  /**
+   * Several actors' writes in one LMDB transaction (one callback, no child transactions).
+   * All-or-nothing per write: `apply` checks continuity before its first put, and every value
+   * is encoded once up front, so a put cannot fail half-way through a write.
+   */
+  writeMany(writes: readonly ActorWrite[]): Promise<Array<Error | null>> {
+    const results: Array<Error | null> = new Array(writes.length).fill(null);
+    if (this.closed) return Promise.resolve(results.map(() => troupeError('ERR_STOPPED', 'journal is closed', { path: this.path })));
+    const pending: number[] = [];
+    for (let i = 0; i < writes.length; i++) {
+      const w = writes[i]!;
+      const invalid = checkWrite(w) ?? this.unencodable(w);
+      if (invalid) results[i] = invalid;
+      else pending.push(i);
+    }
+    if (pending.length === 0) return Promise.resolve(results);
+    let committed: Promise<unknown>;
+    try {
+      committed = this.env.root.transaction(() => {
+        for (const i of pending) {
+          try {
+            this.apply(writes[i]!);
+          } catch (e) {
+            results[i] = toWriteError(e, this.path, `journal write for ${writes[i]!.kind}/${writes[i]!.key}`, {});
+          }
+        }
+      });
+    } catch (e) {
+      const error = toWriteError(e, this.path, 'journal batch', {});
+      return Promise.resolve(results.map((r) => r ?? error));
+    }
+    this.inFlight++;
+    const flushed = this.durability === 'flush' ? flushedNow(this.env) : undefined;
+    return committed.then(
+      () =>
+        (flushed ?? Promise.resolve()).then(() => {
+          this.succeeded();
+          return results;
+        }),
+      (e: unknown) => {
+        if (isCommitFailure(e)) this.env.lastCommitFailed = true;
+        return commitCause(e, (ms) => this.sleep(ms)).then((cause) => {
+          this.settled();
+          const error = toWriteError(cause, this.path, 'journal batch', {});
+          return results.map((r) => r ?? error);
+        });
+      },
+    );
+  }
+
+  /** A value msgpack cannot encode, found before the transaction so no write is half-applied. */
+  private unencodable(w: ActorWrite): TroupeError | undefined {
+    const encoder = (this.env.events as unknown as { encoder: { encode(v: unknown): unknown } }).encoder;
+    try {
+      for (const e of w.events) encoder.encode(e.event);
+      if (w.snapshot) encoder.encode(w.snapshot.state);
+      if (w.replies) for (const r of w.replies) encoder.encode(r.value);
+    } catch (e) {
+      return troupeError('ERR_JOURNAL_WRITE', `${w.kind}/${w.key}: a value cannot be encoded: ${(e as Error).message}`, {
+        kind: w.kind,
+        key: w.key,
+      });
+    }
+    return undefined;
+  }
+
   /** Runs inside the write transaction: checks continuity against what is committed, then writes. */
   private apply(w: ActorWrite): void {
     const { kind, key } = w;

@@ -196,6 +196,30 @@ describe.each(subjects)('Journal contract: $name', (subject) => {
     }
   }, 20_000);
 
+  it('writeMany answers per write: a bad write is refused alone and leaves nothing', async () => {
+    await journal.write({ kind: 'k', key: 'a', events: [ev(1)] });
+    const results = await journal.writeMany!([
+      { kind: 'k', key: 'a', events: [ev(2)] },
+      { kind: 'k', key: 'b', events: [ev(5)] }, // a gap: b's log is empty
+      { kind: 'k', key: 'c', events: [ev(1), ev(2)], replies: [{ msgId: 'm', ok: true, value: 1 }] },
+    ]);
+    expect(results[0]).toBeNull();
+    expect(isTroupeError(results[1], 'ERR_JOURNAL_WRITE')).toBe(true);
+    expect(results[2]).toBeNull();
+    expect((await journal.read('k', 'a')).events).toEqual([ev(1), ev(2)]);
+    expect(await journal.read('k', 'b')).toEqual({ events: [], replies: [] });
+    expect(await journal.read('k', 'c')).toEqual({ events: [ev(1), ev(2)], replies: [{ msgId: 'm', ok: true, value: 1 }] });
+  });
+
+  it('writeMany of two writes for one actor applies them in order', async () => {
+    const results = await journal.writeMany!([
+      { kind: 'k', key: 'o', events: [ev(1)] },
+      { kind: 'k', key: 'o', events: [ev(2)] },
+    ]);
+    expect(results).toEqual([null, null]);
+    expect((await journal.read('k', 'o')).events).toEqual([ev(1), ev(2)]);
+  });
+
   it('rejects writes after close with ERR_STOPPED', async () => {
     await journal.write({ kind: 'cart', key: 'c1', events: [ev(1)] });
     await journal.close();
@@ -316,6 +340,23 @@ describe('LmdbJournal specifics', () => {
       await good;
       expect(await journal.read('k', 'x')).toEqual({ events: [ev(1), ev(2)], replies: [] });
       expect(await journal.read('k', 'y')).toEqual({ events: [ev(1)], replies: [{ msgId: 'good', ok: true }] });
+    } finally {
+      await journal.close();
+    }
+  });
+
+  it('writeMany refuses a write with an unencodable value before its transaction; the rest commit', async () => {
+    const { journal } = open();
+    try {
+      await journal.write({ kind: 'k', key: 'x', events: [ev(1)] });
+      const results = await journal.writeMany([
+        { kind: 'k', key: 'x', events: [ev(2), ev(3, 2n ** 70n)] },
+        { kind: 'k', key: 'y', events: [ev(1)] },
+      ]);
+      expect(isTroupeError(results[0], 'ERR_JOURNAL_WRITE')).toBe(true);
+      expect(results[1]).toBeNull();
+      expect((await journal.read('k', 'x')).events).toEqual([ev(1)]);
+      expect((await journal.read('k', 'y')).events).toEqual([ev(1)]);
     } finally {
       await journal.close();
     }
