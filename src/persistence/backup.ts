@@ -87,7 +87,11 @@ export async function restore(fromDir: string, toPath: string, options: RestoreO
   const target = join(dir, DATA_FILE);
   if (!(await exists(source))) throw troupeError('ERR_JOURNAL_READ', `no backup at ${fromDir} (missing ${DATA_FILE})`, { path: fromDir });
   if (!options.overwrite && (await exists(target))) {
-    throw troupeError('ERR_JOURNAL_WRITE', `${dir} already holds an environment; pass { overwrite: true } to replace it`, { path: dir });
+    throw troupeError(
+      'ERR_JOURNAL_WRITE',
+      `${dir} already holds an environment; to replace it pass { overwrite: true } (CLI: troupe restore --force)`,
+      { path: dir },
+    );
   }
   const partial = target + '.restoring';
   try {
