@@ -489,8 +489,10 @@ export class ActorHost implements MessageRouter, ReplyChannel {
     if (replies !== null) write.replies = replies;
     if (events !== null) {
       cell.eventsSinceSnapshot += events.length;
+      const latest = { seq: cell.seq, v: cell.kind.version, state: cell.state };
+      write.latest = latest;
       if (cell.eventsSinceSnapshot >= cell.kind.snapshotEvery) {
-        write.snapshot = { seq: cell.seq, v: cell.kind.version, state: cell.state };
+        write.snapshot = latest;
         cell.eventsSinceSnapshot = 0;
       }
     }

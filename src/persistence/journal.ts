@@ -57,6 +57,12 @@ export interface ActorWrite {
   events: EventRecord[];
   snapshot?: SnapshotRecord;
   replies?: RecordedReply[];
+  /**
+   * The actor's state after these events (a reference; states are immutable). A hint a journal
+   * may keep instead of the events, as if it were a snapshot: `MemoryJournal` does, so it holds
+   * one state per actor rather than a growing list of events. Durable journals ignore it.
+   */
+  latest?: SnapshotRecord;
 }
 
 export interface ActorHistory {

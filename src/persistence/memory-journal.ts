@@ -13,7 +13,8 @@ const resolved = Promise.resolve();
 /**
  * A journal in this thread's memory: durable for as long as the thread lives, which is enough
  * for an actor restarted after its handler threw, not for a dead worker. States and events are
- * kept by reference (they are immutable by contract), and a snapshot drops the events it covers.
+ * kept by reference (they are immutable by contract), and a snapshot drops the events it covers;
+ * a write that carries its resulting state (`latest`) is kept as that state alone.
  */
 export class MemoryJournal implements Journal {
   private readonly logs = new Map<string, Map<string, Log>>();
@@ -43,13 +44,18 @@ export class MemoryJournal implements Journal {
       return troupeError('ERR_JOURNAL_WRITE', `snapshot seq ${w.snapshot.seq} is past the last event ${newLast} for ${w.kind}/${w.key}`);
     }
     if (log === undefined) byKey.set(w.key, (log = { events: [], lastSeq: 0, replies: [] }));
-    for (let i = 0; i < events.length; i++) log.events.push(events[i]!);
-    if (events.length > 0) log.lastSeq = events[events.length - 1]!.seq;
-    if (w.snapshot) {
-      log.snapshot = w.snapshot;
-      // Snapshots are taken at the actor's latest seq, so usually nothing is left to keep.
-      const keepFrom = w.snapshot.seq;
-      log.events = log.lastSeq <= keepFrom ? [] : log.events.filter((e) => e.seq > keepFrom);
+    log.lastSeq = newLast;
+    const snapshot = w.latest !== undefined && w.latest.seq === newLast ? w.latest : w.snapshot;
+    if (snapshot !== undefined && snapshot.seq === newLast) {
+      // The state at the latest seq stands for every event: keep it, not the events.
+      log.snapshot = snapshot;
+      if (log.events.length > 0) log.events = [];
+    } else {
+      for (let i = 0; i < events.length; i++) log.events.push(events[i]!);
+      if (snapshot !== undefined) {
+        log.snapshot = snapshot;
+        log.events = log.events.filter((e) => e.seq > snapshot.seq);
+      }
     }
     if (w.replies) {
       for (const r of w.replies) log.replies.push(r);

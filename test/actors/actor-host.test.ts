@@ -236,15 +236,37 @@ describe('ActorHost durability of replies', () => {
   });
 
   it('replays through snapshots and upcasts old event versions', async () => {
-    const journal = new MemoryJournal();
+    // Like a durable journal: keeps events and snapshots, ignores the `latest` state hint.
+    const journal = new (class extends MemoryJournal {
+      override write(w: ActorWrite) {
+        return super.write({ ...w, latest: undefined });
+      }
+      override writeMany(ws: readonly ActorWrite[]) {
+        return super.writeMany(ws.map((w) => ({ ...w, latest: undefined })));
+      }
+    })();
     await journal.write({ kind: 'versioned', key: 'v', events: [{ seq: 1, v: 1, event: { cents: 250 } }] });
     const { host } = makeHost(journal);
     for (let i = 0; i < 4; i++) await host.ask('versioned', 'v', { command: 'add', input: { amount: 1 } });
     const history = await journal.read('versioned', 'v');
     expect(history.snapshot).toMatchObject({ seq: 3, v: 2, state: { total: 4.5 } });
+    expect(history.events.map((e) => e.seq)).toEqual([4, 5]);
     // A second host over the same journal rebuilds the same state from snapshot + tail.
     const { host: again } = makeHost(journal);
     await expect(again.ask('versioned', 'v', { command: 'add', input: { amount: 0 } })).resolves.toEqual({ total: 6.5 });
+  });
+});
+
+describe('MemoryJournal with the host', () => {
+  it('keeps one state per actor instead of its events, and a new activation starts from it', async () => {
+    const journal = new MemoryJournal();
+    const { host } = makeHost(journal);
+    for (let i = 0; i < 10; i++) await host.ask('counter', 'm', { command: 'incr' });
+    const history = await journal.read('counter', 'm');
+    expect(history.events).toEqual([]);
+    expect(history.snapshot).toMatchObject({ seq: 10, state: { n: 10 } });
+    const { host: again } = makeHost(journal);
+    await expect(again.ask('counter', 'm', { command: 'incr' })).resolves.toEqual({ n: 11 });
   });
 });
 
