@@ -22,7 +22,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import {
-  check,
   cpuSecondsOf,
   cpuSecondsOfMainThread,
   fixed,

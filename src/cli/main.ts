@@ -10,7 +10,7 @@ import { isTroupeError } from '../core/errors.ts';
 import { JOURNAL_DIR, TroupeNode, type NodeOptions } from '../node/troupe-node.ts';
 import { runCluster } from './cluster-launcher.ts';
 
-export const demoModule = new URL('../demo/app.ts', import.meta.url).href;
+const demoModule = new URL('../demo/app.ts', import.meta.url).href;
 
 const USAGE = `troupe — durable session actors on worker threads and nodes
 

@@ -231,8 +231,9 @@ export class TroupeNode implements MessageRouter {
     return new ActorRef<C>(this, def.kind, key);
   }
 
+  /** Fire and forget. A malformed key is a programming error: it throws ERR_INVALID_KEY at once. */
   tell(kind: string, key: string, message: AnyMessage): void {
-    if (checkKey(key)) return;
+    if (checkKey(key)) throw invalidKey(key);
     this.router.tell(kind, key, message);
   }
 

@@ -1,5 +1,4 @@
 import type { MessagePort } from 'node:worker_threads';
-import type { ErrorRecord } from '../core/errors.ts';
 
 /**
  * What travels over a worker's long-lived MessagePort. Envelopes are packed into one flat array
@@ -141,10 +140,6 @@ export class PortWriter {
   reply(askId: number, ok: boolean, value: unknown): void {
     this.batch.push(ok ? OP_REPLY_OK : OP_REPLY_ERR, askId, value);
     this.queued();
-  }
-
-  replyError(askId: number, error: ErrorRecord): void {
-    this.reply(askId, false, error);
   }
 
   control(askId: number, name: string, arg: unknown): void {
