@@ -95,6 +95,21 @@ describe('three nodes over the in-memory network', () => {
     await until(nodes, () => nodes.every((n) => upIds(n).join() === '1,2,3'), 10_000, 'node 3 back after heal');
   });
 
+  it('malformed actor payloads from a peer are counted and dropped; the node keeps serving', async () => {
+    const rogue = net.transport({ id: 9, incarnation: 1, address: 'mem:9' });
+    const before = nodes[0]!.clusterRouter!.stats().badPayloads;
+    for (const p of [[10, 'x'], { __proto__: { polluted: true } }, 'junk', [12, 'no-id', true, null], [11, 7, 'k', 'incr', {}, null, 0]]) {
+      rogue.send('mem:1', p, 'actor');
+    }
+    // Deliveries are clock timers of the in-memory network: yield until the counter moves, with a deadline.
+    const deadline = Date.now() + 2_000;
+    while (nodes[0]!.clusterRouter!.stats().badPayloads < before + 5 && Date.now() < deadline) await new Promise((r) => setImmediate(r));
+    expect(nodes[0]!.clusterRouter!.stats().badPayloads).toBe(before + 5);
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+    await rogue.close();
+    await expect(nodes[0]!.ask('counter', 'after-rogue', { command: 'incr' })).resolves.toEqual({ n: 1 });
+  });
+
   it('an ask to an unknown command on a remote owner comes back as the named error', async () => {
     const key = keys.find((k) => nodes[0]!.clusterRouter!.ownerOf(k).id !== 1)!;
     await expect(nodes[0]!.ask('counter', key, { command: 'incr', input: { by: 'x' } })).rejects.toMatchObject({
