@@ -54,17 +54,29 @@ class PendingAsk {
   ) {}
 }
 
-interface Slot {
-  index: number;
+/** One worker slot: the port to its current thread and that thread's life. */
+class Slot {
   /** Bumped when the slot is re-hosted: replies for an older thread's asks are dropped. */
-  generation: number;
-  writer: PortWriter;
-  port: MessagePort;
-  up: boolean;
-  restarts: RestartWindow;
-  threadId: number;
-  ready: Promise<void>;
-  markReady: () => void;
+  generation = 0;
+  up = false;
+  restarts: RestartWindow = [];
+  threadId = -1;
+  readonly writer: PortWriter;
+  /** Resolves when the slot's current thread has loaded the app and listens. */
+  ready!: Promise<void>;
+  markReady!: () => void;
+
+  constructor(
+    readonly index: number,
+    public port: MessagePort,
+  ) {
+    this.writer = new PortWriter(port);
+    this.resetReady();
+  }
+
+  resetReady(): void {
+    this.ready = new Promise<void>((resolve) => (this.markReady = resolve));
+  }
 }
 
 const workerEntry = new URL('./worker-host.ts', import.meta.url);
@@ -120,16 +132,7 @@ export class Supervisor extends EventEmitter implements MessageRouter {
     });
     for (let i = 0; i < this.workers; i++) {
       const { port1, port2 } = new MessageChannel();
-      const slot = {
-        index: i,
-        generation: 0,
-        writer: new PortWriter(port1),
-        port: port1,
-        up: false,
-        restarts: [],
-        threadId: -1,
-      } as unknown as Slot;
-      this.resetReady(slot);
+      const slot = new Slot(i, port1);
       this.slots.push(slot);
       this.host(slot, port2);
     }
@@ -321,7 +324,7 @@ export class Supervisor extends EventEmitter implements MessageRouter {
     slot.generation++;
     slot.port = port1;
     slot.writer.retarget(port1);
-    this.resetReady(slot);
+    slot.resetReady();
     if (this.lastPlacement) slot.writer.control(0, 'placement', this.lastPlacement);
     const decision = decideRestart(slot.restarts, this.o.clock.now(), this.restart);
     slot.restarts = decision.window;
@@ -333,10 +336,6 @@ export class Supervisor extends EventEmitter implements MessageRouter {
     this.o.clock.setTimeout(() => {
       if (!this.stopping) this.host(slot, port2);
     }, delay);
-  }
-
-  private resetReady(slot: Slot): void {
-    slot.ready = new Promise<void>((resolve) => (slot.markReady = resolve));
   }
 }
 
