@@ -106,6 +106,8 @@ export class ActorHost implements MessageRouter, ReplyChannel {
   private ownsKey: (key: string) => boolean = () => true;
   /** The clock read once per drain: turns within a drain share it. */
   private now = 0;
+  private lastKind: string | undefined;
+  private lastCells: Map<string, ActorCell> | undefined;
   /** Turns' writes not yet handed to the journal, and flushes not yet settled. */
   private writeBatch: PendingWrite[] = [];
   private writeFlushQueued = false;
@@ -226,7 +228,12 @@ export class ActorHost implements MessageRouter, ReplyChannel {
   }
 
   private cellFor(kind: string, key: string, env: Envelope): ActorCell | undefined {
-    let cells = this.cells.get(kind);
+    // Port batches come in runs of one kind: skip the kind lookup for a run.
+    let cells = kind === this.lastKind ? this.lastCells : this.cells.get(kind);
+    if (cells !== undefined) {
+      this.lastKind = kind;
+      this.lastCells = cells;
+    }
     let cell = cells?.get(key);
     if (cell) {
       if (cell.status !== 'failed') return cell;
