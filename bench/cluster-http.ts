@@ -29,12 +29,14 @@
  *   node --import tsx bench/cluster-http.ts [--seconds 10] [--rounds 3] [--keys 3000]
  */
 import autocannon from 'autocannon';
-import { fork, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { Agent, request } from 'node:http';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { forkNode } from '../src/cli/node-process.ts';
+import type { RouterStats } from '../src/cluster/cluster-router.ts';
 import {
   check,
   cpuSecondsOf,
@@ -91,7 +93,6 @@ interface ClusterNode {
   complaints: string[];
 }
 
-const bin = join(repoRoot, 'bin/troupe.js');
 const app = join(repoRoot, 'src/demo/app.ts');
 /** Every child forked, ready or not: all of them are stopped at the end, by pid. */
 const forked: ChildProcess[] = [];
@@ -114,33 +115,17 @@ function collectLines(stream: NodeJS.ReadableStream, into: string[]): void {
 }
 
 /** Forks `troupe start` for node `id` and resolves on its IPC `ready` message. */
-function startNode(id: number, secret: string, seed: string | undefined): Promise<ClusterNode> {
-  const child = fork(
-    bin,
-    [
-      'start',
-      '--id',
-      String(id),
-      '--port',
-      '0',
-      '--http',
-      '0',
-      '--workers',
-      '1',
-      '--app',
-      app,
-      '--log-level',
-      'warn',
-      ...(seed !== undefined ? ['--seeds', seed] : []),
-    ],
-    {
-      cwd: repoRoot,
-      // As `troupe cluster` runs it: no loader flags of ours (bin/troupe.js registers tsx).
-      execArgv: [],
-      env: { ...process.env, TROUPE_CLUSTER_SECRET: secret },
-      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
-    },
-  );
+async function startNode(id: number, secret: string, seed: string | undefined): Promise<ClusterNode> {
+  const args = ['start', '--id', String(id), '--port', '0', '--http', '0', '--workers', '1', '--app', app, '--log-level', 'warn'];
+  if (seed !== undefined) args.push('--seeds', seed);
+  const { child, ready } = forkNode(args, {
+    cwd: repoRoot,
+    // As `troupe cluster` runs it: no loader flags of ours (bin/troupe.js registers tsx).
+    execArgv: [],
+    env: { ...process.env, TROUPE_CLUSTER_SECRET: secret },
+    stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+    readyTimeoutMs: READY_DEADLINE_MS,
+  });
   forked.push(child);
   const complaints: string[] = [];
   collectLines(child.stdout!, complaints);
@@ -148,23 +133,12 @@ function startNode(id: number, secret: string, seed: string | undefined): Promis
   child.once('exit', (code, signal) => {
     if (!stopping) complaints.push(`exited unexpectedly (code ${code}, signal ${signal})`);
   });
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new Error(`node ${id}: no 'ready' within ${READY_DEADLINE_MS} ms\n${complaints.join('\n')}`)),
-      READY_DEADLINE_MS,
-    );
-    child.once('exit', (code, signal) => {
-      clearTimeout(timer);
-      reject(new Error(`node ${id} (pid ${child.pid}) exited before ready (code ${code}, signal ${signal})\n${complaints.join('\n')}`));
-    });
-    child.on('message', (m: { type?: string; url?: string; cluster?: string; pid?: number }) => {
-      if (m?.type !== 'ready') return;
-      clearTimeout(timer);
-      check(typeof m.url === 'string' && typeof m.cluster === 'string', `node ${id}: ready without url/cluster: ${JSON.stringify(m)}`);
-      check(m.pid === child.pid, `node ${id}: ready from pid ${m.pid}, forked ${child.pid}`);
-      resolve({ id, child, pid: child.pid!, url: m.url, cluster: m.cluster, complaints });
-    });
+  const m = await ready.catch((e: Error) => {
+    throw new Error(`node ${id}: ${e.message}\n${complaints.join('\n')}`);
   });
+  check(typeof m.cluster === 'string', `node ${id}: ready without a cluster address: ${JSON.stringify(m)}`);
+  check(m.pid === child.pid, `node ${id}: ready from pid ${m.pid}, forked ${child.pid}`);
+  return { id, child, pid: child.pid!, url: m.url, cluster: m.cluster!, complaints };
 }
 
 /** SIGTERM every forked node still running, SIGKILL after the grace period; waits for all. */
@@ -203,17 +177,7 @@ interface Member {
   incarnation: number;
   status: string;
 }
-interface RingStats {
-  epoch: number;
-  members: number;
-  pendingRemote: number;
-  sentRemote: number;
-  servedRemote: number;
-  forwarded: number;
-  rerouted: number;
-  badPayloads: number;
-  deadLetters: number;
-}
+type RingStats = RouterStats;
 
 async function getJson<T>(url: string): Promise<T> {
   const res = await fetch(url, { signal: AbortSignal.timeout(5_000) });
