@@ -156,11 +156,9 @@ async function startNode(command: 'start' | 'demo', args: string[]): Promise<num
     process.once('disconnect', () => void node.stop().then(() => process.exit(0)));
   }
   await new Promise<void>((done) => {
-    const stop = () => {
-      process.off('SIGINT', stop);
-      process.off('SIGTERM', stop);
-      void node.stop().then(done);
-    };
+    // Stays installed: Ctrl-C reaches a node twice under `troupe cluster` (the terminal's SIGINT
+    // and the launcher's SIGTERM), and the second must not kill it mid-stop. stop() is idempotent.
+    const stop = () => void node.stop().then(done);
     process.on('SIGINT', stop);
     process.on('SIGTERM', stop);
   });

@@ -939,7 +939,7 @@ class Step {
   }
 
   log(level: 'debug' | 'info' | 'warn', msg: string, data?: Record<string, unknown>): void {
-    const effect: MembershipEffect = { type: 'log', level, msg, data: { node: this.s.self.id, ...data } };
+    const effect: MembershipEffect = { type: 'log', level, msg, data: { self: this.s.self.id, ...data } };
     this.effects.push(effect);
   }
 }
