@@ -7,7 +7,7 @@ import type { AnyMessage, AskOptions } from '../actors/define-actor.ts';
 import type { MessageRouter } from '../actors/actor-ref.ts';
 import type { Clock, TimerHandle } from '../core/clock.ts';
 import { fromErrorRecord, invalidOption, toErrorRecord, troupeError, type ErrorRecord, type TroupeError } from '../core/errors.ts';
-import type { Logger } from '../core/logger.ts';
+import { defaultLogFormat, type Logger } from '../core/logger.ts';
 import type { JournalConfig } from '../persistence/journal.ts';
 import { slotOf } from './placement.ts';
 import { PortReader, PortWriter } from './port-protocol.ts';
@@ -228,6 +228,8 @@ export class Supervisor extends EventEmitter implements MessageRouter {
       journal: this.o.journal,
       node: this.o.node,
       ...(this.o.logLevel !== undefined && { logLevel: this.o.logLevel }),
+      // A worker's stdout is a pipe, never a terminal: it takes the main thread's format.
+      logFormat: defaultLogFormat(),
       ...(this.o.throughput !== undefined && { throughput: this.o.throughput }),
       ...(this.o.host && { host: this.o.host }),
       defaultAskTimeoutMs: this.defaultAskTimeoutMs,

@@ -10,7 +10,7 @@ import { ActorHost } from '../actors/actor-host.ts';
 import { loadActorModules } from '../actors/registry.ts';
 import { systemClock } from '../core/clock.ts';
 import { toErrorRecord } from '../core/errors.ts';
-import { createLogger } from '../core/logger.ts';
+import { createLogger, type LogFormat } from '../core/logger.ts';
 import { importModule } from '../core/import-module.ts';
 import type { Journal, JournalConfig } from '../persistence/journal.ts';
 import { MemoryJournal } from '../persistence/memory-journal.ts';
@@ -25,6 +25,7 @@ export interface WorkerTask {
   journal: JournalConfig;
   node: number | string;
   logLevel?: string;
+  logFormat?: LogFormat;
   throughput?: number;
   defaultAskTimeoutMs?: number;
   host?: { maxResident?: number; maxHeapBytes?: number };
@@ -32,7 +33,7 @@ export interface WorkerTask {
 
 export default async function hostSlot(task: WorkerTask): Promise<void> {
   const { port } = task;
-  const log = createLogger({ node: task.node, worker: task.slot, thread: threadId }, task.logLevel);
+  const log = createLogger({ node: task.node, worker: task.slot, thread: threadId }, task.logLevel, task.logFormat ?? 'json');
   const writer = new PortWriter(port);
   let host: ActorHost;
   let journal: Journal;
