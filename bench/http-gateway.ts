@@ -44,13 +44,15 @@ const { values: args } = parseArgs({
     // Also measure a node with persistence on (LMDB journal, replies after the flush to disk).
     durable: { type: 'boolean', default: false },
     durability: { type: 'string', default: 'flush' },
+    // autocannon connections; with persistence on, each is one request waiting for a commit.
+    connections: { type: 'string', default: '50' },
   },
 });
 /** Total measured seconds per target, split over the rounds. */
 const SECONDS = Number(args.seconds);
 const ROUNDS = Number(args.rounds);
 const ROUND_SECONDS = Math.max(1, Math.round(SECONDS / ROUNDS));
-const CONNECTIONS = 50;
+const CONNECTIONS = Number(args.connections);
 const KEYS = 1000;
 const TARGET = 0.6;
 
