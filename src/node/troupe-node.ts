@@ -265,6 +265,8 @@ export class TroupeNode implements MessageRouter {
     return {
       '/cluster/members': () => ({ self: this.id, incarnation: this.identity.incarnation, members: this.members() }),
       '/cluster/ring': () => this.cluster?.router.stats() ?? { epoch: 0, members: 1 },
+      // Frames, writes (frames ÷ writes = coalescing), queued bytes, rejected connections by reason.
+      '/cluster/transport': () => (this.cluster?.transport as { stats?: () => unknown } | undefined)?.stats?.() ?? {},
     };
   }
 }
