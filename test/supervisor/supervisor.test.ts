@@ -103,6 +103,32 @@ describe('Supervisor on real worker threads', () => {
   });
 });
 
+describe('Supervisor resource limits', () => {
+  it('a worker that exceeds its heap limit dies alone, its ask fails fast, and the slot comes back', async () => {
+    const sup = new Supervisor({
+      workers: 1,
+      modules: [fixtures],
+      journal: { type: 'memory' },
+      clock: systemClock,
+      log: silentLogger,
+      node: 'limits',
+      resourceLimits: { maxOldGenerationSizeMb: 32, maxYoungGenerationSizeMb: 8 },
+    });
+    await sup.start();
+    try {
+      await sup.ask('faulty', 'before', { command: 'ok' });
+      const ready = waitFor<[number]>(sup, 'worker-ready', 15_000);
+      await expect(sup.ask('faulty', 'greedy', { command: 'hog' }, { timeoutMs: 20_000 })).rejects.toMatchObject({
+        code: 'ERR_WORKER_DIED',
+      });
+      await ready;
+      await expect(sup.ask('faulty', 'after', { command: 'ok' })).resolves.toEqual({ n: 1 });
+    } finally {
+      await sup.stop();
+    }
+  });
+});
+
 describe('Supervisor options', () => {
   it.each([
     { opts: { workers: 0 }, message: 'options.workers must be an integer in [1, 256] (got 0)' },
