@@ -110,6 +110,28 @@ describe('three nodes over the in-memory network', () => {
     await expect(nodes[0]!.ask('counter', 'after-rogue', { command: 'incr' })).resolves.toEqual({ n: 1 });
   });
 
+  it('garbage membership messages from a peer change nothing and crash nothing', async () => {
+    const rogue = net.transport({ id: 8, incarnation: 1, address: 'mem:8' });
+    let seed = 42;
+    const rnd = () => (seed = (Math.imul(seed, 1_103_515_245) + 12_345) >>> 0) / 2 ** 32;
+    const junk = (): unknown =>
+      [null, -1, 1e308, 'x', [], {}, [1, 'a'], { id: 'x' }, { __proto__: { polluted: 1 } }][Math.floor(rnd() * 9)];
+    const types = ['ping', 'ack', 'ping-req', 'nack', 'gossip', 'join', 'join-ack', 'sync', 'leave', 'bogus', undefined];
+    for (let i = 0; i < 300; i++) {
+      const msg: Record<string, unknown> = { proto: 'swim', type: types[Math.floor(rnd() * types.length)] };
+      for (const f of ['seq', 'target', 'updates', 'members', 'from', 'incarnation']) if (rnd() < 0.6) msg[f] = junk();
+      if (rnd() < 0.3) msg.updates = [{ id: Math.floor(rnd() * 2000) - 500, address: junk(), incarnation: junk(), status: junk() }];
+      rogue.send(`mem:${1 + (i % 3)}`, msg, 'system');
+    }
+    // Let every delivery land: the network delivers on its clock; yield until it has nothing in flight.
+    const deadline = Date.now() + 3_000;
+    while (net.inFlight > 0 && Date.now() < deadline) await new Promise((r) => setImmediate(r));
+    await rogue.close();
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+    for (const n of nodes) expect(upIds(n).filter((id) => id <= 3)).toEqual([1, 2, 3]);
+    await expect(nodes[2]!.ask('counter', 'after-garbage', { command: 'incr' })).resolves.toEqual({ n: 1 });
+  });
+
   it('an ask to an unknown command on a remote owner comes back as the named error', async () => {
     const key = keys.find((k) => nodes[0]!.clusterRouter!.ownerOf(k).id !== 1)!;
     await expect(nodes[0]!.ask('counter', key, { command: 'incr', input: { by: 'x' } })).rejects.toMatchObject({
