@@ -44,6 +44,7 @@ export function runCluster(o: ClusterLaunch): Promise<number> {
 
   return new Promise((resolve) => {
     let exited = 0;
+    let exitCode = 0;
     for (let i = 1; i <= o.nodes; i++) {
       const args = [
         'start',
@@ -72,15 +73,22 @@ export function runCluster(o: ClusterLaunch): Promise<number> {
           urls[i - 1] = r.url;
           if (++ready === o.nodes) o.onReady(urls);
         },
-        () => undefined, // its exit is reported below
+        (e: Error) => {
+          // A cluster that cannot start (a port in use, a bad app module) stops as a whole.
+          if (stopping) return;
+          process.stderr.write(`troupe: node ${i} did not start: ${e.message}; stopping the cluster\n`);
+          exitCode = 1;
+          stopAll();
+        },
       );
       child.on('exit', (code, signal) => {
-        // A node that dies on its own leaves the others running: that is what a cluster is for.
-        if (!stopping) process.stderr.write(`troupe: node ${i} (pid ${child.pid}) exited (${signal ?? code}); the others keep running\n`);
+        // Once the cluster is up, a node that dies leaves the others running: that is what a cluster is for.
+        if (!stopping && ready === o.nodes)
+          process.stderr.write(`troupe: node ${i} (pid ${child.pid}) exited (${signal ?? code}); the others keep running\n`);
         if (++exited === o.nodes) {
           process.off('SIGINT', stopAll);
           process.off('SIGTERM', stopAll);
-          resolve(0);
+          resolve(exitCode);
         }
       });
     }

@@ -93,9 +93,15 @@ export class HttpGateway {
 
   async listen(): Promise<AddressInfo> {
     await new Promise<void>((resolve, reject) => {
-      this.server.once('error', reject);
+      this.server.once('error', (e: NodeJS.ErrnoException) =>
+        reject(
+          e.code === 'EADDRINUSE' || e.code === 'EACCES'
+            ? invalidOption('options.http.port', `cannot listen on ${this.o.host}:${this.o.port} (${e.code})`, this.o.port)
+            : e,
+        ),
+      );
       this.server.listen(this.o.port, this.o.host, () => {
-        this.server.off('error', reject);
+        this.server.removeAllListeners('error');
         resolve();
       });
     });

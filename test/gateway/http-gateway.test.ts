@@ -162,3 +162,12 @@ describe('gateway prototype pollution', () => {
     expect(res.status).toBe(200);
   });
 });
+
+describe('gateway listen', () => {
+  it('a port in use is a named error, and the node it belonged to stops cleanly', async () => {
+    const port = Number(new URL(base).port);
+    await expect(
+      TroupeNode.start({ modules: [fixtures], workers: 1, http: { port }, log: silentLogger, logLevel: 'silent' }),
+    ).rejects.toMatchObject({ code: 'ERR_INVALID_OPTION', message: expect.stringContaining('EADDRINUSE') });
+  });
+});
