@@ -43,7 +43,7 @@ export class MemoryJournal implements Journal {
     if (w.snapshot && w.snapshot.seq > newLast) {
       return troupeError('ERR_JOURNAL_WRITE', `snapshot seq ${w.snapshot.seq} is past the last event ${newLast} for ${w.kind}/${w.key}`);
     }
-    if (log === undefined) byKey.set(w.key, (log = { events: [], lastSeq: 0, replies: [] }));
+    if (log === undefined) byKey.set(w.key, (log = { snapshot: undefined, events: [], lastSeq: 0, replies: [] }));
     log.lastSeq = newLast;
     const snapshot = w.latest !== undefined && w.latest.seq === newLast ? w.latest : w.snapshot;
     if (snapshot !== undefined && snapshot.seq === newLast) {
