@@ -44,6 +44,7 @@ import {
   fixed,
   int,
   machineLine,
+  loadFigures,
   main,
   median,
   now,
@@ -614,17 +615,7 @@ main(async () => {
         for (const l of complaints.slice(0, 10)) console.log(`  ${l.slice(0, 300)}`);
       }
       console.log(`${machineLine()}; ${fixed((now() - tStart) / 1000, 1)} s so far; figures are noisy on a shared 2-core box`);
-      const fig = (s: (typeof summary)[0]) => ({
-        reqPerSec: Math.round(s.reqPerSec),
-        p50Ms: Number(s.p50.toFixed(3)),
-        p99Ms: Number(s.p99.toFixed(3)),
-        non2xx: s.non2xx,
-        errors: s.errors,
-        cpuUsPerReq: Number(s.cpuUsPerReq.toFixed(1)),
-        mainThreadUsPerReq: Number(s.mainUsPerReq.toFixed(1)),
-        serverCores: Number(s.cores.toFixed(2)),
-        rounds: s.t.rounds.map((r) => Math.round(r.reqPerSec)),
-      });
+      const fig = (s: (typeof summary)[0]) => ({ ...loadFigures(s), rounds: s.t.rounds.map((r) => Math.round(r.reqPerSec)) });
       const result = {
         bench: 'cluster-http',
         nodes: NODES,

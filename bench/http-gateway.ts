@@ -26,6 +26,7 @@ import {
   cpuSecondsOfMainThread,
   fixed,
   int,
+  loadFigures,
   machineLine,
   main,
   median,
@@ -71,7 +72,7 @@ interface Round {
   cpuUsPerReq: number;
   /** Of which the main thread (event loop): the gateway, the supervisor's port, the raw server. */
   mainUsPerReq: number;
-  cpuCores: number;
+  cores: number;
 }
 
 async function startTroupe(workers: number, dataDir?: string, durability?: string): Promise<ServerChild> {
@@ -147,7 +148,7 @@ async function round(t: Target, seconds: number): Promise<Round> {
     errors: r.errors,
     cpuUsPerReq: (cpu * 1e6) / done,
     mainUsPerReq: (mainCpu * 1e6) / done,
-    cpuCores: cpu / r.duration,
+    cores: cpu / r.duration,
   };
 }
 
@@ -186,7 +187,7 @@ main(async () => {
     errors: t.rounds.reduce((a, x) => a + x.errors, 0),
     cpuUsPerReq: median(t.rounds.map((x) => x.cpuUsPerReq)),
     mainUsPerReq: median(t.rounds.map((x) => x.mainUsPerReq)),
-    cpuCores: median(t.rounds.map((x) => x.cpuCores)),
+    cores: median(t.rounds.map((x) => x.cores)),
     rounds: t.rounds.map((x) => Math.round(x.reqPerSec)),
   }));
   const [w1, w2, raw, durable] = summary as [
@@ -205,7 +206,7 @@ main(async () => {
         `p99 ${fixed(s.p99, 2)} ms`,
         `non-2xx ${s.non2xx}`,
         `errors ${s.errors}`,
-        `server CPU ${fixed(s.cpuCores, 2)} cores`,
+        `server CPU ${fixed(s.cores, 2)} cores`,
       ),
     );
     console.log(row('', `rounds ${s.rounds.map((x) => int(x)).join(', ')} req/s`));
@@ -243,16 +244,7 @@ main(async () => {
     row('CPU efficiency raw µs / troupe µs', fixed(efficiency, 3), `target ≥ ${TARGET}`, verdict(efficiency >= TARGET), '(1 worker)'),
   );
   console.log(`${machineLine()}; figures are noisy on a shared 2-core box`);
-  const fig = (s: (typeof summary)[0]) => ({
-    reqPerSec: Math.round(s.reqPerSec),
-    p50Ms: Number(s.p50.toFixed(3)),
-    p99Ms: Number(s.p99.toFixed(3)),
-    non2xx: s.non2xx,
-    errors: s.errors,
-    cpuUsPerReq: Number(s.cpuUsPerReq.toFixed(1)),
-    mainThreadUsPerReq: Number(s.mainUsPerReq.toFixed(1)),
-    serverCores: Number(s.cpuCores.toFixed(2)),
-  });
+  const fig = loadFigures;
   printResult({
     bench: 'http-gateway',
     connections: CONNECTIONS,

@@ -9,6 +9,9 @@ import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
 import { loadavg, cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
+import { systemClock } from '../src/core/clock.ts';
+import { silentLogger } from '../src/core/logger.ts';
+import { Supervisor } from '../src/supervisor/supervisor.ts';
 
 /** The repository root (bench/..). */
 export const repoRoot = fileURLToPath(new URL('..', import.meta.url));
@@ -238,4 +241,45 @@ export function spawnServer(o: SpawnServerOptions): Promise<ServerChild> {
       }
     });
   });
+}
+
+/** A Supervisor over the demo app (counter, cart) with an in-memory journal, started. */
+export async function startDemoSupervisor(workers: number): Promise<Supervisor> {
+  const s = new Supervisor({
+    workers,
+    modules: [new URL('../src/demo/app.ts', import.meta.url).href],
+    journal: { type: 'memory' },
+    clock: systemClock,
+    log: silentLogger,
+    node: 'bench',
+    logLevel: 'silent',
+  });
+  await s.start();
+  return s;
+}
+
+/** The medians of one HTTP load target, as the RESULT line reports them. */
+export interface LoadSummary {
+  reqPerSec: number;
+  p50: number;
+  p99: number;
+  non2xx: number;
+  errors: number;
+  cpuUsPerReq: number;
+  mainUsPerReq: number;
+  /** Server CPU, in cores. */
+  cores: number;
+}
+
+export function loadFigures(s: LoadSummary) {
+  return {
+    reqPerSec: Math.round(s.reqPerSec),
+    p50Ms: Number(s.p50.toFixed(3)),
+    p99Ms: Number(s.p99.toFixed(3)),
+    non2xx: s.non2xx,
+    errors: s.errors,
+    cpuUsPerReq: Number(s.cpuUsPerReq.toFixed(1)),
+    mainThreadUsPerReq: Number(s.mainUsPerReq.toFixed(1)),
+    serverCores: Number(s.cores.toFixed(2)),
+  };
 }

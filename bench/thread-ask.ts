@@ -11,10 +11,8 @@
  */
 import { parseArgs } from 'node:util';
 import { Worker } from 'node:worker_threads';
-import { systemClock } from '../src/core/clock.ts';
-import { silentLogger } from '../src/core/logger.ts';
-import { Supervisor } from '../src/supervisor/supervisor.ts';
-import { check, fixed, int, machineLine, main, median, now, percentile, printResult, row, verdict } from './lib.ts';
+import type { Supervisor } from '../src/supervisor/supervisor.ts';
+import { check, fixed, int, machineLine, main, median, now, percentile, printResult, row, startDemoSupervisor, verdict } from './lib.ts';
 
 const { values: args } = parseArgs({
   options: { asks: { type: 'string', default: '4000' }, rounds: { type: 'string', default: '5' } },
@@ -22,7 +20,6 @@ const { values: args } = parseArgs({
 const ASKS = Number(args.asks);
 const ROUNDS = Number(args.rounds);
 const TARGET = 1.5;
-const demoApp = new URL('../src/demo/app.ts', import.meta.url).href;
 const keys = Array.from({ length: 100 }, (_, i) => `k${i}`);
 
 interface Percentiles {
@@ -70,16 +67,7 @@ async function rawRound(w: Worker, n: number): Promise<Percentiles> {
 
 main(async () => {
   console.log(`thread-ask: ${int(ASKS)} sequential asks per round, ${ROUNDS} rounds (median), 1 worker, ${machineLine()}`);
-  const s = new Supervisor({
-    workers: 1,
-    modules: [demoApp],
-    journal: { type: 'memory' },
-    clock: systemClock,
-    log: silentLogger,
-    node: 'bench',
-    logLevel: 'silent',
-  });
-  await s.start();
+  const s = await startDemoSupervisor(1);
   const echo = new Worker(echoSource, { eval: true });
   await new Promise((r) => echo.once('online', r));
 

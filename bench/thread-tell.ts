@@ -12,10 +12,8 @@
  */
 import { parseArgs } from 'node:util';
 import { Worker } from 'node:worker_threads';
-import { systemClock } from '../src/core/clock.ts';
-import { silentLogger } from '../src/core/logger.ts';
-import { Supervisor } from '../src/supervisor/supervisor.ts';
-import { check, fixed, int, machineLine, main, median, now, printResult, row, si, verdict } from './lib.ts';
+import type { Supervisor } from '../src/supervisor/supervisor.ts';
+import { check, fixed, int, machineLine, main, median, now, printResult, row, si, startDemoSupervisor, verdict } from './lib.ts';
 
 const { values: args } = parseArgs({
   options: { n: { type: 'string', default: '1000000' }, rounds: { type: 'string', default: '5' } },
@@ -24,24 +22,9 @@ const N = Number(args.n);
 const ROUNDS = Number(args.rounds);
 const KEYS = 1000;
 const TARGET = 0.6;
-const demoApp = new URL('../src/demo/app.ts', import.meta.url).href;
 const keys = Array.from({ length: KEYS }, (_, i) => `k${i}`);
 
 // ── troupe ──────────────────────────────────────────────────────────────────────────────────
-
-async function startSupervisor(workers: number): Promise<Supervisor> {
-  const s = new Supervisor({
-    workers,
-    modules: [demoApp],
-    journal: { type: 'memory' },
-    clock: systemClock,
-    log: silentLogger,
-    node: 'bench',
-    logLevel: 'silent',
-  });
-  await s.start();
-  return s;
-}
 
 /** Main-thread ms spent in the send loops of the last round (the rest is waiting for the worker). */
 let lastSendMs = 0;
@@ -131,7 +114,7 @@ interface Comparison {
 }
 
 async function compare(workers: number): Promise<Comparison> {
-  const s = await startSupervisor(workers);
+  const s = await startDemoSupervisor(workers);
   const raw = new RawWorkers(workers);
   await raw.ready();
   let troupeTotal = 0;
