@@ -113,12 +113,8 @@ export class ClusterRouter implements MessageRouter {
 
   askRaw(kind: string, key: string, command: string, input: unknown, msgId: string | undefined, timeoutMs: number): Promise<unknown> {
     if (this.stopped) return Promise.reject(troupeError('ERR_STOPPED', 'node is stopping'));
-    let owner: RingMember;
-    try {
-      owner = this.ring.ownerOf(key);
-    } catch (e) {
-      return Promise.reject(e);
-    }
+    const owner = this.safeOwner(key);
+    if (owner === undefined) return Promise.reject(noNodes());
     if (owner.id === this.self.id) return this.o.local.askRaw(kind, key, command, input, msgId, timeoutMs);
     return this.askRemote(owner, kind, key, command, input, msgId ?? null, timeoutMs, 0);
   }
@@ -171,12 +167,8 @@ export class ClusterRouter implements MessageRouter {
   }
 
   private sendTell(kind: string, key: string, command: string, input: unknown, msgId: string | null, hops: number): void {
-    let owner: RingMember;
-    try {
-      owner = this.ring.ownerOf(key);
-    } catch (e) {
-      return this.deadLetter(kind, key, command, toErrorRecord(e));
-    }
+    const owner = this.safeOwner(key);
+    if (owner === undefined) return this.deadLetter(kind, key, command, toErrorRecord(noNodes()));
     if (owner.id === this.self.id) {
       this.o.local.tell(kind, key, msgId === null ? { command, input } : { command, input, id: msgId });
       return;
@@ -298,6 +290,7 @@ export class ClusterRouter implements MessageRouter {
     });
   }
 
+  /** The key's owner, or undefined while no node is up (this node has left, or not joined). */
   private safeOwner(key: string): RingMember | undefined {
     return this.ring.size === 0 ? undefined : this.ring.ownerOf(key);
   }
@@ -320,4 +313,8 @@ export class ClusterRouter implements MessageRouter {
     this.lastWarn = now;
     this.o.log.warn(obj, msg);
   }
+}
+
+function noNodes() {
+  return troupeError('ERR_NO_NODES', 'no node is up in the cluster to own this key');
 }
