@@ -22,7 +22,8 @@ export interface ClusterLaunch {
 
 /**
  * Starts N `troupe start` processes on 127.0.0.1 that form one cluster (node 1 is everyone's
- * seed), with a cluster secret generated for this run and handed over in the environment.
+ * seed), with a cluster secret generated for this run and handed over in the environment, and
+ * reports them once every node sees all of them alive.
  * Resolves when they have all exited: on SIGINT/SIGTERM it stops them (SIGTERM, then SIGKILL
  * after the grace period).
  */
@@ -71,7 +72,7 @@ export function runCluster(o: ClusterLaunch): Promise<number> {
       started.then(
         (r) => {
           urls[i - 1] = r.url;
-          if (++ready === o.nodes) o.onReady(urls);
+          if (++ready === o.nodes) void formed(urls, o.nodes).then(() => !stopping && o.onReady(urls));
         },
         (e: Error) => {
           // A cluster that cannot start (a port in use, a bad app module) stops as a whole.
@@ -95,4 +96,22 @@ export function runCluster(o: ClusterLaunch): Promise<number> {
     process.on('SIGINT', stopAll);
     process.on('SIGTERM', stopAll);
   });
+}
+
+/**
+ * Resolves once every node lists all `n` members as alive (gossip has converged), so the URLs
+ * printed all route every key to the same owner. Gives up quietly after `timeoutMs`.
+ */
+async function formed(urls: string[], n: number, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  const alive = async (url: string) => {
+    const res = await fetch(`${url}/cluster/members`, { signal: AbortSignal.timeout(1_000) });
+    const { members } = (await res.json()) as { members: Array<{ status: string }> };
+    return members.filter((m) => m.status === 'alive').length;
+  };
+  while (Date.now() < deadline) {
+    const counts = await Promise.all(urls.map((u) => alive(u).catch(() => 0)));
+    if (counts.every((c) => c >= n)) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
 }

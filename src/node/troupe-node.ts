@@ -38,6 +38,8 @@ export interface ClusterOptions {
   tls?: TcpTransportOptions['tls'];
   /** A ready transport instead of TCP (the in-memory network in tests). */
   transport?: Transport;
+  /** With seeds: how long to wait for a seed before serving alone, ms (default 30 s). */
+  joinTimeoutMs?: number;
 }
 
 export interface NodeOptions {
@@ -195,6 +197,27 @@ export class TroupeNode implements MessageRouter {
         );
     });
     membership.start(c.seeds ?? []);
+    // A node that joins through seeds serves nothing until it has joined: alone, its ring would
+    // hold only itself and it would activate a second copy of every actor it was asked about.
+    const seeds = (c.seeds ?? []).filter((a) => a !== transport.self.address);
+    if (seeds.length > 0) await this.joined(membership, clock, c.joinTimeoutMs ?? 30_000);
+  }
+
+  private joined(membership: MembershipDriver, clock: Clock, timeoutMs: number): Promise<void> {
+    if (membership.upMembers().length > 1) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = clock.setTimeout(() => {
+        off();
+        this.log.warn({ timeoutMs }, 'no seed answered; serving alone until the cluster forms');
+        resolve();
+      }, timeoutMs);
+      const off = membership.onMemberChanged(() => {
+        if (membership.upMembers().length < 2) return;
+        clock.clearTimeout(timer);
+        off();
+        resolve();
+      });
+    });
   }
 
   /** Base URL of the gateway, e.g. http://127.0.0.1:8080 */

@@ -1,4 +1,5 @@
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -6,50 +7,76 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { troupeBin } from '../../src/cli/node-process.ts';
 
 const dataDir = mkdtempSync(join(tmpdir(), 'troupe-launcher-'));
-afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
+let launcher: ChildProcess | undefined;
+afterAll(() => {
+  if (launcher && launcher.exitCode === null && launcher.signalCode === null) launcher.kill('SIGKILL');
+  rmSync(dataDir, { recursive: true, force: true });
+});
+
+/** `count` consecutive ports free on 127.0.0.1, below the ephemeral range other tests draw from. */
+async function freePorts(count: number): Promise<number> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const base = 10_000 + Math.floor(Math.random() * 20_000);
+    const servers = [];
+    try {
+      for (let i = 0; i < count; i++) {
+        const srv = createServer();
+        await new Promise<void>((resolve, reject) => {
+          srv.once('error', reject);
+          srv.listen(base + i, '127.0.0.1', resolve);
+        });
+        servers.push(srv);
+      }
+      return base;
+    } catch {
+      // taken: try another run
+    } finally {
+      await Promise.all(servers.map((srv) => new Promise((r) => srv.close(r))));
+    }
+  }
+  throw new Error('no free run of ports');
+}
 
 describe('troupe cluster', () => {
   it('starts N node processes that form one cluster, and Ctrl-C stops them all', async () => {
-    const base = 20_000 + Math.floor(Math.random() * 20_000);
-    const launcher = spawn(
-      process.execPath,
-      [
-        troupeBin,
-        'cluster',
-        '--nodes',
-        '2',
-        '--base-port',
-        String(base),
-        '--http-base',
-        String(base + 100),
-        '--data-dir',
-        dataDir,
-        '--log-level',
-        'warn',
-      ],
-      { stdio: ['ignore', 'pipe', 'inherit'] },
-    );
+    const base = await freePorts(2);
+    const httpBase = await freePorts(2);
+    const args = [
+      'cluster',
+      '--nodes',
+      '2',
+      '--base-port',
+      String(base),
+      '--http-base',
+      String(httpBase),
+      '--data-dir',
+      dataDir,
+      '--log-level',
+      'warn',
+    ];
+    const child = spawn(process.execPath, [troupeBin, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+    launcher = child;
     let out = '';
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`no banner within 30 s:\n${out}`)), 30_000);
-      launcher.stdout.on('data', (d: Buffer) => {
+      child.stdout!.on('data', (d: Buffer) => {
         out += d.toString();
         if (out.includes('Ctrl-C stops it')) {
           clearTimeout(timer);
           resolve();
         }
       });
-      launcher.once('exit', (code) => reject(new Error(`launcher exited with ${code}:\n${out}`)));
+      child.once('exit', (code) => reject(new Error(`launcher exited with ${code}:\n${out}`)));
     });
-    const urls = [`http://127.0.0.1:${base + 100}`, `http://127.0.0.1:${base + 101}`];
+    const urls = [`http://127.0.0.1:${httpBase}`, `http://127.0.0.1:${httpBase + 1}`];
     expect(out).toContain(urls[0]);
     // Both gateways serve every key, so two incr through different nodes reach one owner.
     for (const url of urls) expect((await fetch(`${url}/actors/counter/launch/incr`, { method: 'POST' })).status).toBe(200);
     const res = await fetch(`${urls[1]}/actors/counter/launch/get`, { method: 'POST' });
     expect(await res.json()).toEqual({ n: 2 });
 
-    const exited = new Promise<number | null>((resolve) => launcher.once('exit', (code) => resolve(code)));
-    launcher.kill('SIGINT');
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    child.kill('SIGINT');
     expect(await exited).toBe(0);
     // The launcher exits only after its nodes: nothing listens on their ports any more.
     for (const url of urls) await expect(fetch(`${url}/health`)).rejects.toThrow();

@@ -167,3 +167,35 @@ describe('node ids', () => {
     }
   });
 });
+
+describe('joining', () => {
+  it('a node joining through a seed serves nothing until it has joined', async () => {
+    const net = new MemoryNetwork({ clock: systemClock, seed: 5, latency: 1 });
+    const start = (id: number, seeds: string[]) =>
+      TroupeNode.start({
+        id,
+        modules: [fixtures],
+        workers: 1,
+        http: false,
+        log: silentLogger,
+        logLevel: 'silent',
+        cluster: { transport: net.transport({ id, incarnation: 1, address: `mem:${id}` }), seeds },
+      });
+    let joinerStarted = false;
+    const joiner = start(5, ['mem:6']).then((n) => ((joinerStarted = true), n));
+    // The seed is not there yet: let the joiner's join attempts and timers run for a while.
+    const until = Date.now() + 300;
+    while (Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+    expect(joinerStarted).toBe(false);
+    const seed = await start(6, []);
+    const node5 = await joiner;
+    try {
+      expect(node5.membership!.upMembers().map((m) => m.id)).toEqual([5, 6]);
+      await node5.ask('counter', 'j', { command: 'incr' });
+      await expect(seed.ask('counter', 'j', { command: 'get' })).resolves.toEqual({ n: 1 });
+    } finally {
+      await node5.stop();
+      await seed.stop();
+    }
+  });
+});
