@@ -27,6 +27,7 @@ import {
   fixed,
   int,
   loadFigures,
+  type LoadSummary,
   machineLine,
   main,
   median,
@@ -63,17 +64,8 @@ interface Target {
   rounds: Round[];
 }
 
-interface Round {
-  reqPerSec: number;
-  p50: number;
-  p99: number;
-  non2xx: number;
-  errors: number;
-  cpuUsPerReq: number;
-  /** Of which the main thread (event loop): the gateway, the supervisor's port, the raw server. */
-  mainUsPerReq: number;
-  cores: number;
-}
+/** One round's figures; `mainUsPerReq` is the main thread's (event loop's) share of the CPU. */
+type Round = LoadSummary;
 
 async function startTroupe(workers: number, dataDir?: string, durability?: string): Promise<ServerChild> {
   return spawnServer({

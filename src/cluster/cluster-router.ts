@@ -91,10 +91,6 @@ export class ClusterRouter implements MessageRouter {
     o.local.placement?.(this.ring.members, this.self.id);
   }
 
-  get currentRing(): HashRing {
-    return this.ring;
-  }
-
   ownerOf(key: string): RingMember {
     return this.ring.ownerOf(key);
   }

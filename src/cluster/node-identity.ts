@@ -21,11 +21,18 @@ export class NodeIdentity {
   private constructor(
     private readonly path: string | undefined,
     private record: IdentityRecord,
+    /** The floor the previous run left: this run's ids start above it. */
+    readonly previousSnowflakeFloor: number,
   ) {}
 
-  static async load(id: number, dataDir: string | undefined, clock: Clock): Promise<NodeIdentity> {
+  /**
+   * Reads the previous run's record and persists this run's in one write: the next incarnation,
+   * and a Snowflake floor `floorAheadMs` past now (ids handed out before it is raised again).
+   */
+  static async load(id: number, dataDir: string | undefined, clock: Clock, floorAheadMs = 2_000): Promise<NodeIdentity> {
+    const floor = Math.floor(clock.wallNow()) + floorAheadMs;
     if (dataDir === undefined) {
-      return new NodeIdentity(undefined, { id, incarnation: Math.floor(clock.wallNow()), snowflakeFloor: 0 });
+      return new NodeIdentity(undefined, { id, incarnation: Math.floor(clock.wallNow()), snowflakeFloor: floor }, 0);
     }
     await mkdir(dataDir, { recursive: true });
     const path = join(dataDir, 'identity.json');
@@ -39,11 +46,12 @@ export class NodeIdentity {
     if (previous && previous.id !== id) {
       throw troupeError('ERR_INVALID_OPTION', `data directory ${dataDir} belongs to node ${previous.id}, not ${id}`);
     }
-    const identity = new NodeIdentity(path, {
-      id,
-      incarnation: (previous?.incarnation ?? 0) + 1,
-      snowflakeFloor: previous?.snowflakeFloor ?? 0,
-    });
+    const before = previous?.snowflakeFloor ?? 0;
+    const identity = new NodeIdentity(
+      path,
+      { id, incarnation: (previous?.incarnation ?? 0) + 1, snowflakeFloor: Math.max(before, floor) },
+      before,
+    );
     await identity.persist();
     return identity;
   }

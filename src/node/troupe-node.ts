@@ -118,9 +118,6 @@ export class TroupeNode implements MessageRouter {
     const registry = await loadActorModules(options.modules);
     if (registry.list().length === 0) throw invalidOption('options.modules', 'must export at least one actor definition', options.modules);
     const identity = await NodeIdentity.load(id, options.dataDir, clock);
-    // Ids of the previous run stay below its floor; reserve the next 2 s before handing any out.
-    const previousFloor = identity.snowflakeFloor;
-    await identity.raiseSnowflakeFloor(Math.floor(clock.wallNow()) + 2_000);
     // Workers' messages for actors they do not host go through the node's router (set below).
     let node: TroupeNode | undefined;
     const upstream = {
@@ -145,7 +142,7 @@ export class TroupeNode implements MessageRouter {
       ...(options.logLevel !== undefined && { logLevel: options.logLevel }),
     });
     await supervisor.start();
-    node = new TroupeNode(id, identity, registry, supervisor, log, snowflakes(id, identity, previousFloor, clock, log));
+    node = new TroupeNode(id, identity, registry, supervisor, log, snowflakes(id, identity, clock, log));
     try {
       if (options.cluster) await node.joinCluster(options.cluster, clock, options.defaultAskTimeoutMs);
       if (options.http !== false) {
@@ -299,7 +296,9 @@ export class TroupeNode implements MessageRouter {
  * the floor is raised about once a second to 2 s ahead of the ids handed out, so a restart behind
  * a stepped-back clock never repeats an id.
  */
-function snowflakes(id: number, identity: NodeIdentity, previousFloor: number, clock: Clock, log: Logger): SnowflakeGenerator {
+function snowflakes(id: number, identity: NodeIdentity, clock: Clock, log: Logger): SnowflakeGenerator {
+  // Ids of the previous run stay below its floor; `load` already reserved the next 2 s.
+  const previousFloor = identity.previousSnowflakeFloor;
   let persistedUntil = identity.snowflakeFloor;
   let writing = false;
   return new SnowflakeGenerator({

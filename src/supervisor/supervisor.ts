@@ -174,7 +174,7 @@ export class Supervisor extends EventEmitter implements MessageRouter {
     });
   }
 
-  /** Sends a control request to one worker (stats, sweep, restart-actor). */
+  /** Sends a control request to one worker (stats, restart-actor). */
   control(slot: number, name: string, arg?: unknown, timeoutMs = 5_000): Promise<unknown> {
     const askId = ++this.nextAskId;
     return new Promise((resolve, reject) => {
@@ -199,10 +199,6 @@ export class Supervisor extends EventEmitter implements MessageRouter {
   /** Thread id hosting each slot (changes when a slot is re-hosted). */
   threadIds(): number[] {
     return this.slots.map((s) => s.threadId);
-  }
-
-  get pendingAsks(): number {
-    return this.asks.size;
   }
 
   async stop(): Promise<void> {

@@ -11,9 +11,8 @@ import { loadActorModules } from '../actors/registry.ts';
 import { systemClock } from '../core/clock.ts';
 import { toErrorRecord } from '../core/errors.ts';
 import { createLogger, type LogFormat } from '../core/logger.ts';
-import { importModule } from '../core/import-module.ts';
 import type { Journal, JournalConfig } from '../persistence/journal.ts';
-import { MemoryJournal } from '../persistence/memory-journal.ts';
+import { createJournal } from '../persistence/create-journal.ts';
 import { PortReader, PortWriter } from './port-protocol.ts';
 import { HashRing, type RingMember } from '../cluster/ring.ts';
 
@@ -39,7 +38,7 @@ export default async function hostSlot(task: WorkerTask): Promise<void> {
   let journal: Journal;
   try {
     const registry = await loadActorModules(task.modules);
-    journal = await openJournal(task.journal);
+    journal = createJournal(task.journal);
     host = new ActorHost({
       registry,
       journal,
@@ -77,7 +76,6 @@ export default async function hostSlot(task: WorkerTask): Promise<void> {
       control: (askId, name, arg) => {
         if (name === 'stats') writer.reply(askId, true, host.stats());
         else if (name === 'stop') void stop(askId);
-        else if (name === 'sweep') writer.reply(askId, true, host.sweep());
         else if (name === 'placement') {
           const { members, selfId } = arg as { members: RingMember[]; selfId: number };
           const ring = new HashRing(members);
@@ -92,12 +90,4 @@ export default async function hostSlot(task: WorkerTask): Promise<void> {
     port.on('message', (batch: unknown[]) => reader.decode(batch));
     writer.event('ready', { slot: task.slot, threadId });
   });
-}
-
-async function openJournal(config: JournalConfig): Promise<Journal> {
-  if (config.type === 'memory') return new MemoryJournal();
-  const { createJournal } = (await importModule(new URL('../persistence/create-journal.ts', import.meta.url).href)) as {
-    createJournal: (c: JournalConfig) => Journal | Promise<Journal>;
-  };
-  return createJournal(config);
 }

@@ -21,6 +21,19 @@ function until(nodes: TroupeNode[], check: () => boolean, timeoutMs: number, wha
   });
 }
 
+/** A one-worker node without HTTP on the in-memory network, at address mem:<id>. */
+function startMemoryNode(net: MemoryNetwork, id: number, seeds: string[]): Promise<TroupeNode> {
+  return TroupeNode.start({
+    id,
+    modules: [fixtures],
+    workers: 1,
+    http: false,
+    log: silentLogger,
+    logLevel: 'silent',
+    cluster: { transport: net.transport({ id, incarnation: 1, address: `mem:${id}` }), seeds },
+  });
+}
+
 const upIds = (n: TroupeNode) => n.membership!.upMembers().map((m) => m.id);
 
 describe('three nodes over the in-memory network', () => {
@@ -29,17 +42,7 @@ describe('three nodes over the in-memory network', () => {
 
   beforeAll(async () => {
     for (const id of [1, 2, 3]) {
-      nodes.push(
-        await TroupeNode.start({
-          id,
-          modules: [fixtures],
-          workers: 1,
-          http: false,
-          log: silentLogger,
-          logLevel: 'silent',
-          cluster: { transport: net.transport({ id, incarnation: 1, address: `mem:${id}` }), seeds: ['mem:1'] },
-        }),
-      );
+      nodes.push(await startMemoryNode(net, id, ['mem:1']));
     }
     await until(nodes, () => nodes.every((n) => upIds(n).join() === '1,2,3'), 10_000, 'all three see 1,2,3');
   });
@@ -171,16 +174,7 @@ describe('node ids', () => {
 describe('joining', () => {
   it('a node joining through a seed serves nothing until it has joined', async () => {
     const net = new MemoryNetwork({ clock: systemClock, seed: 5, latency: 1 });
-    const start = (id: number, seeds: string[]) =>
-      TroupeNode.start({
-        id,
-        modules: [fixtures],
-        workers: 1,
-        http: false,
-        log: silentLogger,
-        logLevel: 'silent',
-        cluster: { transport: net.transport({ id, incarnation: 1, address: `mem:${id}` }), seeds },
-      });
+    const start = (id: number, seeds: string[]) => startMemoryNode(net, id, seeds);
     let joinerStarted = false;
     const joiner = start(5, ['mem:6']).then((n) => ((joinerStarted = true), n));
     // The seed is not there yet: let the joiner's join attempts and timers run for a while.

@@ -98,6 +98,13 @@ describe('Supervisor on real worker threads', () => {
     await expect(sup.ask('faulty', bystander, { command: 'get' })).resolves.toEqual({ n: 1 });
   });
 
+  it('restarts one actor on request: it reloads from its journal and keeps its state', async () => {
+    await sup.ask('faulty', 'on-request', { command: 'ok' });
+    await expect(sup.control(sup.slotOf('on-request'), 'restart-actor', { kind: 'faulty', key: 'on-request' })).resolves.toBe(true);
+    await expect(sup.control(sup.slotOf('absent'), 'restart-actor', { kind: 'faulty', key: 'absent' })).resolves.toBe(false);
+    await expect(sup.ask('faulty', 'on-request', { command: 'get' })).resolves.toEqual({ n: 1 });
+  });
+
   it('rejects asks with ERR_ASK_TIMEOUT', async () => {
     await expect(sup.ask('faulty', 'slowpoke', { command: 'hang' }, { timeoutMs: 50 })).rejects.toMatchObject({ code: 'ERR_ASK_TIMEOUT' });
   });
