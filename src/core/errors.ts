@@ -11,6 +11,10 @@ export const ErrorCodes = {
   ERR_UNKNOWN_COMMAND: 'ERR_UNKNOWN_COMMAND',
   ERR_INVALID_INPUT: 'ERR_INVALID_INPUT',
   ERR_INVALID_KEY: 'ERR_INVALID_KEY',
+  /** A value a handler returned, emitted or sent is outside the value domain (see value-domain.ts). */
+  ERR_NOT_SERIALIZABLE: 'ERR_NOT_SERIALIZABLE',
+  /** An idempotency key (message id) reused with a different command or input. */
+  ERR_IDEMPOTENCY_MISMATCH: 'ERR_IDEMPOTENCY_MISMATCH',
   // Supervision
   ERR_HANDLER_FAILED: 'ERR_HANDLER_FAILED',
   ERR_ACTOR_ESCALATED: 'ERR_ACTOR_ESCALATED',
@@ -19,6 +23,12 @@ export const ErrorCodes = {
   // Options and configuration
   ERR_INVALID_OPTION: 'ERR_INVALID_OPTION',
   ERR_INVALID_DEFINITION: 'ERR_INVALID_DEFINITION',
+  /** Another live process holds the data directory's lock. */
+  ERR_DATA_DIR_IN_USE: 'ERR_DATA_DIR_IN_USE',
+  /** A directory given as a node's data directory (or a backup) is missing or is not troupe's. */
+  ERR_NOT_A_DATA_DIR: 'ERR_NOT_A_DATA_DIR',
+  /** A worker thread could not start (a module that fails to load, a missing loader). */
+  ERR_WORKER_START: 'ERR_WORKER_START',
   // Gateway
   ERR_MALFORMED_JSON: 'ERR_MALFORMED_JSON',
   ERR_BODY_TOO_LARGE: 'ERR_BODY_TOO_LARGE',
@@ -39,6 +49,8 @@ export const ErrorCodes = {
   ERR_SEND_QUEUE_FULL: 'ERR_SEND_QUEUE_FULL',
   ERR_BAD_FRAME: 'ERR_BAD_FRAME',
   ERR_AUTH_FAILED: 'ERR_AUTH_FAILED',
+  /** A peer speaks an incompatible node-to-node protocol version. */
+  ERR_PROTOCOL_VERSION: 'ERR_PROTOCOL_VERSION',
   ERR_CLOCK: 'ERR_CLOCK',
   ERR_INTERNAL: 'ERR_INTERNAL',
 } as const;
