@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { open } from 'lmdb';
 import { systemClock } from '../src/core/clock.ts';
 import { LmdbJournal } from '../src/persistence/lmdb-journal.ts';
+import { percentile, printResult } from './lib.ts';
 
 const ACTORS = Number(process.argv[2] ?? 2_000);
 const EVENTS = Number(process.argv[3] ?? 100);
@@ -109,6 +110,23 @@ try {
   );
   console.log(`journal.read()   ${summary(journalLatencies)}`);
   console.log(`raw getRange     ${summary(rawLatencies)}`);
+  const us = (latencies: number[], p: number) =>
+    Math.round(
+      percentile(
+        latencies.slice().sort((a, b) => a - b),
+        p,
+      ) * 1000,
+    );
+  const jp50 = us(journalLatencies, 50);
+  const rp50 = us(rawLatencies, 50);
+  printResult({
+    bench: 'activation',
+    actors: ACTORS,
+    eventsAfterSnapshot: EVENTS,
+    journal: { p50Us: jp50, p99Us: us(journalLatencies, 99) },
+    raw: { p50Us: rp50, p99Us: us(rawLatencies, 99) },
+    p50Ratio: Number((jp50 / Math.max(1, rp50)).toFixed(3)),
+  });
   await journal.close();
   await rawRoot.close();
 } finally {

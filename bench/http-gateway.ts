@@ -8,7 +8,9 @@
  * the same parsing and counting in a Map. All servers run side by side (idle ones cost ~0) and
  * rounds alternate between them; medians are reported.
  *
- * Per target: req/s, latency p50/p99, non-2xx (must be 0), and the server's CPU time per request
+ * Per target: req/s, latency p50/p99, non-2xx and errors (must be 0: any one, in warm-up or a
+ * round, fails the run with the status codes seen; only 2xx responses count as throughput), and
+ * the server's CPU time per request
  * (utime+stime of the server pid over the round, all threads, from /proc). autocannon itself
  * takes about one of this box's 2 cores, so req/s is capped by the client and CPU µs/request
  * is the fairer figure. Target: troupe (1 worker) ≥ 60% of raw req/s, and (on the fair figure)
@@ -114,23 +116,38 @@ const requests = Array.from({ length: KEYS }, (_, i) => ({
  * Runs autocannon; 2xx response times go to `latencies` (ms, fractional). autocannon's own
  * histogram stores whole milliseconds, too coarse for sub-millisecond loopback latencies.
  */
-async function load(url: string, seconds: number, latencies?: number[]): Promise<autocannon.Result> {
-  return new Promise((resolve, reject) => {
-    const instance = autocannon({ url, connections: CONNECTIONS, duration: seconds, requests }, (err: unknown, result) =>
+async function load(t: Target, seconds: number, what: string, latencies?: number[]): Promise<autocannon.Result> {
+  const statuses = new Map<number, number>();
+  const r = await new Promise<autocannon.Result>((resolve, reject) => {
+    const instance = autocannon({ url: t.server.url, connections: CONNECTIONS, duration: seconds, requests }, (err: unknown, result) =>
       err ? reject(err instanceof Error ? err : new Error(String(err))) : resolve(result),
     );
-    if (latencies) instance.on('response', (_client, status, _bytes, ms) => void (status < 300 && latencies.push(ms)));
+    instance.on('response', (_client, status, _bytes, ms) => {
+      statuses.set(status, (statuses.get(status) ?? 0) + 1);
+      if (latencies && status >= 200 && status < 300) latencies.push(ms);
+    });
   });
+  mustBeClean(t, what, r, statuses);
+  return r;
+}
+
+/** A failed request is not throughput: any non-2xx or error fails the run, saying which. */
+function mustBeClean(t: Target, what: string, r: autocannon.Result, statuses: Map<number, number>): void {
+  if (r.non2xx === 0 && r.errors === 0) return;
+  const codes = [...statuses].map(([status, n]) => `${status}×${n}`).join(', ');
+  throw new Error(
+    `${t.name}, ${what}: ${r.non2xx} non-2xx and ${r.errors} errors (${r.timeouts} timeouts) of ${r.requests.total} requests; status codes ${codes}`,
+  );
 }
 
 async function round(t: Target, seconds: number): Promise<Round> {
   const latencies: number[] = [];
   const cpu0 = cpuSecondsOf(t.server.pid);
   const main0 = cpuSecondsOfMainThread(t.server.pid);
-  const r = await load(t.server.url, seconds, latencies);
+  const r = await load(t, seconds, `round ${t.rounds.length + 1}`, latencies);
   const cpu = cpuSecondsOf(t.server.pid) - cpu0;
   const mainCpu = cpuSecondsOfMainThread(t.server.pid) - main0;
-  const done = r.requests.total;
+  const done = r['2xx']; // load() has already refused a round with anything else
   const sorted = Float64Array.from(latencies).sort();
   return {
     reqPerSec: done / r.duration,
@@ -160,7 +177,7 @@ main(async () => {
       targets.push({ name: `troupe, 1 worker, LMDB ${args.durability}`, server: await startTroupe(1, dir, args.durability), rounds: [] });
     }
     // Warm-up: JIT, activation of the 1,000 actors per node, socket pools.
-    for (const t of targets) await load(t.server.url, 2);
+    for (const t of targets) await load(t, 2, 'warm-up');
     for (let r = 0; r < ROUNDS; r++) {
       const order = r % 2 === 0 ? targets : [...targets].reverse();
       for (const t of order) t.rounds.push(await round(t, ROUND_SECONDS));

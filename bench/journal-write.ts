@@ -21,6 +21,7 @@ import { open } from 'lmdb';
 import { pack } from 'msgpackr';
 import { systemClock } from '../src/core/clock.ts';
 import { LmdbJournal } from '../src/persistence/lmdb-journal.ts';
+import { printResult } from './lib.ts';
 
 const WRITES = Number(process.argv[2] ?? 100_000);
 const ACTORS = Number(process.argv[3] ?? 10_000);
@@ -122,6 +123,7 @@ try {
       `each write = 1 event (${eventBytes} B encoded) + 1 recorded reply; env in ${tmpdir()}`,
   );
   let n = 0;
+  const figures: Record<string, unknown> = {};
   for (const durability of ['flush', 'commit'] as const) {
     const journal: Run[] = [];
     const raw: Run[] = [];
@@ -138,7 +140,16 @@ try {
         `journal ack p50 ${pct(sorted, 50).toFixed(1)} ms p99 ${pct(sorted, 99).toFixed(1)} ms` +
         `  [rounds: journal ${journal.map((x) => fmt(x.perSecond)).join('/')}, raw ${raw.map((x) => fmt(x.perSecond)).join('/')}]`,
     );
+    figures[durability] = {
+      journalPerSec: Math.round(j.perSecond),
+      rawPerSec: Math.round(r.perSecond),
+      ratio: Number((j.perSecond / r.perSecond).toFixed(3)),
+      ackP50Ms: Number(pct(sorted, 50).toFixed(2)),
+      ackP99Ms: Number(pct(sorted, 99).toFixed(2)),
+      pass: j.perSecond / r.perSecond >= 0.25,
+    };
   }
+  printResult({ bench: 'journal-write', writes: WRITES, actors: ACTORS, inFlight: IN_FLIGHT, target: 0.25, ...figures });
 } finally {
   rmSync(base, { recursive: true, force: true });
 }

@@ -8,6 +8,7 @@
 import { systemClock } from '../src/core/clock.ts';
 import { hash32 } from '../src/core/hash.ts';
 import { DEFAULT_VIRTUAL_NODES, HashRing } from '../src/cluster/ring.ts';
+import { printResult } from './lib.ts';
 
 const KEYS = 1_000_000;
 const ROUNDS = 5;
@@ -44,6 +45,7 @@ const baseline = nsPerKey(() => {
 });
 console.log(`ring-lookup bench: ${KEYS / 1e6}M keys, best of ${ROUNDS}`);
 console.log(`baseline hash32 only              ${baseline.toFixed(1).padStart(7)} ns/key`);
+const figures: Record<string, { nsPerKey: number; ratio: number; buildMs: number }> = {};
 for (const nodes of [3, 50]) {
   const members = Array.from({ length: nodes }, (_, i) => ({ id: i, address: `10.0.0.${i}:7401` }));
   const t0 = systemClock.now();
@@ -59,4 +61,17 @@ for (const nodes of [3, 50]) {
     `ownerOf, ${String(nodes).padStart(2)} nodes × ${DEFAULT_VIRTUAL_NODES} vnodes       ${ns.toFixed(1).padStart(7)} ns/key  ` +
       `ratio to hash32 ${(ns / baseline).toFixed(2)}x  (${verdict}; ring built in ${buildMs.toFixed(2)} ms)`,
   );
+  figures[`nodes${nodes}`] = {
+    nsPerKey: Number(ns.toFixed(1)),
+    ratio: Number((ns / baseline).toFixed(2)),
+    buildMs: Number(buildMs.toFixed(2)),
+  };
 }
+printResult({
+  bench: 'ring-lookup',
+  keys: KEYS,
+  virtualNodes: DEFAULT_VIRTUAL_NODES,
+  baselineNsPerKey: Number(baseline.toFixed(1)),
+  ...figures,
+  pass: Object.values(figures).every((f) => f.nsPerKey <= 1000),
+});

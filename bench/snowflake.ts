@@ -7,6 +7,7 @@
  */
 import { systemClock } from '../src/core/clock.ts';
 import { SnowflakeGenerator } from '../src/cluster/snowflake.ts';
+import { printResult } from './lib.ts';
 
 const CEILING = 4_096_000;
 const SECONDS = 3;
@@ -73,3 +74,14 @@ const pct = (r: number) => `${((100 * r) / CEILING).toFixed(1)}% of ceiling`;
 console.log(`nextString(): ${pct(s)}; next(): ${pct(b)}; nextString()+JSON: ${pct(j)}`);
 console.log(`ratio to baseline wallNow() loop: nextString ${(s / baseline).toFixed(3)}, next ${(b / baseline).toFixed(3)}`);
 console.log(`raw capacity: nextString ${(raw / CEILING).toFixed(2)}x, next ${(rawBig / CEILING).toFixed(2)}x the ceiling`);
+printResult({
+  bench: 'snowflake',
+  ceiling: CEILING,
+  nextStringPerSec: Math.round(s),
+  nextPerSec: Math.round(b),
+  nextStringJsonPerSec: Math.round(j),
+  ratio: Number((s / CEILING).toFixed(3)),
+  rawCapacity: Number((raw / CEILING).toFixed(2)),
+  target: 0.95,
+  pass: s / CEILING >= 0.95,
+});

@@ -61,6 +61,21 @@ async function eventually(check: () => Promise<boolean>, timeoutMs: number, what
   throw new Error(`not within ${timeoutMs} ms: ${what}`);
 }
 
+function exited(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => child.once('exit', () => resolve()));
+}
+
+/** SIGTERM, SIGKILL if it has not exited after 5 s; resolves once it has exited. */
+async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const done = exited(child);
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
+  await done;
+  clearTimeout(timer);
+}
+
 const incr = async (url: string, key: string) => {
   const res = await fetch(`${url}/actors/counter/${key}/incr`, { method: 'POST', body: '{"by":1}' });
   expect(res.status).toBe(200);
@@ -80,10 +95,12 @@ describe('three troupe processes on 127.0.0.1', () => {
     );
   }, 60_000);
 
-  afterAll(() => {
-    for (const n of nodes) if (n.child.exitCode === null && n.child.signalCode === null) n.child.kill('SIGTERM');
+  afterAll(async () => {
+    // Wait for each process to exit before deleting its data directory: a node still closing
+    // its journal would write into a directory being removed.
+    await Promise.all(nodes.map((n) => stopChild(n.child)));
     rmSync(dataRoot, { recursive: true, force: true });
-  });
+  }, 15_000);
 
   const keys = Array.from({ length: 30 }, (_, i) => `p-${i}`);
 
@@ -105,11 +122,19 @@ describe('three troupe processes on 127.0.0.1', () => {
       10_000,
       'nodes 1 and 2 mark node 3 down',
     );
-    // The lan profile's bound is 1.5 s; polling and a loaded 2-core machine add a little.
+    // Deliberately looser than the claim. The lan profile's bound is 1.46 s (downBound), and it
+    // is asserted exactly on the simulated clock in test/cluster/detection-bound.test.ts, where
+    // it cannot flake. Here wall-clock time also holds the 50 ms poll, two HTTP round trips and
+    // the scheduling of three node processes and the test runner on two shared cores, so a
+    // tight bound would fail on a busy machine without any bug. This only catches gross
+    // regressions (detection not working, or slower by a whole suspicion timeout);
+    // bench/failure-detection.ts reports the real-process figure as p50/p99 over repeated kills.
     expect(tookMs).toBeLessThan(2_500);
     // Keys node 3 owned are served by the survivors.
     for (const k of keys) await incr(nodes[0]!.url, k);
 
+    await exited(victim.child); // its ports are free once the kernel has reaped it
+    // Same id and the same address, as an operator restarting the node would.
     const again = await startNode(3, [nodes[0]!.cluster], port);
     nodes[2] = again;
     await eventually(

@@ -1,5 +1,4 @@
-import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, statfsSync, unlinkSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, statfsSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -10,21 +9,15 @@ import type { Journal } from '../../src/persistence/journal.ts';
 import { LmdbJournal } from '../../src/persistence/lmdb-journal.ts';
 import { MemoryJournal } from '../../src/persistence/memory-journal.ts';
 import { classifyWriteFailure, FULL_DISK_FREE_BYTES } from '../../src/persistence/storage-errors.ts';
+import { SmallDisk } from '../helpers/small-disk.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'troupe-failures-'));
-const mountDir = join(root, 'small-disk');
-let mounted = false;
-let mountError = '';
+// A 2 MiB file system: the only honest way to see what LMDB does when the disk fills.
+const disk = new SmallDisk(join(root, 'small-disk'), '2m');
+const mountDir = disk.dir;
 
 beforeAll(() => {
-  mkdirSync(mountDir);
-  try {
-    // A 2 MiB file system: the only honest way to see what LMDB does when the disk fills.
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', mountDir], { stdio: 'pipe' });
-    mounted = true;
-  } catch (e) {
-    mountError = e instanceof Error ? e.message : String(e);
-  }
+  disk.mount();
 });
 
 const open: LmdbJournal[] = [];
@@ -32,14 +25,7 @@ const open: LmdbJournal[] = [];
 afterAll(async () => {
   // A journal left open by a failed assertion would keep the mount busy.
   await Promise.all(open.map((j) => j.close()));
-  if (mounted) {
-    try {
-      execFileSync('umount', [mountDir], { stdio: 'pipe' });
-    } catch {
-      // Still busy (an environment that failed to close): detach it now, freed when released.
-      execFileSync('umount', ['-l', mountDir], { stdio: 'pipe' });
-    }
-  }
+  disk.unmount();
   rmSync(root, { recursive: true, force: true });
 });
 
@@ -83,11 +69,9 @@ describe('classifyWriteFailure', () => {
 
 describe('LmdbJournal on a full disk (tmpfs)', () => {
   it('rejects with ERR_STORAGE_FULL, applies nothing of a failed write, and recovers without reopening', async (ctx) => {
-    if (!mounted) {
-      // Without mount there is no full disk to hit: lmdb-js grows its map on demand, so a tiny
-      // mapSize never yields MDB_MAP_FULL. FailingJournal below still covers the callers' side.
-      ctx.skip(`cannot mount tmpfs here: ${mountError}`);
-    }
+    // Without mount there is no full disk to hit: lmdb-js grows its map on demand, so a tiny
+    // mapSize never yields MDB_MAP_FULL. FailingJournal below still covers the callers' side.
+    if (!disk.require((note) => ctx.skip(note), 'LmdbJournal on a full disk')) return;
     const journal = new LmdbJournal({ type: 'lmdb', path: join(mountDir, 'env'), durability: 'flush' });
     open.push(journal);
     const filler = join(mountDir, 'filler');
@@ -178,7 +162,7 @@ describe('LmdbJournal on a full disk (tmpfs)', () => {
 
 describe('LmdbJournal closing on a full disk (tmpfs)', () => {
   it('closes promptly after a failed commit, without waiting for its flush', async (ctx) => {
-    if (!mounted) ctx.skip(`cannot mount tmpfs here: ${mountError}`);
+    if (!disk.require((note) => ctx.skip(note), 'LmdbJournal closing on a full disk')) return;
     const warnings: unknown[] = [];
     const logger = { warn: (...args: unknown[]) => warnings.push(args) } as unknown as Logger;
     const path = join(mountDir, 'env-close');
@@ -195,7 +179,12 @@ describe('LmdbJournal closing on a full disk (tmpfs)', () => {
       }
       expect(codeOf(failure)).toBe('ERR_STORAGE_FULL');
       // Still full. lmdb-js's own close would wait forever for the failed commit's flush.
-      const closed = await Promise.race([journal.close().then(() => 'closed'), new Promise((r) => setTimeout(() => r('hung'), 4_000))]);
+      let hung: NodeJS.Timeout | undefined;
+      const closed = await Promise.race([
+        journal.close().then(() => 'closed'),
+        new Promise((r) => (hung = setTimeout(() => r('hung'), 4_000))),
+      ]);
+      clearTimeout(hung); // else it keeps the worker alive 4 s after the test
       expect(closed).toBe('closed');
       expect(warnings).toEqual([]);
     } finally {
