@@ -58,3 +58,47 @@ export class FailingJournal implements Journal {
     return this.inner.close();
   }
 }
+
+/**
+ * Test double that holds the writes of chosen actors: a held write never reaches the inner
+ * journal (so it is never committed) and its promise stays pending until `release()`. With it a
+ * test can stop time between "the actor handed its write to the journal" and "the write is
+ * durable", and check that nothing was acknowledged in between, without racing the disk.
+ * It has no `writeMany`, so the actor host writes each actor separately and a held write holds
+ * back no other actor's replies.
+ *
+ * @example
+ *   const journal = new HoldingJournal(new MemoryJournal(), (w) => w.key.startsWith('held-'));
+ *   // ... a write for held-1 stays pending; journal.held lists it
+ *   journal.release(); // passes the held writes on, in order
+ */
+export class HoldingJournal implements Journal {
+  readonly held: Array<{ write: ActorWrite; pass: () => void }> = [];
+
+  constructor(
+    readonly inner: Journal,
+    private readonly holds: (w: ActorWrite) => boolean,
+    private readonly onHold: (w: ActorWrite) => void = () => undefined,
+  ) {}
+
+  write(w: ActorWrite): Promise<void> {
+    if (!this.holds(w)) return this.inner.write(w);
+    return new Promise<void>((resolve, reject) => {
+      this.held.push({ write: w, pass: () => this.inner.write(w).then(resolve, reject) });
+      this.onHold(w);
+    });
+  }
+
+  /** Passes every held write on to the inner journal, in the order they arrived. */
+  release(): void {
+    for (const h of this.held.splice(0)) h.pass();
+  }
+
+  read(kind: string, key: string): Promise<ActorHistory> {
+    return this.inner.read(kind, key);
+  }
+
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+}

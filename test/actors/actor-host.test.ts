@@ -418,16 +418,18 @@ describe('ActorHost routing', () => {
       outbound: (kind, key) => out.push(`${kind}/${key}`),
     });
     hosts.push(host);
-    const { slotOf } = await import('../../src/supervisor/placement.ts');
     const keys = Array.from({ length: 40 }, (_, i) => `k${i}`);
+    // Slot 0 of 4 for k0..k39, computed once with hash32 + jump hash and written down here, so
+    // the expectation does not come from the placement code under test.
+    const slot0 = ['k8', 'k15', 'k22', 'k29', 'k31', 'k38', 'k39'];
     for (const k of keys) host.tell('counter', k, { command: 'incr' });
     await settle();
     expect(out.sort()).toEqual(
       keys
-        .filter((k) => slotOf(k, 4) !== 0)
+        .filter((k) => !slot0.includes(k))
         .map((k) => `counter/${k}`)
         .sort(),
     );
-    expect(host.stats().resident).toBe(keys.filter((k) => slotOf(k, 4) === 0).length);
+    expect(host.stats().resident).toBe(slot0.length);
   });
 });

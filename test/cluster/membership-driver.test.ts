@@ -70,9 +70,15 @@ describe('MembershipDriver', () => {
   it('leave() of a lone node resolves at the next tick', async () => {
     const { clock, drivers } = cluster(1);
     drivers[0]!.start();
-    const leaving = drivers[0]!.leave();
+    let resolved = false;
+    const leaving = drivers[0]!.leave().then(() => (resolved = true));
+    await Promise.resolve();
+    expect(resolved).toBe(false); // not before the tick...
+    expect(drivers[0]!.state.leaving).toBe(true);
     clock.advance(LAN_PROFILE.tickInterval);
     await leaving;
+    expect(resolved).toBe(true); // ...but at it, long before leaveTimeout
+    expect(clock.now()).toBeLessThan(LAN_PROFILE.leaveTimeout);
   });
 
   it('leave() gives up after leaveTimeout when the announcement cannot go out', async () => {

@@ -3,8 +3,22 @@ import { MemoryNetwork } from '../../src/cluster/memory-network.ts';
 import { systemClock } from '../../src/core/clock.ts';
 import { silentLogger } from '../../src/core/logger.ts';
 import { TroupeNode } from '../../src/node/troupe-node.ts';
+import { R_ASK, R_REPLY } from '../../src/cluster/remote-protocol.ts';
 
 const fixtures = new URL('../fixtures/actors.ts', import.meta.url).href;
+const probeFixture = new URL('../fixtures/pollution-probe.ts', import.meta.url).href;
+
+/** A payload with a real own `__proto__` key (an object literal would set the prototype instead). */
+const pollution = (): Record<string, unknown> => JSON.parse('{"__proto__": {"polluted": 1}, "constructor": {"prototype": {"polluted": 1}}}');
+
+/** Re-checks `check` on every turn of the event loop until it holds; rejects at the deadline. */
+async function eventually(check: () => boolean, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`not within ${timeoutMs} ms: ${what}`);
+    await new Promise((r) => setImmediate(r));
+  }
+}
 
 /** Resolves when `check` holds, re-checking on every membership change; rejects at the deadline. */
 function until(nodes: TroupeNode[], check: () => boolean, timeoutMs: number, what: string): Promise<void> {
@@ -25,7 +39,7 @@ function until(nodes: TroupeNode[], check: () => boolean, timeoutMs: number, wha
 function startMemoryNode(net: MemoryNetwork, id: number, seeds: string[]): Promise<TroupeNode> {
   return TroupeNode.start({
     id,
-    modules: [fixtures],
+    modules: [fixtures, probeFixture],
     workers: 1,
     http: false,
     log: silentLogger,
@@ -98,17 +112,38 @@ describe('three nodes over the in-memory network', () => {
     await until(nodes, () => nodes.every((n) => upIds(n).join() === '1,2,3'), 10_000, 'node 3 back after heal');
   });
 
+  /** `Object.prototype` is clean in this thread and in every node's worker thread. */
+  async function expectNoPollution(): Promise<void> {
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+    expect(Object.keys(Object.prototype)).toEqual([]);
+    for (const [i, n] of nodes.entries()) {
+      // A key this node owns, so the probe runs in this node's own worker.
+      const key = Array.from({ length: 100 }, (_, j) => `probe-${j}`).find((k) => n.clusterRouter!.ownerOf(k).id === i + 1)!;
+      await expect(n.ask('probe', key, { command: 'polluted' })).resolves.toMatchObject({ polluted: null, prototypeKeys: [] });
+    }
+  }
+
   it('malformed actor payloads from a peer are counted and dropped; the node keeps serving', async () => {
     const rogue = net.transport({ id: 9, incarnation: 1, address: 'mem:9' });
+    const replies: unknown[] = [];
+    rogue.onMessage((_from, payload) => replies.push(payload));
+    expect(Object.keys(pollution())).toEqual(['__proto__', 'constructor']); // the key really exists...
+    expect(Object.keys(structuredClone(pollution()))).toEqual(['__proto__', 'constructor']); // ...and survives the network's clone
     const before = nodes[0]!.clusterRouter!.stats().badPayloads;
-    for (const p of [[10, 'x'], { __proto__: { polluted: true } }, 'junk', [12, 'no-id', true, null], [11, 7, 'k', 'incr', {}, null, 0]]) {
+    for (const p of [[10, 'x'], pollution(), 'junk', [12, 'no-id', true, null], [11, 7, 'k', 'incr', {}, null, 0]]) {
       rogue.send('mem:1', p, 'actor');
     }
-    // Deliveries are clock timers of the in-memory network: yield until the counter moves, with a deadline.
-    const deadline = Date.now() + 2_000;
-    while (nodes[0]!.clusterRouter!.stats().badPayloads < before + 5 && Date.now() < deadline) await new Promise((r) => setImmediate(r));
+    // Well-formed asks whose input carries the pollution into each node's worker thread.
+    for (const owner of [1, 2, 3]) {
+      const key = keys.find((k) => nodes[0]!.clusterRouter!.ownerOf(k).id === owner)!;
+      rogue.send('mem:1', [R_ASK, owner, 'counter', key, 'incr', pollution(), null, 2_000, 0], 'actor');
+    }
+    // Deliveries are clock timers of the in-memory network: wait for the count and the three replies.
+    await eventually(() => nodes[0]!.clusterRouter!.stats().badPayloads >= before + 5, 2_000, 'five bad payloads counted');
+    await eventually(() => replies.length >= 3, 5_000, 'replies to the three polluted asks');
     expect(nodes[0]!.clusterRouter!.stats().badPayloads).toBe(before + 5);
-    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+    expect(replies.map((r) => (r as unknown[])[0]).sort()).toEqual([R_REPLY, R_REPLY, R_REPLY]);
+    await expectNoPollution();
     await rogue.close();
     await expect(nodes[0]!.ask('counter', 'after-rogue', { command: 'incr' })).resolves.toEqual({ n: 1 });
   });
@@ -117,8 +152,7 @@ describe('three nodes over the in-memory network', () => {
     const rogue = net.transport({ id: 8, incarnation: 1, address: 'mem:8' });
     let seed = 42;
     const rnd = () => (seed = (Math.imul(seed, 1_103_515_245) + 12_345) >>> 0) / 2 ** 32;
-    const junk = (): unknown =>
-      [null, -1, 1e308, 'x', [], {}, [1, 'a'], { id: 'x' }, { __proto__: { polluted: 1 } }][Math.floor(rnd() * 9)];
+    const junk = (): unknown => [null, -1, 1e308, 'x', [], {}, [1, 'a'], { id: 'x' }, pollution()][Math.floor(rnd() * 9)];
     const types = ['ping', 'ack', 'ping-req', 'nack', 'gossip', 'join', 'join-ack', 'sync', 'leave', 'bogus', undefined];
     for (let i = 0; i < 300; i++) {
       const msg: Record<string, unknown> = { proto: 'swim', type: types[Math.floor(rnd() * types.length)] };
@@ -126,12 +160,22 @@ describe('three nodes over the in-memory network', () => {
       if (rnd() < 0.3) msg.updates = [{ id: Math.floor(rnd() * 2000) - 500, address: junk(), incarnation: junk(), status: junk() }];
       rogue.send(`mem:${1 + (i % 3)}`, msg, 'system');
     }
-    // Let every delivery land: the network delivers on its clock; yield until it has nothing in flight.
-    const deadline = Date.now() + 3_000;
-    while (net.inFlight > 0 && Date.now() < deadline) await new Promise((r) => setImmediate(r));
+    // The network delivers each link in order, so a bad actor payload sent last is counted only
+    // after every garbage message before it was handled: then nothing more can change.
+    const bad = nodes.map((n) => n.clusterRouter!.stats().badPayloads);
+    for (const id of [1, 2, 3]) rogue.send(`mem:${id}`, 'end-of-garbage', 'actor');
+    await eventually(
+      () => nodes.every((n, i) => n.clusterRouter!.stats().badPayloads === bad[i]! + 1),
+      3_000,
+      'every node handled the garbage',
+    );
     await rogue.close();
-    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
-    for (const n of nodes) expect(upIds(n).filter((id) => id <= 3)).toEqual([1, 2, 3]);
+    await expectNoPollution();
+    // No phantom member from the garbage's updates, and the three real ones are all up.
+    for (const n of nodes) {
+      expect([...n.membership!.state.members.keys()].sort((a, b) => a - b)).toEqual([1, 2, 3]);
+      expect(upIds(n)).toEqual([1, 2, 3]);
+    }
     await expect(nodes[2]!.ask('counter', 'after-garbage', { command: 'incr' })).resolves.toEqual({ n: 1 });
   });
 
@@ -176,10 +220,15 @@ describe('joining', () => {
     const net = new MemoryNetwork({ clock: systemClock, seed: 5, latency: 1 });
     const start = (id: number, seeds: string[]) => startMemoryNode(net, id, seeds);
     let joinerStarted = false;
+    // The seed is not there yet: the joiner's attempts reach nobody. Its second attempt comes a
+    // join-retry interval after the first; by then it would have served if it served alone.
+    let attempts = 0;
+    const stopCounting = net.intercept((m) => {
+      if (m.from.id === 5 && m.to === 'mem:6') attempts++;
+    });
     const joiner = start(5, ['mem:6']).then((n) => ((joinerStarted = true), n));
-    // The seed is not there yet: let the joiner's join attempts and timers run for a while.
-    const until = Date.now() + 300;
-    while (Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+    await eventually(() => attempts >= 2, 5_000, 'two join attempts to the absent seed');
+    stopCounting();
     expect(joinerStarted).toBe(false);
     const seed = await start(6, []);
     const node5 = await joiner;

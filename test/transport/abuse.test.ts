@@ -10,10 +10,15 @@ import { collect, fakeProof, RawClient, rawFrame, SECRET, splitFrames, TcpProxy,
 /**
  * One long-lived server and one legitimate peer; every test abuses the server over raw sockets
  * and then checks that the abusive connection was closed, counted, and that the legitimate peer
- * still gets through.
+ * still gets through on the link it had from the start.
+ *
+ * The peer reaches the server through a transparent TCP proxy, which sees every connection the
+ * peer opens: a link the server closed would come back as a second connection (the peer
+ * reconnects by itself), so "still gets through" alone could not tell.
  */
 let server: TcpTransport;
 let peer: TcpTransport;
+let peerLink: TcpProxy;
 let serverAddress: string;
 let serverPort: number;
 let received: Received[];
@@ -34,18 +39,27 @@ beforeAll(async () => {
   serverAddress = await server.start();
   serverPort = Number(serverAddress.split(':')[1]);
   await peer.start();
+  peerLink = await TcpProxy.start(serverPort);
+  await legitPeerGetsThrough(); // opens the peer's one link before any abuse
 });
 afterAll(async () => {
   await Promise.all([server.close(), peer.close()]);
+  await peerLink.close();
 });
 
 let legitSeq = 0;
-/** The legitimate peer can still exchange messages with the server: its message arrives, the reply comes back. */
+/**
+ * The legitimate peer can still exchange messages with the server (its message arrives, the
+ * reply comes back) over the very connection it opened first: never closed, never replaced.
+ */
 async function legitPeerGetsThrough(): Promise<void> {
   const marker = `legit-${++legitSeq}`;
-  peer.send(serverAddress, marker);
+  peer.send(peerLink.address, marker);
   await waitFor(() => received.some((m) => m.payload === marker && m.from.id === 11), `legit message ${marker}`);
   await waitFor(() => replies.some((m) => m.payload === `ack:${marker}` && m.from.id === 10), `reply to ${marker}`);
+  expect(peerLink.connections, 'connections the legitimate peer opened to the server').toHaveLength(1);
+  const link = peerLink.connections[0]!;
+  expect(link.client.destroyed || link.upstream.destroyed, 'the legitimate link was closed').toBe(false);
 }
 
 function rejected(reason: RejectReason): number {
