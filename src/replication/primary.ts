@@ -1,0 +1,153 @@
+import { matchPoint, membersOf, sameEpoch, type Epoch, type EpochHistory, type ReplicaSet } from './epoch.ts';
+import type { ReplicationMessage } from './messages.ts';
+
+/**
+ * The primary side of one partition in one epoch, as a pure reducer: it tracks what each member
+ * of the epoch's sets has confirmed and moves the commit point. Entries themselves stay out of
+ * the state: `ship` effects name a range, and the driver reads it from the log.
+ *
+ * - Commit: the highest seq that W members of EVERY set hold (joint sets while reconfiguring),
+ *   the primary counted only up to what its own store has committed. Nothing commits before the
+ *   epoch's own start entry does: entries recovered from earlier epochs commit with it (counting
+ *   an older epoch's copies directly is Raft's figure-8 bug).
+ * - `stale` from any member: a later epoch exists; step down at once, and the driver fails the
+ *   replies still waiting with a retryable error.
+ * - `mismatch`: find the match point by epoch and ship from there.
+ */
+export interface PrimaryState {
+  readonly p: number;
+  readonly self: number;
+  readonly epoch: Epoch;
+  readonly sets: readonly ReplicaSet[];
+  /** Seq of this epoch's start entry: commit ≥ startSeq means the epoch is established. */
+  readonly startSeq: number;
+  /** The primary's own log: its history and last seq appended (not necessarily on disk yet). */
+  readonly history: EpochHistory;
+  readonly last: number;
+  /** Own store committed through here. */
+  readonly durable: number;
+  readonly commit: number;
+  /** Member → highest seq it confirmed in this epoch. */
+  readonly matched: ReadonlyMap<number, number>;
+  /** Member → highest seq shipped to it (pipelining; rewound on mismatch or resend). */
+  readonly shipped: ReadonlyMap<number, number>;
+  readonly status: 'serving' | 'deposed';
+}
+
+export type PrimaryEvent =
+  /** New entries in the local log through `last` (the start entry included, when it opens an epoch). */
+  | { type: 'wrote'; last: number; history?: EpochHistory }
+  /** The local store committed through `seq`. */
+  | { type: 'durable'; seq: number }
+  | { type: 'message'; from: number; msg: ReplicationMessage }
+  /** A retransmission timer: ship again to every member that has not confirmed the tail. */
+  | { type: 'resend' };
+
+export type PrimaryEffect =
+  /** Send entries `after + 1 .. last` to `to`, with the commit point. */
+  | { type: 'ship'; to: number; after: number; last: number; commit: number }
+  | { type: 'commit'; p: number; seq: number }
+  | { type: 'established'; p: number; epoch: Epoch }
+  | { type: 'step-down'; p: number; epoch: Epoch; promised: Epoch };
+
+export interface PrimaryStep {
+  state: PrimaryState;
+  effects: PrimaryEffect[];
+}
+
+export interface PrimaryInit {
+  p: number;
+  self: number;
+  epoch: Epoch;
+  sets: readonly ReplicaSet[];
+  startSeq: number;
+  history: EpochHistory;
+  last: number;
+  durable: number;
+  /** What each member is known to hold (from the fence's promises): shipping starts there. */
+  known?: ReadonlyMap<number, number>;
+}
+
+export function createPrimaryState(init: PrimaryInit): PrimaryState {
+  const peers = membersOf(init.sets).filter((m) => m !== init.self);
+  const shipped = new Map(peers.map((m) => [m, Math.min(init.known?.get(m) ?? 0, init.last)]));
+  return {
+    p: init.p,
+    self: init.self,
+    epoch: init.epoch,
+    sets: init.sets,
+    startSeq: init.startSeq,
+    history: init.history,
+    last: init.last,
+    durable: init.durable,
+    commit: 0,
+    matched: new Map(peers.map((m) => [m, 0])),
+    shipped,
+    status: 'serving',
+  };
+}
+
+export function primaryReducer(state: PrimaryState, event: PrimaryEvent): PrimaryStep {
+  if (state.status === 'deposed') return { state, effects: [] };
+  switch (event.type) {
+    case 'wrote': {
+      const next = { ...state, last: Math.max(state.last, event.last), history: event.history ?? state.history };
+      return ship(next, [], (after) => after < next.last);
+    }
+    case 'durable':
+      return advance({ ...state, durable: Math.max(state.durable, event.seq) }, []);
+    case 'resend':
+      return ship({ ...state, shipped: new Map(state.matched) }, [], (after) => after < state.last);
+    case 'message':
+      return onMessage(state, event.from, event.msg);
+  }
+}
+
+function onMessage(state: PrimaryState, from: number, msg: ReplicationMessage): PrimaryStep {
+  if (!state.matched.has(from)) return { state, effects: [] }; // not a member of this epoch's sets
+  switch (msg.type) {
+    case 'appended': {
+      if (!sameEpoch(msg.epoch, state.epoch)) return { state, effects: [] }; // an older epoch's answer
+      const had = state.matched.get(from)!;
+      if (msg.seq <= had) return { state, effects: [] };
+      const matched = new Map(state.matched).set(from, Math.min(msg.seq, state.last));
+      return advance({ ...state, matched }, []);
+    }
+    case 'stale': {
+      const deposed = { ...state, status: 'deposed' as const };
+      return { state: deposed, effects: [{ type: 'step-down', p: state.p, epoch: state.epoch, promised: msg.promised }] };
+    }
+    case 'mismatch': {
+      if (!sameEpoch(msg.epoch, state.epoch)) return { state, effects: [] };
+      const match = matchPoint(state.history, state.last, msg.history, msg.last.seq);
+      const shipped = new Map(state.shipped).set(from, match);
+      return ship({ ...state, shipped }, [], (after, to) => to === from && after < state.last);
+    }
+    default:
+      return { state, effects: [] };
+  }
+}
+
+/** Ships the tail to every peer `want` selects, and marks it shipped. */
+function ship(state: PrimaryState, effects: PrimaryEffect[], want: (after: number, to: number) => boolean): PrimaryStep {
+  let shipped: Map<number, number> | undefined;
+  for (const [to, after] of state.shipped) {
+    if (!want(after, to)) continue;
+    effects.push({ type: 'ship', to, after, last: state.last, commit: state.commit });
+    (shipped ??= new Map(state.shipped)).set(to, state.last);
+  }
+  return { state: shipped ? { ...state, shipped } : state, effects };
+}
+
+/** Moves the commit point to the highest seq W members of every set hold. */
+function advance(state: PrimaryState, effects: PrimaryEffect[]): PrimaryStep {
+  let commit = Infinity;
+  for (const set of state.sets) {
+    const held = set.members.map((m) => (m === state.self ? state.durable : (state.matched.get(m) ?? 0))).sort((a, b) => b - a);
+    commit = Math.min(commit, held[set.w - 1] ?? 0);
+  }
+  if (!(commit > state.commit) || commit < state.startSeq) return { state, effects };
+  effects.push({ type: 'commit', p: state.p, seq: commit });
+  if (state.commit < state.startSeq) effects.push({ type: 'established', p: state.p, epoch: state.epoch });
+  return { state: { ...state, commit }, effects };
+}
