@@ -172,7 +172,10 @@ function check(state: CandidateState, effects: CandidateEffect[]): CandidateStep
   effects.push({ type: 'fetch', p: state.p, source, after, upTo: best!.last });
   if (own === undefined) {
     // An unclean candidate recovers like any other, then counts as clean: it holds the source's log.
-    state = { ...state, promises: new Map(state.promises).set(state.self, { last: { epoch: best!.last.epoch, seq: 0 }, history: [], commit: 0 }) };
+    state = {
+      ...state,
+      promises: new Map(state.promises).set(state.self, { last: { epoch: best!.last.epoch, seq: 0 }, history: [], commit: 0 }),
+    };
   }
   return { state: { ...state, phase: 'recovering' }, effects };
 }

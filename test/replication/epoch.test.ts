@@ -89,7 +89,19 @@ describe('epochs and positions', () => {
       { members: [1, 2, 3], w: 2 },
       { members: [2, 3, 4], w: 2 },
     ];
-    expect(everySetHas(joint, (s) => s.w, (n) => n === 1 || n === 2)).toBe(false); // {2,3,4} has only 2
-    expect(everySetHas(joint, (s) => s.w, (n) => n === 2 || n === 3)).toBe(true);
+    expect(
+      everySetHas(
+        joint,
+        (s) => s.w,
+        (n) => n === 1 || n === 2,
+      ),
+    ).toBe(false); // {2,3,4} has only 2
+    expect(
+      everySetHas(
+        joint,
+        (s) => s.w,
+        (n) => n === 2 || n === 3,
+      ),
+    ).toBe(true);
   });
 });

@@ -52,10 +52,20 @@ describe('replica reducer', () => {
     ({ type: 'message', from: 1, msg: { type: 'append', p: 0, epoch, prev, entries: es, commit } }) as const;
 
   it.each([
-    ['appends after a matching prev and confirms', append(e(1, 1), { epoch: e(1, 1), seq: 5 }, entries(e(1, 1), 6, 7), 6), ['persist-entries', 'commit', 'send:appended'], 7],
+    [
+      'appends after a matching prev and confirms',
+      append(e(1, 1), { epoch: e(1, 1), seq: 5 }, entries(e(1, 1), 6, 7), 6),
+      ['persist-entries', 'commit', 'send:appended'],
+      7,
+    ],
     ['a duplicate is confirmed without a write', append(e(1, 1), { epoch: e(1, 1), seq: 3 }, entries(e(1, 1), 4, 5)), ['send:appended'], 5],
     ['a gap after its log: mismatch', append(e(1, 1), { epoch: e(1, 1), seq: 9 }, entries(e(1, 1), 10, 10)), ['send:mismatch'], 5],
-    ['prev of another epoch: mismatch', append(e(2, 2), { epoch: e(2, 2), seq: 5 }, entries(e(2, 2), 6, 6)), ['persist-promise', 'send:mismatch'], 5],
+    [
+      'prev of another epoch: mismatch',
+      append(e(2, 2), { epoch: e(2, 2), seq: 5 }, entries(e(2, 2), 6, 6)),
+      ['persist-promise', 'send:mismatch'],
+      5,
+    ],
     ['an older epoch: stale, nothing written', append(e(0, 7), { epoch: e(1, 1), seq: 5 }, entries(e(0, 7), 6, 6)), ['send:stale'], 5],
   ])('append: %s', (_, event, effects, last) => {
     const step = replicaReducer(replicaAt5(), event);
@@ -75,7 +85,10 @@ describe('replica reducer', () => {
 
   it('an unclean replica becomes clean once a later primary caught it up to its commit point', () => {
     const unclean = replicaReducer(replicaAt5(), { type: 'mark-unclean' }).state;
-    const short = replicaReducer(unclean, append(e(2, 2), { epoch: e(1, 1), seq: 5 }, [{ seq: 6, epoch: e(2, 2), start: start(2, 2, 6) }], 7));
+    const short = replicaReducer(
+      unclean,
+      append(e(2, 2), { epoch: e(1, 1), seq: 5 }, [{ seq: 6, epoch: e(2, 2), start: start(2, 2, 6) }], 7),
+    );
     expect(short.state.clean).toBe(false); // 6 < commit 7
     const caught = replicaReducer(short.state, append(e(2, 2), { epoch: e(2, 2), seq: 6 }, entries(e(2, 2), 7, 7), 7));
     expect(caught.state.clean).toBe(true);
@@ -84,7 +97,16 @@ describe('replica reducer', () => {
 
 describe('primary reducer', () => {
   const init = () =>
-    createPrimaryState({ p: 0, self: 1, epoch: e(2, 1), sets: [S], startSeq: 6, history: [start(1, 1, 1), start(2, 1, 6)], last: 6, durable: 6 });
+    createPrimaryState({
+      p: 0,
+      self: 1,
+      epoch: e(2, 1),
+      sets: [S],
+      startSeq: 6,
+      history: [start(1, 1, 1), start(2, 1, 6)],
+      last: 6,
+      durable: 6,
+    });
 
   it('commits once W members hold an entry, never before its own start entry', () => {
     let s = init();
@@ -133,7 +155,9 @@ describe('primary reducer', () => {
   it('stale: steps down at once and ignores everything after', () => {
     const step = primaryReducer(init(), { type: 'message', from: 3, msg: { type: 'stale', p: 0, epoch: e(2, 1), promised: e(3, 3) } });
     expect(step.effects).toEqual([{ type: 'step-down', p: 0, epoch: e(2, 1), promised: e(3, 3) }]);
-    expect(primaryReducer(step.state, { type: 'message', from: 2, msg: { type: 'appended', p: 0, epoch: e(2, 1), seq: 6 } }).effects).toEqual([]);
+    expect(
+      primaryReducer(step.state, { type: 'message', from: 2, msg: { type: 'appended', p: 0, epoch: e(2, 1), seq: 6 } }).effects,
+    ).toEqual([]);
   });
 
   it('mismatch: ships again from the match point found by epoch', () => {
@@ -155,15 +179,34 @@ describe('candidate reducer', () => {
 
   it('prepares every member, waits for q(S) clean promises, then writes its start entry', () => {
     let step = startCandidate({ p: 0, self: 2, epoch: e(2, 2), proposed: { members: [2, 3, 1], w: 2 }, own });
-    expect(step.effects.map((x) => (x.type === 'send' ? `prepare→${x.to}` : x.type))).toEqual(['persist-promise', 'prepare→1', 'prepare→3']);
-    step = candidateReducer(step.state, { type: 'message', from: 3, msg: { type: 'promise', p: 0, epoch: e(2, 2), last: { epoch: e(1, 1), seq: 4 }, history: [start(1, 1, 1)], commit: 4 } });
-    expect(step.effects).toEqual([{ type: 'write-start', p: 0, start: { epoch: e(2, 2), startSeq: 6, sets: [S, { members: [2, 3, 1], w: 2 }].slice(0, 1) }, known: new Map([[3, 4]]) }]);
+    expect(step.effects.map((x) => (x.type === 'send' ? `prepare→${x.to}` : x.type))).toEqual([
+      'persist-promise',
+      'prepare→1',
+      'prepare→3',
+    ]);
+    step = candidateReducer(step.state, {
+      type: 'message',
+      from: 3,
+      msg: { type: 'promise', p: 0, epoch: e(2, 2), last: { epoch: e(1, 1), seq: 4 }, history: [start(1, 1, 1)], commit: 4 },
+    });
+    expect(step.effects).toEqual([
+      {
+        type: 'write-start',
+        p: 0,
+        start: { epoch: e(2, 2), startSeq: 6, sets: [S, { members: [2, 3, 1], w: 2 }].slice(0, 1) },
+        known: new Map([[3, 4]]),
+      },
+    ]);
   });
 
   it('fetches from the respondent with the highest position, then starts after it', () => {
     const behind = { ...own, last: { epoch: e(1, 1), seq: 3 }, commit: 3 };
     let step = startCandidate({ p: 0, self: 2, epoch: e(2, 2), proposed: S, own: behind });
-    step = candidateReducer(step.state, { type: 'message', from: 1, msg: { type: 'promise', p: 0, epoch: e(2, 2), last: { epoch: e(1, 1), seq: 7 }, history: [start(1, 1, 1)], commit: 5 } });
+    step = candidateReducer(step.state, {
+      type: 'message',
+      from: 1,
+      msg: { type: 'promise', p: 0, epoch: e(2, 2), last: { epoch: e(1, 1), seq: 7 }, history: [start(1, 1, 1)], commit: 5 },
+    });
     expect(step.effects).toEqual([{ type: 'fetch', p: 0, source: 1, after: 3, upTo: { epoch: e(1, 1), seq: 7 } }]);
     step = candidateReducer(step.state, { type: 'fetched', last: { epoch: e(1, 1), seq: 7 }, history: [start(1, 1, 1)] });
     expect(step.effects[0]).toMatchObject({ type: 'write-start', start: { startSeq: 8 } });
@@ -186,7 +229,11 @@ describe('candidate reducer', () => {
 
   it('a promise of another epoch (an older campaign) is ignored', () => {
     const step = startCandidate({ p: 0, self: 2, epoch: e(3, 2), proposed: S, own: { ...own, clean: false } });
-    const next = candidateReducer(step.state, { type: 'message', from: 1, msg: { type: 'promise', p: 0, epoch: e(2, 2), last: own.last, history: own.history, commit: 5 } });
+    const next = candidateReducer(step.state, {
+      type: 'message',
+      from: 1,
+      msg: { type: 'promise', p: 0, epoch: e(2, 2), last: own.last, history: own.history, commit: 5 },
+    });
     expect(next.state.promises.has(1)).toBe(false);
   });
 
@@ -195,7 +242,14 @@ describe('candidate reducer', () => {
     ['an established epoch: its sets', [{ ...own }], [S]],
     [
       'a later start entry not known established joins them',
-      [own, { last: { epoch: e(2, 4), seq: 6 }, history: [start(1, 1, 1), { epoch: e(2, 4), startSeq: 6, sets: [{ members: [4, 5, 6], w: 2 }] }], commit: 5 }],
+      [
+        own,
+        {
+          last: { epoch: e(2, 4), seq: 6 },
+          history: [start(1, 1, 1), { epoch: e(2, 4), startSeq: 6, sets: [{ members: [4, 5, 6], w: 2 }] }],
+          commit: 5,
+        },
+      ],
       [S, { members: [4, 5, 6], w: 2 }],
     ],
   ])('sets in force: %s', (_, respondents, sets) => {
