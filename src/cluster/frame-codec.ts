@@ -31,6 +31,8 @@ export const FrameType = {
   Auth: 0x03,
   /** server → client: empty body; the link is authenticated */
   Ready: 0x04,
+  /** either way, before closing a handshake: `[reason, version]` (see handshake.ts) */
+  Refuse: 0x05,
   /** client → server: one payload on the 'system' lane */
   SystemData: 0x10,
   /** client → server: one payload on the 'actor' lane */

@@ -2,6 +2,7 @@ import { mkdir, open, readFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Clock } from '../core/clock.ts';
 import { troupeError } from '../core/errors.ts';
+import { lockDataDir, type DataDirLock } from '../node/data-dir-lock.ts';
 
 /** What a node remembers about itself across restarts, in `<dataDir>/identity.json`. */
 export interface IdentityRecord {
@@ -16,6 +17,11 @@ export interface IdentityRecord {
  * Loads the node's identity and persists the next incarnation before the node speaks to anyone,
  * so two lives of one node id never share an incarnation. Without a data directory the
  * incarnation is the wall clock in ms (grows across restarts unless the clock steps back).
+ *
+ * With a data directory it first takes the directory's exclusive lock (`data-dir-lock.ts`):
+ * every node with a data directory comes through here before it opens its journal, so a second
+ * node on the same directory is refused (ERR_DATA_DIR_IN_USE) before it can write. `close()`
+ * releases the lock when the node stops.
  */
 export class NodeIdentity {
   private constructor(
@@ -23,6 +29,7 @@ export class NodeIdentity {
     private record: IdentityRecord,
     /** The floor the previous run left: this run's ids start above it. */
     readonly previousSnowflakeFloor: number,
+    private readonly lock: DataDirLock | undefined,
   ) {}
 
   /**
@@ -32,9 +39,19 @@ export class NodeIdentity {
   static async load(id: number, dataDir: string | undefined, clock: Clock, floorAheadMs = 2_000): Promise<NodeIdentity> {
     const floor = Math.floor(clock.wallNow()) + floorAheadMs;
     if (dataDir === undefined) {
-      return new NodeIdentity(undefined, { id, incarnation: Math.floor(clock.wallNow()), snowflakeFloor: floor }, 0);
+      return new NodeIdentity(undefined, { id, incarnation: Math.floor(clock.wallNow()), snowflakeFloor: floor }, 0, undefined);
     }
     await mkdir(dataDir, { recursive: true });
+    const lock = await lockDataDir(dataDir, clock);
+    try {
+      return await NodeIdentity.loadLocked(id, dataDir, floor, lock);
+    } catch (e) {
+      await lock.release();
+      throw e;
+    }
+  }
+
+  private static async loadLocked(id: number, dataDir: string, floor: number, lock: DataDirLock): Promise<NodeIdentity> {
     const path = join(dataDir, 'identity.json');
     let previous: IdentityRecord | undefined;
     try {
@@ -51,9 +68,15 @@ export class NodeIdentity {
       path,
       { id, incarnation: (previous?.incarnation ?? 0) + 1, snowflakeFloor: Math.max(before, floor) },
       before,
+      lock,
     );
     await identity.persist();
     return identity;
+  }
+
+  /** Releases the data directory's lock (the node has stopped). Idempotent. */
+  async close(): Promise<void> {
+    await this.lock?.release();
   }
 
   get id(): number {

@@ -5,16 +5,20 @@ import { invalidOption, troupeError, type ErrorCode, type TroupeError } from '..
 import { silentLogger, type Logger } from '../core/logger.ts';
 import { decodeBody, encodeFrame, FrameDecoder, FrameType, type FrameStamp, type ReceiveBufferGauge } from './frame-codec.ts';
 import {
+  claimedVersion,
   handshakeProof,
-  HANDSHAKE_VERSION,
   MAX_HANDSHAKE_FRAME_BYTES,
   newNonce,
+  NODE_PROTOCOL_VERSION,
   NonceCache,
   parseAuth,
   parseChallenge,
   parseHello,
+  parseRefusal,
+  refusalBody,
   verifyProof,
   type HandshakeParty,
+  type RefusalReason,
   type Transcript,
 } from './handshake.ts';
 import { reconnectDelay } from './reconnect-backoff.ts';
@@ -57,6 +61,10 @@ export interface TcpTransportOptions {
   maxPendingHandshakes?: number;
   replayCacheSize?: number;
   closeGraceMs?: number;
+  /** ms between two warnings about the same peer refused for the same reason (bad secret, version). */
+  refusalLogIntervalMs?: number;
+  /** @internal Tests only: speak another node protocol version than NODE_PROTOCOL_VERSION. */
+  protocolVersion?: number;
   clock?: Clock;
   logger?: Logger;
   /** Source of reconnect jitter in [0, 1); injectable for deterministic tests. */
@@ -76,6 +84,7 @@ export const DefaultTcpTransportConfig = {
   maxPendingHandshakes: 256, // unauthenticated inbound connections held at once; more are refused
   replayCacheSize: 4_096, // recent client nonces kept to name a replayed handshake (the proof refuses it anyway)
   closeGraceMs: 1_000, // ms close() lets peers acknowledge our FIN before destroying sockets
+  refusalLogIntervalMs: 10_000, // ms; a peer retrying with the wrong secret logs once per window, not once per retry
 } as const;
 
 /** Why an inbound connection was closed by this node. */
@@ -90,10 +99,11 @@ export type RejectReason =
   | 'handshake-timeout'
   | 'too-many-handshakes'
   | 'tls-failed'
-  | 'closed-during-handshake';
+  | 'closed-during-handshake'
+  | 'protocol-version';
 
 /** Why an outbound connection attempt did not become a link. */
-export type ConnectFailure = 'refused' | 'closed' | 'auth-failed' | 'bad-frame' | 'handshake-timeout';
+export type ConnectFailure = 'refused' | 'closed' | 'auth-failed' | 'bad-frame' | 'handshake-timeout' | 'protocol-version';
 
 export interface TcpTransportStats {
   inboundOpen: number;
@@ -116,6 +126,8 @@ export interface TcpTransportStats {
   /** Times a write returned false and the link waited for 'drain'. */
   drainWaits: number;
   undeliverable: number;
+  /** Refusal warnings (bad secret, protocol version) not logged because one for that peer was logged recently. */
+  suppressedWarnings: number;
 }
 
 /** Overflow of a peer's outbound queue (bounded by maxQueueBytes per peer and lane). */
@@ -131,6 +143,7 @@ interface Counters {
   writes: number;
   drainWaits: number;
   undeliverable: number;
+  suppressedWarnings: number;
 }
 
 type MessageHandler = (from: PeerIdentity, payload: unknown, lane: Lane) => void;
@@ -149,6 +162,7 @@ interface ResolvedOptions {
   unreachableAfterMs: number;
   maxPendingHandshakes: number;
   closeGraceMs: number;
+  protocolVersion: number;
 }
 
 /**
@@ -176,6 +190,7 @@ export class TcpTransport implements Transport {
   private readonly random: () => number;
   private readonly advertised: boolean;
   private readonly nonces: NonceCache;
+  private readonly warnings: WarningLimiter;
   private readonly messageHandlers: MessageHandler[] = [];
   private readonly undeliverableHandlers: UndeliverableHandler[] = [];
   // A connection per peer and lane, not a priority queue: no queue can reorder bytes already in the socket and kernel buffers.
@@ -199,8 +214,9 @@ export class TcpTransport implements Transport {
       'too-many-handshakes',
       'tls-failed',
       'closed-during-handshake',
+      'protocol-version',
     ]),
-    connectFailures: zeroCounts<ConnectFailure>(['refused', 'closed', 'auth-failed', 'bad-frame', 'handshake-timeout']),
+    connectFailures: zeroCounts<ConnectFailure>(['refused', 'closed', 'auth-failed', 'bad-frame', 'handshake-timeout', 'protocol-version']),
     framesSent: 0,
     framesReceived: 0,
     bytesSent: 0,
@@ -208,6 +224,7 @@ export class TcpTransport implements Transport {
     writes: 0,
     drainWaits: 0,
     undeliverable: 0,
+    suppressedWarnings: 0,
   };
   private server: net.Server | null = null;
   private starting: Promise<string> | null = null;
@@ -228,6 +245,7 @@ export class TcpTransport implements Transport {
     };
     this.stamp = { id: options.id, incarnation: options.incarnation };
     this.nonces = new NonceCache(o.replayCacheSize);
+    this.warnings = new WarningLimiter(o.refusalLogIntervalMs);
   }
 
   onMessage(handler: MessageHandler): void {
@@ -328,6 +346,7 @@ export class TcpTransport implements Transport {
       writes: c.writes,
       drainWaits: c.drainWaits,
       undeliverable: c.undeliverable,
+      suppressedWarnings: c.suppressedWarnings,
     };
   }
 
@@ -350,6 +369,9 @@ export class TcpTransport implements Transport {
   }
   /** @internal */ get logger(): Logger {
     return this.log;
+  }
+  /** @internal */ get protocolVersion(): number {
+    return this.opts.protocolVersion;
   }
   /** @internal */ get isClosing(): boolean {
     return this.closing !== null;
@@ -417,6 +439,20 @@ export class TcpTransport implements Transport {
   /** send() never re-enters the caller: failures found while sending are reported on a microtask. */
   private reportLater(address: string, payload: unknown, error: TroupeError): void {
     queueMicrotask(() => this.report(address, payload, error));
+  }
+
+  /**
+   * @internal A handshake refused for a bad secret or another protocol version, logged at warn
+   * on both sides; `key` names the peer and the reason, and repeats within the interval are
+   * counted instead of logged (a peer's reconnect loop would flood the log).
+   */
+  warnRefusal(key: string, fields: Record<string, unknown>, message: string): void {
+    const suppressed = this.warnings.admit(key, this.clock.now());
+    if (suppressed === undefined) {
+      this.counters.suppressedWarnings++;
+      return;
+    }
+    this.log.warn(suppressed > 0 ? { ...fields, suppressed } : fields, message);
   }
 
   /** @internal */ countReject(reason: RejectReason): void {
@@ -686,13 +722,15 @@ class OutboundLink {
         encodeFrame(
           FrameType.Hello,
           t.frameStamp,
-          [HANDSHAKE_VERSION, this.lane, t.self.address, this.clientNonce],
+          [t.protocolVersion, this.lane, t.self.address, this.clientNonce],
           MAX_HANDSHAKE_FRAME_BYTES,
         ),
       );
     });
     socket.on('data', (chunk: Buffer) => {
       t.stats_.bytesReceived += chunk.length;
+      // Refused: the socket is ending and its decoder released; nothing more is read from it.
+      if (this.socket !== socket || this.decoder !== decoder || (this.state === 'connecting' && this.failureCounted)) return;
       const err = decoder.push(chunk);
       if (err) this.fail(socket, 'bad-frame', err.message);
     });
@@ -716,6 +754,7 @@ class OutboundLink {
       this.fail(socket, 'bad-frame', `unexpected frame type ${type} on an open outbound link`);
       return false;
     }
+    if (type === FrameType.Refuse) return this.onRefusal(socket, id, buf, start, end);
     if (this.awaiting === 'challenge') {
       if (type !== FrameType.Challenge) return this.fail(socket, 'bad-frame', `expected CHALLENGE, got frame type ${type}`);
       let body: unknown;
@@ -724,20 +763,21 @@ class OutboundLink {
       } catch (e) {
         return this.fail(socket, 'bad-frame', (e as Error).message);
       }
-      const challenge = parseChallenge(body);
+      const version = claimedVersion(body);
+      if (version !== undefined && version !== t.protocolVersion) return this.refuse(socket, 'protocol-version', id, version);
+      const challenge = parseChallenge(body, t.protocolVersion);
       if (typeof challenge === 'string') return this.fail(socket, 'bad-frame', challenge);
       if (this.clientNonce === null) return this.fail(socket, 'bad-frame', 'CHALLENGE before HELLO');
       const server: HandshakeParty = { id, incarnation, address: challenge.address };
       const transcript: Transcript = {
+        version: t.protocolVersion,
         lane: this.lane,
         client: t.self,
         server,
         clientNonce: this.clientNonce,
         serverNonce: challenge.nonce,
       };
-      if (!verifyProof(t.options.secret, 'server', transcript, challenge.proof)) {
-        return this.fail(socket, 'auth-failed', 'server proof does not match the cluster secret');
-      }
+      if (!verifyProof(t.options.secret, 'server', transcript, challenge.proof)) return this.refuse(socket, 'auth-failed', id);
       this.transcript = transcript;
       this.awaiting = 'ready';
       socket.write(
@@ -764,8 +804,53 @@ class OutboundLink {
     this.flush();
   }
 
-  /** Counts the failure once and destroys the socket; `onClose` decides what happens next. */
-  private fail(socket: net.Socket, reason: ConnectFailure, message: string): false {
+  /**
+   * This side refuses the server (its proof does not verify, or it speaks another protocol
+   * version): logs it, tells the server why so it can log the same from its side, and fails
+   * what is queued with the named error (retrying cannot help until one side is reconfigured).
+   */
+  private refuse(socket: net.Socket, reason: RefusalReason, serverId: number, theirVersion?: number): false {
+    const t = this.t;
+    const error = this.refusalError(reason, serverId, theirVersion ?? t.protocolVersion);
+    this.fail(socket, reason, error.message, false);
+    socket.end(encodeFrame(FrameType.Refuse, t.frameStamp, refusalBody(reason, t.protocolVersion), MAX_HANDSHAKE_FRAME_BYTES), () =>
+      socket.destroy(),
+    );
+    this.failQueued(error);
+    return false;
+  }
+
+  /** The server refused this node (a REFUSE frame): the same log line and error, from this side. */
+  private onRefusal(socket: net.Socket, serverId: number, buf: Buffer, start: number, end: number): false {
+    let refusal;
+    try {
+      refusal = parseRefusal(decodeBody(buf, start, end));
+    } catch (e) {
+      refusal = (e as Error).message;
+    }
+    if (typeof refusal === 'string') return this.fail(socket, 'bad-frame', refusal);
+    const error = this.refusalError(refusal.reason, serverId, refusal.version);
+    this.fail(socket, refusal.reason, error.message);
+    this.failQueued(error);
+    return false;
+  }
+
+  /** Logs a refusal (rate-limited per peer address) and returns the error for what was queued. */
+  private refusalError(reason: RefusalReason, serverId: number, theirVersion: number): TroupeError {
+    const t = this.t;
+    const fields = { address: this.address, lane: this.lane, node: serverId };
+    if (reason === 'protocol-version') {
+      const message = `peer ${this.address} speaks node protocol ${theirVersion}, this node speaks ${t.protocolVersion}`;
+      t.warnRefusal(`version|${this.address}`, { ...fields, code: 'ERR_PROTOCOL_VERSION', peerVersion: theirVersion }, message);
+      return troupeError('ERR_PROTOCOL_VERSION', message, { ...fields, peerVersion: theirVersion, version: t.protocolVersion });
+    }
+    const message = `authentication failed: peer ${this.address} (node ${serverId}) — cluster secret mismatch`;
+    t.warnRefusal(`auth|${this.address}`, { ...fields, code: 'ERR_AUTH_FAILED' }, message);
+    return troupeError('ERR_AUTH_FAILED', message, fields);
+  }
+
+  /** Counts the failure once and destroys the socket (unless told not to); `onClose` decides what happens next. */
+  private fail(socket: net.Socket, reason: ConnectFailure, message: string, destroy = true): false {
     if (this.socket === socket) {
       if (this.state === 'connecting' && !this.failureCounted) {
         this.failureCounted = true;
@@ -776,7 +861,7 @@ class OutboundLink {
       }
       this.decoder?.release();
     }
-    socket.destroy();
+    if (destroy) socket.destroy();
     return false;
   }
 
@@ -895,10 +980,13 @@ class InboundConnection {
     this.decoder = new FrameDecoder(MAX_HANDSHAKE_FRAME_BYTES, this.onFrame, t.gauge);
     this.timer = t.timers.setTimeout(() => {
       this.timer = null;
-      this.reject('handshake-timeout', 'handshake timed out');
+      // Refused and ending, but the peer never read our REFUSE or closed: cut it off.
+      if (this.rejected) socket.destroy();
+      else this.reject('handshake-timeout', 'handshake timed out');
     }, t.options.handshakeTimeoutMs);
     socket.on('data', (chunk: Buffer) => {
       t.stats_.bytesReceived += chunk.length;
+      if (this.rejected) return;
       const err = this.decoder.push(chunk);
       if (err) this.reject(err.code === 'ERR_FRAME_TOO_LARGE' ? 'frame-too-large' : 'bad-frame', err.message);
     });
@@ -933,6 +1021,61 @@ class InboundConnection {
     this.decoder.release();
     this.socket.destroy();
     return false;
+  }
+
+  /**
+   * Refuses the peer for a bad secret or another protocol version: logs it (rate-limited per
+   * peer), tells the peer why in a REFUSE frame so it can log the same from its side, and closes
+   * once that frame is written.
+   */
+  private refuse(reason: RefusalReason, peerId: number, theirVersion?: number): false {
+    if (this.state === 'closed' || this.rejected) return false;
+    const t = this.t;
+    this.rejected = true;
+    t.countReject(reason);
+    this.logRefusal(reason, peerId, theirVersion);
+    this.decoder.release();
+    this.socket.end(encodeFrame(FrameType.Refuse, t.frameStamp, refusalBody(reason, t.protocolVersion), MAX_HANDSHAKE_FRAME_BYTES), () =>
+      this.socket.destroy(),
+    );
+    return false;
+  }
+
+  /** The peer refused this node (it found our proof wrong, or our version): log it from this side too. */
+  private onRefusal(peerId: number, buf: Buffer, start: number, end: number): false {
+    let refusal;
+    try {
+      refusal = parseRefusal(decodeBody(buf, start, end));
+    } catch (e) {
+      refusal = (e as Error).message;
+    }
+    if (typeof refusal === 'string') return this.reject('bad-frame', refusal);
+    this.rejected = true;
+    this.t.countReject(refusal.reason);
+    this.logRefusal(refusal.reason, peerId, refusal.version);
+    this.decoder.release();
+    this.socket.destroy();
+    return false;
+  }
+
+  private logRefusal(reason: RefusalReason, peerId: number, theirVersion: number | undefined): void {
+    const t = this.t;
+    const ip = this.socket.remoteAddress ?? 'unknown';
+    const remote = `${ip.includes(':') ? `[${ip}]` : ip}:${this.socket.remotePort ?? 0}`;
+    // Keyed by IP and node id, not the remote port: every reconnect comes from a new port.
+    if (reason === 'protocol-version') {
+      t.warnRefusal(
+        `version|${ip}|${peerId}`,
+        { remote, node: peerId, code: 'ERR_PROTOCOL_VERSION', peerVersion: theirVersion },
+        `peer ${remote} speaks node protocol ${theirVersion}, this node speaks ${t.protocolVersion}`,
+      );
+    } else {
+      t.warnRefusal(
+        `auth|${ip}|${peerId}`,
+        { remote, node: peerId, lane: this.lane, code: 'ERR_AUTH_FAILED' },
+        `authentication failed: peer ${remote} (node ${peerId}) — cluster secret mismatch`,
+      );
+    }
   }
 
   private readonly onFrame = (type: number, id: number, incarnation: number, buf: Buffer, start: number, end: number): boolean => {
@@ -974,7 +1117,11 @@ class InboundConnection {
     } catch (e) {
       return this.reject('bad-frame', (e as Error).message);
     }
-    const hello = parseHello(body);
+    // The version before anything else, and before any secret work: a peer of another version
+    // is told so, not measured against this version's layout.
+    const version = claimedVersion(body);
+    if (version !== undefined && version !== t.protocolVersion) return this.refuse('protocol-version', id, version);
+    const hello = parseHello(body, t.protocolVersion);
     if (typeof hello === 'string') return this.reject('bad-frame', hello);
     if (t.checkReplay(hello.nonce)) return this.reject('replayed-handshake', 'HELLO repeats a recent client nonce');
     const serverNonce = newNonce();
@@ -982,6 +1129,7 @@ class InboundConnection {
     this.dataType = hello.lane === 'actor' ? FrameType.ActorData : FrameType.SystemData;
     this.claimed = { id, incarnation };
     this.transcript = {
+      version: t.protocolVersion,
       lane: hello.lane,
       client: { id, incarnation, address: hello.address },
       server: { id: t.self.id, incarnation: t.self.incarnation, address: t.self.address },
@@ -991,13 +1139,14 @@ class InboundConnection {
     const proof = handshakeProof(t.options.secret, 'server', this.transcript);
     this.state = 'auth';
     this.socket.write(
-      encodeFrame(FrameType.Challenge, t.frameStamp, [HANDSHAKE_VERSION, t.self.address, serverNonce, proof], MAX_HANDSHAKE_FRAME_BYTES),
+      encodeFrame(FrameType.Challenge, t.frameStamp, [t.protocolVersion, t.self.address, serverNonce, proof], MAX_HANDSHAKE_FRAME_BYTES),
     );
     return true;
   }
 
   private onAuth(type: number, id: number, incarnation: number, buf: Buffer, start: number, end: number): boolean {
     const t = this.t;
+    if (type === FrameType.Refuse) return this.onRefusal(id, buf, start, end);
     if (type !== FrameType.Auth) return this.reject('protocol', `expected AUTH, got frame type ${type}`);
     const claimed = this.claimed!;
     if (id !== claimed.id || incarnation !== claimed.incarnation) {
@@ -1012,9 +1161,7 @@ class InboundConnection {
     const proof = parseAuth(body);
     if (typeof proof === 'string') return this.reject('bad-frame', proof);
     const transcript = this.transcript!;
-    if (!verifyProof(t.options.secret, 'client', transcript, proof)) {
-      return this.reject('auth-failed', 'client proof does not match the cluster secret');
-    }
+    if (!verifyProof(t.options.secret, 'client', transcript, proof)) return this.refuse('auth-failed', id);
     const peer: PeerIdentity = Object.freeze({ id, incarnation, address: transcript.client.address });
     if (!t.admitIncarnation(this, peer)) {
       return this.reject('stale-incarnation', `node ${id} incarnation ${incarnation} is older than one already seen`);
@@ -1032,9 +1179,42 @@ class InboundConnection {
   }
 }
 
+/**
+ * One warning per key per interval. A node with the wrong secret redials with backoff (every
+ * 5 s at most) on each of two lanes, for as long as it runs: without this, each attempt would
+ * add a warning on both sides. What it holds back is counted and reported with the next line.
+ * Pure: `now` is an argument.
+ */
+export class WarningLimiter {
+  // Insertion order = order of last logging, so the first key is the stalest (evicted first).
+  private readonly last = new Map<string, { at: number; suppressed: number }>();
+
+  constructor(
+    private readonly intervalMs: number,
+    private readonly maxKeys = 1024,
+  ) {}
+
+  /** Undefined: suppress this warning. A number: log it, noting that many suppressed since the last. */
+  admit(key: string, now: number): number | undefined {
+    const entry = this.last.get(key);
+    if (entry !== undefined && now - entry.at < this.intervalMs) {
+      entry.suppressed++;
+      return undefined;
+    }
+    this.last.delete(key);
+    this.last.set(key, { at: now, suppressed: 0 });
+    if (this.last.size > this.maxKeys) this.last.delete(this.last.keys().next().value as string);
+    return entry?.suppressed ?? 0;
+  }
+}
+
 // ---- options and addresses ------------------------------------------------------------------
 
-function validateOptions(options: TcpTransportOptions): { resolved: ResolvedOptions; replayCacheSize: number } {
+function validateOptions(options: TcpTransportOptions): {
+  resolved: ResolvedOptions;
+  replayCacheSize: number;
+  refusalLogIntervalMs: number;
+} {
   if (options === null || typeof options !== 'object') throw invalidOption('options', 'must be an object', options);
   const d = DefaultTcpTransportConfig;
   const o = options;
@@ -1067,6 +1247,8 @@ function validateOptions(options: TcpTransportOptions): { resolved: ResolvedOpti
   const maxPendingHandshakes = int(o.maxPendingHandshakes, d.maxPendingHandshakes, 'options.maxPendingHandshakes', 1, 1_000_000);
   const replayCacheSize = int(o.replayCacheSize, d.replayCacheSize, 'options.replayCacheSize', 0, 10_000_000);
   const closeGraceMs = ms(o.closeGraceMs, d.closeGraceMs, 'options.closeGraceMs');
+  const refusalLogIntervalMs = ms(o.refusalLogIntervalMs, d.refusalLogIntervalMs, 'options.refusalLogIntervalMs');
+  const protocolVersion = int(o.protocolVersion, NODE_PROTOCOL_VERSION, 'options.protocolVersion', 0, 0xffff);
   const tlsOptions = validateTls(o.tls);
   if (o.clock !== undefined) {
     const c = o.clock as unknown as Record<string, unknown>;
@@ -1098,8 +1280,10 @@ function validateOptions(options: TcpTransportOptions): { resolved: ResolvedOpti
       unreachableAfterMs,
       maxPendingHandshakes,
       closeGraceMs,
+      protocolVersion,
     },
     replayCacheSize,
+    refusalLogIntervalMs,
   };
 }
 

@@ -109,7 +109,7 @@ export class RawClient {
 
   /**
    * Runs the client half of the handshake with `secret` (right or wrong). Resolves with the READY
-   * frame, or with null when the server closes instead.
+   * frame, or with null when the server refuses (a REFUSE frame) or closes instead.
    */
   async handshake(secret: string, stamp: FrameStamp, lane: Lane = 'actor', address = '127.0.0.1:1'): Promise<RawFrame | null> {
     const clientNonce = newNonce();
@@ -127,7 +127,8 @@ export class RawClient {
     const proof = handshakeProof(Buffer.from(secret), 'client', transcript);
     this.write(encodeFrame(FrameType.Auth, stamp, [proof], 1024));
     try {
-      return await this.nextFrame();
+      const reply = await this.nextFrame();
+      return reply.type === FrameType.Refuse ? null : reply;
     } catch {
       return null;
     }
