@@ -1,6 +1,8 @@
 import type { Clock, TimerHandle } from '../core/clock.ts';
 import { fromErrorRecord, isTroupeError, toErrorRecord, troupeError, type ErrorRecord, type TroupeError } from '../core/errors.ts';
+import { messageFingerprint } from '../core/fingerprint.ts';
 import type { Logger } from '../core/logger.ts';
+import { findOffence, notSerializable } from '../core/value-domain.ts';
 import { Fifo } from '../mailbox/fifo.ts';
 import { Mailbox } from '../mailbox/mailbox.ts';
 import type { ActorHistory, ActorWrite, Journal, RecordedReply } from '../persistence/journal.ts';
@@ -374,9 +376,16 @@ export class ActorHost implements MessageRouter, ReplyChannel {
         errorRecord('ERR_UNKNOWN_COMMAND', `actor kind '${cell.kind.kind}' has no command '${env.command}'`),
       );
     }
+    // Computed once per message with an id: compared with a recorded reply, or recorded with it.
+    const fingerprint = env.msgId === undefined ? undefined : messageFingerprint(env.command, env.input);
     if (env.msgId !== undefined && cell.replies !== null) {
       const recorded = cell.replies.get(env.msgId);
-      if (recorded) return this.answer(cell, env, recorded.ok, recorded.ok ? recorded.value : recorded.error);
+      if (recorded) {
+        if (recorded.fingerprint !== undefined && recorded.fingerprint !== fingerprint) {
+          return this.answer(cell, env, false, toErrorRecord(idempotencyMismatch(cell, env)));
+        }
+        return this.answer(cell, env, recorded.ok, recorded.ok ? recorded.value : recorded.error);
+      }
     }
     let input = env.input;
     if (spec.input) {
@@ -390,7 +399,7 @@ export class ActorHost implements MessageRouter, ReplyChannel {
     const stateBefore = cell.state;
     const seqBefore = cell.seq;
     const mark = cell.pendingEvents?.length ?? 0;
-    const ctx = new Context(this, cell, spec.readOnly === true);
+    const ctx = new Context(this, cell, env.command, spec.readOnly === true);
     let result: unknown;
     try {
       result = spec.handle(ctx, input);
@@ -407,7 +416,7 @@ export class ActorHost implements MessageRouter, ReplyChannel {
           ctx.closed = true;
           if (cell.generation !== generation) return this.lostToRestart(cell, env);
           cell.status = 'active';
-          this.completed(cell, env, spec.readOnly === true, value);
+          this.completed(cell, env, spec.readOnly === true, value, fingerprint, stateBefore, seqBefore, mark);
           this.endTurn(cell);
           if (!cell.mailbox.isEmpty) this.schedule(cell);
         },
@@ -425,7 +434,7 @@ export class ActorHost implements MessageRouter, ReplyChannel {
       return;
     }
     ctx.closed = true;
-    this.completed(cell, env, spec.readOnly === true, result);
+    this.completed(cell, env, spec.readOnly === true, result, fingerprint, stateBefore, seqBefore, mark);
   }
 
   /** An async handler outlived its activation (a failed journal write restarted the actor). */
@@ -434,17 +443,50 @@ export class ActorHost implements MessageRouter, ReplyChannel {
     this.send(cell, env, false, errorRecord('ERR_JOURNAL_WRITE', message));
   }
 
-  /** Called by Context#emit: apply now, journal at the end of the turn. */
-  emitEvent(cell: ActorCell, event: unknown): void {
-    cell.state = cell.kind.def.apply(cell.state, event);
+  /**
+   * Called by Context#emit: apply now, journal at the end of the turn. An event the journal
+   * could not carry is refused before it is applied, and so is one whose resulting state could
+   * not become a snapshot: the throw fails the message, whose events are then undone.
+   */
+  emitEvent(cell: ActorCell, command: string, event: unknown): void {
+    const badEvent = findOffence(event);
+    if (badEvent !== null) throw notSerializable(`event of ${cell.kind.kind}/${cell.key} '${command}'`, badEvent);
+    const state = cell.kind.def.apply(cell.state, event);
+    // States are immutable by contract: the same reference is the same, already checked, state.
+    if (state !== cell.state) {
+      const badState = findOffence(state);
+      if (badState !== null) throw notSerializable(`state of ${cell.kind.kind}/${cell.key} after '${command}'`, badState);
+    }
+    cell.state = state;
     const rec = { seq: ++cell.seq, v: cell.kind.version, event };
     if (cell.pendingEvents === null) cell.pendingEvents = [rec];
     else cell.pendingEvents.push(rec);
   }
 
-  private completed(cell: ActorCell, env: Envelope, readOnly: boolean, value: unknown): void {
+  /**
+   * A handler returned `value`. Checked before it is recorded or sent, while the turn is still
+   * open: a reply that could not cross the port, the journal or HTTP undoes the message's events
+   * (a retry then applies them once), instead of committing them and failing only the reply.
+   */
+  private completed(
+    cell: ActorCell,
+    env: Envelope,
+    readOnly: boolean,
+    value: unknown,
+    fingerprint: string | undefined,
+    stateBefore: unknown,
+    seqBefore: number,
+    mark: number,
+  ): void {
+    // A tell without an id: its reply is neither sent nor recorded, so it needs no check.
+    const bad = env.askId === 0 && env.msgId === undefined ? null : findOffence(value);
+    if (bad !== null) {
+      const error = notSerializable(`reply of ${cell.kind.kind}/${cell.key} '${env.command}'`, bad);
+      return this.handlerFailed(cell, env, error, stateBefore, seqBefore, mark);
+    }
     if (env.msgId !== undefined && !readOnly) {
       const rec: RecordedReply = { msgId: env.msgId, ok: true, value };
+      if (fingerprint !== undefined) rec.fingerprint = fingerprint;
       (cell.pendingReplies ??= []).push(rec);
       this.remember(cell, rec);
     }
@@ -572,8 +614,11 @@ export class ActorHost implements MessageRouter, ReplyChannel {
       cell.pendingEvents.length = mark;
       if (mark === 0) cell.pendingEvents = null;
     }
-    if (isTroupeError(e, 'ERR_INVALID_INPUT')) {
-      // A refusal (`throw invalidInput(...)`), not a crash: answer it, keep the actor.
+    if (isTroupeError(e, 'ERR_INVALID_INPUT') || isTroupeError(e, 'ERR_NOT_SERIALIZABLE')) {
+      // A refusal (`throw invalidInput(...)`, or a value outside the value domain), not a
+      // crash: the state is whole again, so answer it and keep the actor.
+      if (e.code === 'ERR_NOT_SERIALIZABLE')
+        this.o.log.warn({ kind: cell.kind.kind, key: cell.key, command: env.command, err: e }, e.message);
       return this.answer(cell, env, false, toErrorRecord(e));
     }
     const { kind } = cell.kind;
@@ -582,7 +627,7 @@ export class ActorHost implements MessageRouter, ReplyChannel {
       key: cell.key,
       command: env.command,
     });
-    this.o.log.warn({ kind, key: cell.key, command: env.command, err: e }, 'handler failed; restarting actor');
+    this.o.log.warn({ kind, key: cell.key, command: env.command, err: loggable(e) }, 'handler failed; restarting actor');
     this.answer(cell, env, false, toErrorRecord(error));
     this.endTurn(cell);
     this.restart(cell, error);
@@ -591,7 +636,7 @@ export class ActorHost implements MessageRouter, ReplyChannel {
   private writeFailed(cell: ActorCell, e: unknown): void {
     if (cell.status === 'restarting' || cell.status === 'failed') return;
     // Memory holds events the journal refused: drop them by reloading from the journal.
-    this.o.log.error({ kind: cell.kind.kind, key: cell.key, err: e }, 'journal write failed; reloading actor');
+    this.o.log.error({ kind: cell.kind.kind, key: cell.key, err: loggable(e) }, 'journal write failed; reloading actor');
     cell.pendingEvents = null;
     cell.pendingReplies = null;
     cell.replies = null;
@@ -803,6 +848,7 @@ class Context implements HandlerContext<unknown, unknown> {
   constructor(
     private readonly host: ActorHost,
     private readonly cell: ActorCell,
+    private readonly command: string,
     private readonly readOnly: boolean,
   ) {}
 
@@ -821,12 +867,18 @@ class Context implements HandlerContext<unknown, unknown> {
   emit(event: unknown): void {
     if (this.closed) throw troupeError('ERR_INVALID_DEFINITION', `${this.kind}: emit() after the handler returned`);
     if (this.readOnly) throw troupeError('ERR_INVALID_DEFINITION', `${this.kind}: a read-only command cannot emit`);
-    this.host.emitEvent(this.cell, event);
+    this.host.emitEvent(this.cell, this.command, event);
   }
+  /** Throws ERR_NOT_SERIALIZABLE for an input outside the value domain: it may cross a port or a socket. */
   tell(kind: string, key: string, message: AnyMessage): void {
+    const bad = findOffence(message.input);
+    if (bad !== null) throw notSerializable(`input of tell to ${kind}/${key} '${message.command}'`, bad);
     this.host.tell(kind, key, message);
   }
+  /** Rejects with ERR_NOT_SERIALIZABLE for an input outside the value domain. */
   ask(kind: string, key: string, message: AnyMessage, options?: AskOptions): Promise<unknown> {
+    const bad = findOffence(message.input);
+    if (bad !== null) return Promise.reject(notSerializable(`input of ask to ${kind}/${key} '${message.command}'`, bad));
     return this.host.ask(kind, key, message, options);
   }
   schedule(delayMs: number, message: AnyMessage): () => void {
@@ -853,6 +905,19 @@ function isThenable(v: unknown): v is PromiseLike<unknown> {
 
 function errorMessage(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
+}
+
+function idempotencyMismatch(cell: ActorCell, env: Envelope): TroupeError {
+  return troupeError(
+    'ERR_IDEMPOTENCY_MISMATCH',
+    `message id '${env.msgId}' was already used for ${cell.kind.kind}/${cell.key} with another command or input; use a new id for a new message`,
+    { kind: cell.kind.kind, key: cell.key, command: env.command },
+  );
+}
+
+/** pino serializes Errors under `err`; anything else thrown (a string, `{}`) is logged by its text. */
+function loggable(e: unknown): unknown {
+  return e instanceof Error ? e : { message: String(e), thrown: typeof e };
 }
 
 function errorRecord(code: ErrorRecord['code'], message: string): ErrorRecord {

@@ -3,6 +3,7 @@ import type { AnyMessage, AskOptions } from '../actors/define-actor.ts';
 import type { Clock, TimerHandle } from '../core/clock.ts';
 import { fromErrorRecord, toErrorRecord, troupeError, type ErrorRecord, type TroupeError } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
+import { checkValue } from '../core/value-domain.ts';
 import type { MembershipDriver } from './membership-driver.ts';
 import { MAX_HOPS, parseRemote, R_ASK, R_REPLY, R_TELL, type RemoteAsk, type RemoteTell } from './remote-protocol.ts';
 import { HashRing, type RingMember } from './ring.ts';
@@ -99,7 +100,10 @@ export class ClusterRouter implements MessageRouter {
     return { epoch: this.epoch, members: this.ring.size, pendingRemote: this.pending.size, ...this.counters };
   }
 
+  /** Throws ERR_NOT_SERIALIZABLE for an input outside the value domain (it may cross a socket). */
   tell(kind: string, key: string, message: AnyMessage): void {
+    const bad = checkValue(message.input, `input of tell to ${kind}/${key} '${message.command}'`);
+    if (bad !== null) throw bad;
     this.sendTell(kind, key, message.command, message.input, message.id ?? null, 0);
   }
 
@@ -112,6 +116,9 @@ export class ClusterRouter implements MessageRouter {
     const owner = this.safeOwner(key);
     if (owner === undefined) return Promise.reject(noNodes());
     if (owner.id === this.self.id) return this.o.local.askRaw(kind, key, command, input, msgId, timeoutMs);
+    // Refused here, not by the transport's encoder: that would report the peer unreachable.
+    const bad = checkValue(input, `input of ask to ${kind}/${key} '${command}'`);
+    if (bad !== null) return Promise.reject(bad);
     return this.askRemote(owner, kind, key, command, input, msgId ?? null, timeoutMs, 0);
   }
 
@@ -218,7 +225,12 @@ export class ClusterRouter implements MessageRouter {
       );
     }
     work.then(
-      (v) => reply(true, v),
+      (v) => {
+        // Workers check their replies; this keeps any other value from failing in the encoder,
+        // where the asker would only see its deadline pass.
+        const bad = checkValue(v, `reply of ${kind}/${key} '${command}'`);
+        reply(bad === null, bad === null ? v : toErrorRecord(bad));
+      },
       (e: unknown) => reply(false, toErrorRecord(e)),
     );
   }
@@ -233,6 +245,13 @@ export class ClusterRouter implements MessageRouter {
       if (owner !== undefined && owner.address !== address) return this.reroute(p[1], pending, owner);
       this.pending.delete(p[1]);
       const code = (error as TroupeError).code ?? 'ERR_NODE_UNREACHABLE';
+      if (code === 'ERR_BAD_FRAME') {
+        // The encoder refused the input: the peer is fine, the ask is not.
+        return this.settle(pending, false, {
+          code: 'ERR_NOT_SERIALIZABLE',
+          message: `input of ask to ${pending.kind}/${pending.key} '${pending.command}' cannot be sent: ${error.message}`,
+        });
+      }
       return this.settle(pending, false, {
         code: code === 'ERR_STOPPED' ? 'ERR_NODE_UNREACHABLE' : code,
         message: `node ${pending.target} at ${address} is unreachable: ${error.message}`,
@@ -244,6 +263,16 @@ export class ClusterRouter implements MessageRouter {
       if (owner !== undefined && owner.address !== address && hops < MAX_HOPS)
         return this.sendTell(kind, key, command, input, msgId, hops + 1);
       return this.deadLetter(kind, key, command, { code: 'ERR_NODE_UNREACHABLE', message: error.message });
+    }
+    const code = (error as TroupeError).code;
+    if (p[0] === R_REPLY && (code === 'ERR_BAD_FRAME' || code === 'ERR_FRAME_TOO_LARGE')) {
+      // The reply itself cannot be encoded: its asker gets that error rather than a timeout.
+      // (A few plain strings: this one always encodes, so it cannot come back here.)
+      const failed: ErrorRecord = {
+        code: code === 'ERR_BAD_FRAME' ? 'ERR_NOT_SERIALIZABLE' : code,
+        message: `reply to request ${p[1]} cannot be sent: ${error.message}`,
+      };
+      return this.o.transport.send(address, [R_REPLY, p[1], false, failed], 'actor');
     }
     this.warn({ address, err: error }, 'reply could not be delivered');
   }

@@ -41,7 +41,12 @@ const STATUS: Partial<Record<ErrorCode, number>> = {
   ERR_NOT_FOUND: 404,
   ERR_METHOD_NOT_ALLOWED: 405,
   ERR_BODY_TOO_LARGE: 413,
+  // As the IETF Idempotency-Key draft advises for a key reused with another payload (409 is
+  // for a request still in flight; Stripe answers 400): the request is well formed but refused.
+  ERR_IDEMPOTENCY_MISMATCH: 422,
   ERR_HANDLER_FAILED: 500,
+  // A handler's value outside the value domain: a bug in the app, like a handler that throws.
+  ERR_NOT_SERIALIZABLE: 500,
   ERR_MAILBOX_FULL: 503,
   ERR_WORKER_DIED: 503,
   ERR_ACTOR_ESCALATED: 503,
@@ -121,7 +126,12 @@ export class HttpGateway {
     if (req.method === 'GET') {
       if (url === '/health') return sendJson(res, 200, '{"status":"ok"}');
       const view = Object.hasOwn(this.views, url) ? this.views[url] : undefined;
-      if (view) return sendJson(res, 200, JSON.stringify(view()));
+      // A view may be async (worker stats are asked over each worker's port).
+      if (view)
+        return void Promise.resolve(view()).then(
+          (v) => this.sendValue(res, v, url),
+          (e: unknown) => this.fail(res, e),
+        );
     }
     req.resume();
     this.fail(res, troupeError('ERR_NOT_FOUND', `no route for ${req.method} ${truncate(url)}; try POST /actors/:kind/:key/:command`));
@@ -185,7 +195,7 @@ export class HttpGateway {
         return this.fail(res, e as TroupeError);
       }
       this.sender.askRaw(kind, key, command, input, msgId, timeoutMs).then(
-        (reply) => sendJson(res, 200, JSON.stringify(reply ?? null)),
+        (reply) => this.sendValue(res, reply, `reply of ${kind}/${key} '${command}'`),
         (e: unknown) => this.fail(res, e),
       );
     });
@@ -203,11 +213,35 @@ export class HttpGateway {
     this.fail(res, error);
   }
 
+  /**
+   * A 200 with `value` as JSON. The last line of defence for values outside the value domain
+   * that reach the gateway anyway (workers check theirs): JSON.stringify throws on a BigInt or
+   * a cycle, and returns undefined for a function; neither may escape into the server.
+   */
+  private sendValue(res: ServerResponse, value: unknown, what: string): void {
+    let body: string | undefined;
+    let problem: unknown;
+    try {
+      body = JSON.stringify(value ?? null);
+    } catch (e) {
+      problem = e;
+    }
+    if (typeof body === 'string') return sendJson(res, 200, body);
+    const error = troupeError(
+      'ERR_NOT_SERIALIZABLE',
+      `${what} cannot be encoded as JSON: ${problem instanceof Error ? problem.message : typeof value}`,
+    );
+    this.log.error({ err: error }, 'gateway could not encode a response');
+    this.fail(res, error);
+  }
+
   private fail(res: ServerResponse, e: unknown): void {
     if (res.headersSent) return;
     const record = toErrorRecord(e);
     const status = httpStatusOf(record.code);
-    if (status === 500 && !isTroupeError(e, 'ERR_HANDLER_FAILED')) this.log.error({ err: e }, 'gateway request failed');
+    // Handler failures and refused values were logged where they happened (the worker, sendValue).
+    if (status === 500 && !isTroupeError(e, 'ERR_HANDLER_FAILED') && !isTroupeError(e, 'ERR_NOT_SERIALIZABLE'))
+      this.log.error({ err: e }, 'gateway request failed');
     if (status === 503) res.setHeader('retry-after', '1');
     sendJson(res, status, JSON.stringify({ error: { code: record.code, message: record.message } }));
   }

@@ -49,6 +49,12 @@ export interface RecordedReply {
   ok: boolean;
   value?: unknown;
   error?: ErrorRecord;
+  /**
+   * `messageFingerprint(command, input)` of the message that recorded it: a retry must match
+   * it, else the id was reused for another message (ERR_IDEMPOTENCY_MISMATCH). Absent in
+   * records written before fingerprints existed; those answer any retry, as they always did.
+   */
+  fingerprint?: string;
 }
 
 export interface ActorWrite {

@@ -22,6 +22,12 @@ export interface LmdbJournalOptions {
   closeTimeoutMs?: number;
   clock?: Clock;
   logger?: Logger;
+  /**
+   * TEST HOOK: given lmdb-js's `flushed` promise of a 'flush' write's transaction, returns what
+   * the write waits for before it resolves. Tests wrap it to see that the acknowledgement
+   * follows the flush, or to hold the flush. Default: the promise itself.
+   */
+  awaitFlush?: (flushed: Promise<void>) => Promise<void>;
 }
 
 /** The lmdb JournalConfig with its defaults applied. */
@@ -65,7 +71,8 @@ const FORMAT = 1;
 
 type StoredEvent = [v: number, event: unknown];
 type StoredSnapshot = [seq: number, v: number, state: unknown];
-type StoredReply = [msgId: string, ok: boolean, value: unknown, error: ErrorRecord | undefined];
+// The fingerprint was added later: records of 4 elements have none (any retry matches them).
+type StoredReply = [msgId: string, ok: boolean, value: unknown, error: ErrorRecord | undefined, fingerprint?: string];
 type StoredHead = [lastSeq: number, lastReply: number];
 
 /**
@@ -95,6 +102,7 @@ export class LmdbJournal implements Journal {
   private readonly closeTimeoutMs: number;
   private readonly clock: Clock;
   private readonly logger: Logger;
+  private readonly awaitFlush: (flushed: Promise<void>) => Promise<void>;
   private readonly env: LmdbEnv;
   private closed = false;
   private closing: Promise<void> | undefined;
@@ -111,6 +119,7 @@ export class LmdbJournal implements Journal {
     this.closeTimeoutMs = options.closeTimeoutMs ?? lmdbJournalDefaults.closeTimeoutMs;
     this.clock = options.clock ?? systemClock;
     this.logger = options.logger ?? silentLogger;
+    this.awaitFlush = options.awaitFlush ?? ((flushed) => flushed);
     try {
       this.env = acquireEnv(this.path, options.mapSize === undefined ? {} : { mapSize: options.mapSize });
     } catch (e) {
@@ -270,7 +279,7 @@ export class LmdbJournal implements Journal {
     };
     if (this.durability === 'commit') return committed.then(() => this.succeeded(), failed);
     // Taken now, not after the commit: it must be the flush of *this* write's transaction.
-    const flushed = flushedNow(this.env);
+    const flushed = this.awaitFlush(flushedNow(this.env));
     return committed.then(() => flushed.then(() => this.succeeded()), failed);
   }
 
@@ -315,7 +324,7 @@ export class LmdbJournal implements Journal {
       return Promise.resolve(results.map((r) => r ?? error));
     }
     this.inFlight++;
-    const flushed = this.durability === 'flush' ? flushedNow(this.env) : undefined;
+    const flushed = this.durability === 'flush' ? this.awaitFlush(flushedNow(this.env)) : undefined;
     return committed.then(
       () =>
         (flushed ?? Promise.resolve()).then(() => {
@@ -386,7 +395,9 @@ export class LmdbJournal implements Journal {
     let n = head ? head[1] : 0;
     if (w.replies) {
       for (const r of w.replies) {
-        void replies.put([kind, key, ++n], [r.msgId, r.ok, r.value, r.error] satisfies StoredReply);
+        const stored: StoredReply = [r.msgId, r.ok, r.value, r.error];
+        if (r.fingerprint !== undefined) stored.push(r.fingerprint);
+        void replies.put([kind, key, ++n], stored);
         // One out for one in keeps the bound without a scan. (If recentReplies shrinks between
         // opens, older entries stay behind; `read` returns only the newest recentReplies.)
         if (n > this.recentReplies) void replies.remove([kind, key, n - this.recentReplies]);
@@ -427,6 +438,7 @@ function toRecordedReply(value: StoredReply): RecordedReply {
   const r: RecordedReply = { msgId: value[0], ok: value[1] };
   if (value[2] !== undefined) r.value = value[2];
   if (value[3] !== undefined) r.error = value[3];
+  if (typeof value[4] === 'string') r.fingerprint = value[4];
   return r;
 }
 

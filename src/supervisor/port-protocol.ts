@@ -1,4 +1,6 @@
 import type { MessagePort } from 'node:worker_threads';
+import type { ErrorRecord } from '../core/errors.ts';
+import { checkValue } from '../core/value-domain.ts';
 
 /**
  * What travels over a worker's long-lived MessagePort. Envelopes are packed into one flat array
@@ -98,13 +100,46 @@ export class PortReader {
   }
 }
 
+/** Slots per record, by op (see the layout above). */
+const RECORD_SIZE = [4, 3, 4, 4, 5, 3, 3, 4, 3];
+/** Offset of the record's one free-form value (input, reply, arg, data) by op; 0: none. */
+const VALUE_AT = [0, 2, 2, 2, 2, 2, 2, 3, 2];
+/** Offset of the askId of an ask or control record. */
+const ASK_ID_AT: Partial<Record<number, number>> = { [OP_ASK]: 3, [OP_ASK_ID]: 3, [OP_CONTROL]: 1 };
+
+function cloneable(v: unknown): boolean {
+  if (v === null || typeof v !== 'object') return typeof v !== 'function' && typeof v !== 'symbol';
+  try {
+    structuredClone(v);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function warnRefused(askId: number, error: ErrorRecord): void {
+  process.emitWarning(`${error.message}${askId === 0 ? '' : ` (ask ${askId})`}`, { code: error.code });
+}
+
 /** Slots in a batch before it is posted without waiting for the end of the tick. */
 const MAX_BATCH_SLOTS = 4 * 512;
+
+/**
+ * A record the writer could not post (its value cannot be cloned), failed on this side:
+ * `askId` is the sender's ask (0 for a tell or an event), `error` an ERR_NOT_SERIALIZABLE record.
+ */
+export type RefusedRecord = (askId: number, error: ErrorRecord) => void;
 
 /**
  * Collects records and posts them as one batch at the end of the current event-loop turn
  * (setImmediate: after the poll phase, so all requests read in one turn share a batch), or at
  * once when the batch is full.
+ *
+ * A batch that cannot be cloned (a function or a symbol somewhere in it) must not throw out of
+ * the flush, which runs on a timer and would kill the thread, nor lose the batch's other
+ * records: the writer finds the records that cannot be cloned, fails only those, and posts the
+ * rest. A reply becomes an error reply to its asker; an ask, tell or event is handed to
+ * `onRefused`, whose owner fails its own ask or logs the loss.
  */
 export class PortWriter {
   private batch: unknown[] = [];
@@ -112,14 +147,21 @@ export class PortWriter {
   /** kind → command → pair index, as defined on the current port. */
   private pairs = new Map<string, Map<string, number>>();
   private nextPair = 0;
+  /** pair index → [kind, command]: names a refused record (rarely read). */
+  private pairNames: Array<[string, string]> = [];
   private readonly flushBound = () => this.flush();
 
-  constructor(private port: MessagePort) {}
+  constructor(
+    private port: MessagePort,
+    /** Default: a process warning, so a refused tell is never lost silently. */
+    public onRefused: RefusedRecord = warnRefused,
+  ) {}
 
   /** Points the writer at a new port (a recreated worker): its reader starts a fresh table. */
   retarget(port: MessagePort): void {
     this.port = port;
     this.pairs = new Map();
+    this.pairNames = [];
     this.nextPair = 0;
     // Records already queued may refer to pairs of the old port: define them again first.
     const queued = this.batch;
@@ -157,7 +199,56 @@ export class PortWriter {
     if (this.batch.length === 0) return;
     const batch = this.batch;
     this.batch = [];
-    this.port.postMessage(batch);
+    try {
+      this.port.postMessage(batch);
+    } catch (e) {
+      this.postCloneable(batch, e);
+    }
+  }
+
+  /** The slow path of a batch that failed to clone: record by record (see the class comment). */
+  private postCloneable(batch: unknown[], cloneError: unknown): void {
+    const out: unknown[] = [];
+    const refused: Array<[askId: number, error: ErrorRecord]> = [];
+    const reason = cloneError instanceof Error ? cloneError.message : String(cloneError);
+    let i = 0;
+    while (i < batch.length) {
+      const code = batch[i] as number;
+      const op = code & 15;
+      const size = RECORD_SIZE[op];
+      if (size === undefined) break; // not a batch this writer built
+      const at = i + VALUE_AT[op]!;
+      if (VALUE_AT[op] === 0 || cloneable(batch[at])) {
+        for (let j = i; j < i + size; j++) out.push(batch[j]);
+      } else {
+        const [kind, command] = this.pairNames[code >>> 4] ?? ['?', '?'];
+        const what =
+          op === OP_REPLY_OK
+            ? 'reply'
+            : op === OP_REPLY_ERR
+              ? 'error reply'
+              : op === OP_CONTROL
+                ? `argument of control '${String(batch[i + 2])}'`
+                : op === OP_EVENT
+                  ? `data of event '${String(batch[i + 1])}'`
+                  : `input of ${op === OP_TELL || op === OP_TELL_ID ? 'tell' : 'ask'} to ${kind}/${String(batch[i + 1])} '${command}'`;
+        const error: ErrorRecord = {
+          code: 'ERR_NOT_SERIALIZABLE',
+          message: checkValue(batch[at], what)?.message ?? `${what} cannot be sent to another thread: ${reason}`,
+        };
+        // A reply's asker is on the other side: it gets the error instead of the value.
+        if (op === OP_REPLY_OK || op === OP_REPLY_ERR) out.push(OP_REPLY_ERR, batch[i + 1], error);
+        else refused.push([op === OP_ASK || op === OP_ASK_ID || op === OP_CONTROL ? (batch[i + ASK_ID_AT[op]!] as number) : 0, error]);
+      }
+      i += size;
+    }
+    try {
+      if (out.length > 0) this.port.postMessage(out);
+    } catch (e) {
+      // Not expected (each record cloned alone): still never throw out of a flush.
+      this.onRefused(0, { code: 'ERR_NOT_SERIALIZABLE', message: `a port batch could not be sent: ${String(e)}` });
+    }
+    for (const [askId, error] of refused) this.onRefused(askId, error);
   }
 
   private pairOf(kind: string, command: string): number {
@@ -167,6 +258,7 @@ export class PortWriter {
     if (index === undefined) {
       index = this.nextPair++;
       commands.set(command, index);
+      this.pairNames[index] = [kind, command];
       this.batch.push(OP_DEFINE, index, kind, command);
     }
     return index;
