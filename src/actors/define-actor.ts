@@ -5,7 +5,10 @@ import type { RestartPolicy } from '../supervisor/restart-window.ts';
 
 /**
  * What a command handler may do, and nothing more. The handler's return value is the reply;
- * it reaches the caller only once the events the command emitted are durable.
+ * it reaches the caller only once the events the command emitted are durable. Replies, events,
+ * the states `apply` returns and the inputs of `tell`/`ask` must lie in the value domain
+ * (src/core/value-domain.ts: null, booleans, finite numbers, strings, arrays, plain objects);
+ * anything else fails that one message with ERR_NOT_SERIALIZABLE and undoes its events.
  */
 export interface HandlerContext<S, E> {
   readonly kind: string;
@@ -76,8 +79,13 @@ export interface AskOptions {
 const KIND_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 export const ACTOR_DEFINITION = Symbol.for('troupe.actor-definition');
 
+/** What `defineActor` returns: the definition, branded so module loaders can find it. */
+export interface DefinedActor<S, E, C extends Commands<S, E>> extends ActorDefinition<S, E, C> {
+  readonly [ACTOR_DEFINITION]: true;
+}
+
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export type AnyActorDefinition = ActorDefinition<any, any, Commands<any, any>> & { [ACTOR_DEFINITION]: true };
+export type AnyActorDefinition = DefinedActor<any, any, Commands<any, any>>;
 
 /**
  * Declares an actor kind. Commands validate input and emit events; `apply` folds events into
@@ -97,9 +105,7 @@ export type AnyActorDefinition = ActorDefinition<any, any, Commands<any, any>> &
  *     },
  *   });
  */
-export function defineActor<S, E, C extends Commands<S, E>>(
-  def: ActorDefinition<S, E, C>,
-): ActorDefinition<S, E, C> & { [ACTOR_DEFINITION]: true } {
+export function defineActor<S, E, C extends Commands<S, E>>(def: ActorDefinition<S, E, C>): DefinedActor<S, E, C> {
   if (typeof def?.kind !== 'string' || !KIND_PATTERN.test(def.kind))
     throw invalidOption('definition.kind', 'must match [A-Za-z0-9_-]{1,64}', def?.kind);
   if (typeof def.initial !== 'function') throw invalidOption(`${def.kind}.initial`, 'must be a function', def.initial);
@@ -117,9 +123,7 @@ export function defineActor<S, E, C extends Commands<S, E>>(
   positiveInt('version', def.version);
   positiveInt('snapshotEvery', def.snapshotEvery);
   positiveInt('idleTimeoutMs', def.idleTimeoutMs);
-  return Object.assign(Object.create(null) as object, def, { [ACTOR_DEFINITION]: true as const }) as ActorDefinition<S, E, C> & {
-    [ACTOR_DEFINITION]: true;
-  };
+  return Object.assign(Object.create(null) as object, def, { [ACTOR_DEFINITION]: true as const }) as DefinedActor<S, E, C>;
 }
 
 export function isActorDefinition(v: unknown): v is AnyActorDefinition {

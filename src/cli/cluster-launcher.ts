@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { forkNode } from './node-process.ts';
 import { fileURLToPath } from 'node:url';
+import { demoApp } from '../demo/location.ts';
 
 export interface ClusterLaunch {
   nodes: number;
@@ -61,9 +62,7 @@ export function runCluster(o: ClusterLaunch): Promise<number> {
         String(o.workers),
         '--data-dir',
         join(o.dataDir, `node-${i}`),
-        ...(o.apps.length === 0
-          ? ['--app', fileURLToPath(new URL('../demo/app.ts', import.meta.url))]
-          : o.apps.flatMap((a) => ['--app', a])),
+        ...(o.apps.length === 0 ? ['--app', fileURLToPath(demoApp)] : o.apps.flatMap((a) => ['--app', a])),
         ...(o.logLevel ? ['--log-level', o.logLevel] : []),
         ...(o.profile ? ['--profile', o.profile] : []),
       ];

@@ -1,233 +1,352 @@
 /**
- * The `troupe` command line: `start` runs one node, `cluster` runs N node processes on this
- * machine, `demo` runs the demo app on one node.
+ * The `troupe` command line: `start` runs one node, `demo` the demo app on one node, `cluster`
+ * N node processes on this machine, `backup` and `restore` copy a node's journal.
+ *
+ * Exit codes: 0 done, 1 a runtime failure (one line and a hint), 2 a usage error (one line
+ * naming the flag, and where its help is).
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { join, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { Command, CommanderError } from 'commander';
 import { isTroupeError } from '../core/errors.ts';
-import { JOURNAL_DIR, TroupeNode, type NodeOptions } from '../node/troupe-node.ts';
+import { demoApp } from '../demo/location.ts';
+import { JOURNAL_DIR, TroupeNode, type ClusterOptions, type NodeOptions } from '../node/troupe-node.ts';
 import { runCluster } from './cluster-launcher.ts';
+import {
+  addressFlag,
+  explainOptionError,
+  formatAddress,
+  hostFlag,
+  intFlag,
+  LOG_LEVELS,
+  oneOf,
+  portFlag,
+  seedsFlag,
+  UsageError,
+  type FlagValues,
+} from './flags.ts';
 
-const demoModule = new URL('../demo/app.ts', import.meta.url).href;
+const demoModule = demoApp.href;
 
-const USAGE = `troupe — durable session actors on worker threads and nodes
+/** package.json sits two levels above this module both in src/cli and in dist/cli. */
+function version(): string {
+  const pkg = JSON.parse(readFileSync(fileURLToPath(new URL('../../package.json', import.meta.url)), 'utf8')) as { version: string };
+  return pkg.version;
+}
 
-Usage:
-  troupe start   [options]   run one node
-  troupe cluster [options]   run a local cluster of node processes (Ctrl-C stops them all)
-  troupe demo    [options]   run the demo app (counter, cart) on one node
-  troupe backup  --data-dir <dir> --to <dir>     hot, consistent copy of a node's journal
-  troupe restore --from <dir> --data-dir <dir>   put a backup in place before the node starts
-  troupe help                this text
+interface NodeFlags {
+  app?: string[];
+  id?: string;
+  workers?: string;
+  http?: string;
+  host?: string;
+  listen?: string;
+  port?: string;
+  advertise?: string;
+  seeds?: string;
+  allowSolo?: boolean;
+  secret?: string;
+  profile?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  tlsCa?: string;
+  dataDir?: string;
+  durability?: string;
+  maxResident?: string;
+  logLevel?: string;
+}
 
-Node options (start, demo):
-  --app <module>        module exporting actor definitions (repeatable; demo/cluster: the demo app)
-  --id <n>              node id, 0..1023 (default 0)
-  --workers <n>         worker threads (default: available cores)
-  --http <port>         HTTP gateway port (default 8080; 0 picks one)
-  --host <addr>         HTTP gateway address (default 127.0.0.1)
-  --port <port>         node-to-node port; joins a cluster (default: no cluster)
-  --seeds <list>        host:port,... of nodes to join through
-  --secret <s>          cluster secret (or env TROUPE_CLUSTER_SECRET); required in a cluster
-  --profile <name>      failure detection: lan (default) or seed-10s
-  --tls-cert <file>     PEM certificate for mutual TLS between nodes (with --tls-key, --tls-ca)
-  --tls-key <file>      PEM private key
-  --tls-ca <file>       PEM CA that signs every node's certificate
-  --data-dir <dir>      where the node keeps its identity and its LMDB journal (default: in memory)
-  --durability <d>      flush (default: a reply waits for the disk) or commit (for the commit)
-  --max-resident <n>    resident actors per worker before the least recently used passivate
-  --log-level <level>   fatal, error, warn, info, debug (default info)
+interface ClusterFlags {
+  nodes?: string;
+  basePort?: string;
+  httpBase?: string;
+  workers?: string;
+  app?: string[];
+  profile?: string;
+  dataDir?: string;
+  logLevel?: string;
+}
 
-Cluster options:
-  --nodes <n>           node processes (default 3)
-  --base-port <port>    node-to-node port of node 1 (default 7401; node i uses base + i - 1)
-  --http-base <port>    HTTP port of node 1 (default 8081)
-  --workers <n>         worker threads per node (default 1)
-  --app, --data-dir, --log-level, --profile as above (data dir default .troupe)
-  -h, --help            this text
-`;
+const collect = (v: string, previous: string[] | undefined) => [...(previous ?? []), v];
 
-const nodeFlags = {
-  app: { type: 'string', multiple: true },
-  id: { type: 'string' },
-  workers: { type: 'string' },
-  http: { type: 'string' },
-  host: { type: 'string' },
-  port: { type: 'string' },
-  seeds: { type: 'string' },
-  secret: { type: 'string' },
-  profile: { type: 'string' },
-  'tls-cert': { type: 'string' },
-  'tls-key': { type: 'string' },
-  'tls-ca': { type: 'string' },
-  'data-dir': { type: 'string' },
-  durability: { type: 'string' },
-  'max-resident': { type: 'string' },
-  'log-level': { type: 'string' },
-  help: { type: 'boolean', short: 'h' },
-} satisfies ParseArgsConfig['options'];
+function nodeCommand(program: Command, name: 'start' | 'demo', summary: string): Command {
+  return program
+    .command(name)
+    .summary(summary)
+    .description(
+      name === 'start'
+        ? 'Run one node serving the actor kinds exported by --app modules. With --port/--listen it joins a cluster.'
+        : 'Run the demo app (counter, cart) on one node, plus any --app modules.',
+    )
+    .option('--app <module>', 'module exporting actor definitions: a path or a package name (repeatable)', collect)
+    .option('--id <n>', 'node id, 0..1023, unique in the cluster; also the Snowflake machine id (default 0)')
+    .option('--workers <n>', 'worker threads, 1..256 (default: available cores)')
+    .option('--http <port>', 'HTTP gateway port; 0 picks a free one (default 8080)')
+    .option('--host <addr>', 'HTTP gateway address; 0.0.0.0 for every interface (default 127.0.0.1)')
+    .option('--listen <host:port>', 'node-to-node (transport) bind address; joins a cluster')
+    .option('--port <port>', 'shorthand for --listen 127.0.0.1:<port>')
+    .option('--advertise <host:port>', 'the address other nodes dial to reach this one (default: the --listen address)')
+    .option('--seeds <list>', 'host:port,... of nodes to join through; the node serves only once it has joined')
+    .option('--allow-solo', 'with --seeds: serve alone if no seed answers within 30 s (risks two clusters; default off)')
+    .option('--secret <s>', 'cluster secret (or env TROUPE_CLUSTER_SECRET); required in a cluster, no default')
+    .option('--profile <name>', 'failure detection: lan (default, down within 1.5 s) or seed-10s')
+    .option('--tls-cert <file>', 'PEM certificate for mutual TLS between nodes (with --tls-key and --tls-ca)')
+    .option('--tls-key <file>', 'PEM private key of --tls-cert')
+    .option('--tls-ca <file>', 'PEM CA that signs every node certificate')
+    .option('--data-dir <dir>', 'identity and LMDB journal (<dir>/journal) live here (default: in memory, lost on exit)')
+    .option('--durability <d>', 'with --data-dir: flush (a reply waits for the disk, default) or commit (for the commit only)')
+    .option('--max-resident <n>', 'resident actors per worker thread before the least recently used passivate (default 1000000)')
+    .option('--log-level <level>', `${LOG_LEVELS.join(', ')} (default info, or env TROUPE_LOG_LEVEL)`)
+    .addHelpText(
+      'after',
+      name === 'start'
+        ? `
+Examples:
+  troupe start --app ./app.ts --http 8080 --data-dir data
+  TROUPE_CLUSTER_SECRET=… troupe start --app ./app.ts --id 2 --listen 0.0.0.0:7401 \\
+      --advertise 10.0.0.2:7401 --seeds 10.0.0.1:7401 --host 0.0.0.0 --tls-cert … --tls-key … --tls-ca …
 
-const clusterFlags = {
-  nodes: { type: 'string' },
-  'base-port': { type: 'string' },
-  'http-base': { type: 'string' },
-  app: { type: 'string', multiple: true },
-  workers: { type: 'string' },
-  profile: { type: 'string' },
-  'data-dir': { type: 'string' },
-  'log-level': { type: 'string' },
-  help: { type: 'boolean', short: 'h' },
-} satisfies ParseArgsConfig['options'];
+Environment: TROUPE_CLUSTER_SECRET, TROUPE_LOG_LEVEL, TROUPE_LOG_FORMAT=json|pretty`
+        : `
+Example:
+  troupe demo --http 8080`,
+    );
+}
 
-/** A bad flag: printed with the usage, exit code 2. */
-class UsageError extends Error {}
+/** Builds a fresh program; `code` receives each command's exit code. */
+function program(exit: { code: number }): Command {
+  const p = new Command('troupe')
+    .description('Durable session actors on worker threads and nodes')
+    .version(version(), '-v, --version', 'print the version')
+    .helpOption('-h, --help', 'print this help')
+    .helpCommand('help [command]', 'print the help of a command')
+    .exitOverride()
+    // Errors are printed once, in our format, by main().
+    .configureOutput({ outputError: () => undefined })
+    .showSuggestionAfterError(true);
+
+  nodeCommand(p, 'start', 'run one node').action(async (flags: NodeFlags) => {
+    exit.code = await startNode('start', flags);
+  });
+  nodeCommand(p, 'demo', 'run the demo app (counter, cart) on one node').action(async (flags: NodeFlags) => {
+    exit.code = await startNode('demo', flags);
+  });
+  p.command('cluster')
+    .summary('run a local cluster of node processes (Ctrl-C stops them all)')
+    .description('Run N node processes on 127.0.0.1 that form one cluster, with a secret generated for this run.')
+    .option('--nodes <n>', 'node processes, 1..64 (default 3)')
+    .option('--base-port <port>', 'node-to-node port of node 1; node i uses base + i - 1 (default 7401)')
+    .option('--http-base <port>', 'HTTP port of node 1; node i uses base + i - 1 (default 8081)')
+    .option('--workers <n>', 'worker threads per node (default 1)')
+    .option('--app <module>', 'module exporting actor definitions (repeatable; default: the demo app)', collect)
+    .option('--profile <name>', 'failure detection: lan (default) or seed-10s')
+    .option('--data-dir <dir>', 'each node keeps its data in <dir>/node-<i> (default .troupe)')
+    .option('--log-level <level>', `${LOG_LEVELS.join(', ')} (default info)`)
+    .action(async (flags: ClusterFlags) => {
+      exit.code = await startCluster(flags);
+    });
+  p.command('backup')
+    .summary("hot, consistent copy of a node's journal")
+    .description("Copy a node's journal while it serves (a consistent snapshot). Restore it with 'troupe restore'.")
+    .option('--data-dir <dir>', "the node's data directory (required)")
+    .option('--to <dir>', 'where the copy goes (required)')
+    .action(async (flags: { dataDir?: string; to?: string }) => {
+      exit.code = await backupCommand(flags);
+    });
+  p.command('restore')
+    .summary('put a backup in place before the node starts')
+    .description("Put a backup made by 'troupe backup' in place as a node's journal; the node must be stopped.")
+    .option('--from <dir>', "a backup made by 'troupe backup' (required)")
+    .option('--data-dir <dir>', "the node's data directory (required)")
+    .option('--force', 'replace a journal already in --data-dir (default: refuse)')
+    .action(async (flags: { from?: string; dataDir?: string; force?: boolean }) => {
+      exit.code = await restoreCommand(flags);
+    });
+  return p;
+}
+
+const COMMANDS = ['start', 'demo', 'cluster', 'backup', 'restore'];
 
 export async function main(argv: string[]): Promise<number> {
-  const [command = 'help', ...rest] = argv;
+  const exit = { code: 0 };
+  const p = program(exit);
+  // The command the user meant, for the hint after a usage error.
+  const command = COMMANDS.includes(argv[0] ?? '') ? `troupe ${argv[0]}` : 'troupe';
+  if (argv.length === 0) {
+    process.stdout.write(p.helpInformation());
+    return 0;
+  }
   try {
-    switch (command) {
-      case 'help':
-      case '--help':
-      case '-h':
-        process.stdout.write(USAGE);
-        return 0;
-      case 'start':
-      case 'demo':
-        return await startNode(command, rest);
-      case 'cluster':
-        return await startCluster(rest);
-      case 'backup':
-      case 'restore':
-        return await backupOrRestore(command, rest);
-      default:
-        throw new UsageError(`unknown command '${command}'`);
-    }
+    await p.parseAsync(argv, { from: 'user' });
+    return exit.code;
   } catch (e) {
-    if (e instanceof UsageError || (e as NodeJS.ErrnoException).code?.startsWith('ERR_PARSE_ARGS')) {
-      process.stderr.write(`troupe: ${(e as Error).message}\n\n${USAGE}`);
-      return 2;
+    if (e instanceof CommanderError) {
+      if (e.exitCode === 0) return 0; // --help, --version
+      return usage(command, e.message.replace(/^error: /, ''));
     }
-    process.stderr.write(`troupe: ${isTroupeError(e) ? `${e.code}: ${e.message}` : ((e as Error).stack ?? String(e))}\n`);
-    return 1;
+    if (e instanceof UsageError) return usage(command, e.message);
+    return failure(command, e);
   }
 }
 
-async function startNode(command: 'start' | 'demo', args: string[]): Promise<number> {
-  const { values: v } = parseArgs({ args, strict: true, options: nodeFlags });
-  if (v.help) {
-    process.stdout.write(USAGE);
-    return 0;
-  }
-  const apps = (v.app ?? []).map(toSpecifier);
-  const modules = command === 'demo' ? [demoModule, ...apps] : apps;
-  if (modules.length === 0) throw new UsageError(`start needs --app <module> (or run 'troupe demo')`);
-  const profile = v.profile === undefined ? undefined : profileFlag(v.profile);
-  const clustered = v.port !== undefined || v.seeds !== undefined;
-  if (!clustered && (profile !== undefined || v['tls-cert'] !== undefined))
-    throw new UsageError('--profile and --tls-* apply to a cluster: add --port (and --seeds)');
-  const secret = v.secret ?? process.env.TROUPE_CLUSTER_SECRET;
-  if (clustered && !secret) throw new UsageError('a cluster needs --secret or TROUPE_CLUSTER_SECRET (there is no default)');
-  const options: NodeOptions = {
-    modules,
-    http: { port: v.http !== undefined ? intFlag('--http', v.http) : 8080, ...(v.host !== undefined && { host: v.host }) },
-    ...(v.id !== undefined && { id: intFlag('--id', v.id) }),
-    ...(v.workers !== undefined && { workers: intFlag('--workers', v.workers) }),
-    ...(v['data-dir'] !== undefined && { dataDir: v['data-dir'] }),
-    ...(v.durability !== undefined && { durability: durabilityFlag(v.durability, v['data-dir']) }),
-    ...(v['max-resident'] !== undefined && { maxResidentPerWorker: intFlag('--max-resident', v['max-resident']) }),
-    ...(v['log-level'] !== undefined && { logLevel: v['log-level'] }),
-    ...(clustered && {
-      cluster: {
-        secret: secret!,
-        port: v.port !== undefined ? intFlag('--port', v.port) : 0,
-        seeds: (v.seeds ?? '').split(',').filter((s) => s.length > 0),
-        ...(profile !== undefined && { profile }),
-        ...(v['tls-cert'] !== undefined && { tls: tlsFlags(v['tls-cert'], v['tls-key'], v['tls-ca']) }),
-      },
-    }),
+function usage(command: string, message: string): number {
+  process.stderr.write(`${command}: ${message} (see ${command} --help)\n`);
+  return 2;
+}
+
+/** A runtime failure: one line, a hint where there is one; the stack only with TROUPE_DEBUG. */
+function failure(command: string, e: unknown, typed: FlagValues = lastTyped): number {
+  let line: string;
+  if (isTroupeError(e, 'ERR_INVALID_OPTION')) line = explainOptionError(e, typed) ?? `${e.code}: ${e.message}`;
+  else if (isTroupeError(e)) line = `${e.code}: ${e.message}`;
+  else line = e instanceof Error ? e.message : String(e);
+  process.stderr.write(`${command}: ${line.split('\n')[0]}\n`);
+  if (process.env.TROUPE_DEBUG && e instanceof Error) process.stderr.write(`${e.stack}\n`);
+  return 1;
+}
+
+/** The flags of the node being started, to repeat them in runtime errors. */
+let lastTyped: FlagValues = {};
+
+async function startNode(command: 'start' | 'demo', v: NodeFlags): Promise<number> {
+  const options = nodeOptions(command, v);
+  lastTyped = {
+    '--http': v.http ?? '8080',
+    '--host': v.host,
+    '--port': v.port,
+    '--listen': v.listen,
+    '--id': v.id,
+    '--data-dir': v.dataDir,
+    '--seeds': v.seeds,
+    '--advertise': v.advertise,
   };
-  const node = await TroupeNode.start(options);
+  // Ctrl-C while the node starts (or waits for its seeds) stops it cleanly; start() then rejects.
+  const starting = new AbortController();
+  let node: TroupeNode | undefined;
+  let stopped: () => void = () => undefined;
+  const whenStopped = new Promise<void>((done) => (stopped = done));
+  // Stays installed: Ctrl-C reaches a node twice under `troupe cluster` (the terminal's SIGINT
+  // and the launcher's SIGTERM), and the second must not kill it mid-stop. stop() is idempotent.
+  const stop = () => (node ? void node.stop().then(stopped) : starting.abort());
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+  try {
+    node = await TroupeNode.start({ ...options, signal: starting.signal });
+  } catch (e) {
+    if (starting.signal.aborted && isTroupeError(e, 'ERR_STOPPED')) return 0;
+    throw e;
+  }
   if (command === 'demo') printDemo([node.url!]);
   // Under `troupe cluster`: report readiness, and stop if the launcher goes away.
   if (process.send) {
     process.send({ type: 'ready', id: node.id, url: node.url, cluster: node.clusterAddress, pid: process.pid });
-    process.once('disconnect', () => void node.stop().then(() => process.exit(0)));
+    process.once('disconnect', () => void node!.stop().then(() => process.exit(0)));
   }
-  await new Promise<void>((done) => {
-    // Stays installed: Ctrl-C reaches a node twice under `troupe cluster` (the terminal's SIGINT
-    // and the launcher's SIGTERM), and the second must not kill it mid-stop. stop() is idempotent.
-    const stop = () => void node.stop().then(done);
-    process.on('SIGINT', stop);
-    process.on('SIGTERM', stop);
-  });
+  await whenStopped;
   return 0;
 }
 
-async function startCluster(args: string[]): Promise<number> {
-  const { values: v } = parseArgs({ args, strict: true, options: clusterFlags });
-  if (v.help) {
-    process.stdout.write(USAGE);
-    return 0;
-  }
-  const nodes = v.nodes !== undefined ? intFlag('--nodes', v.nodes) : 3;
-  if (nodes < 1 || nodes > 64) throw new UsageError('--nodes must be in [1, 64]');
+/** Flags → NodeOptions; every value checked here, so a bad one is a usage error naming its flag. */
+function nodeOptions(command: 'start' | 'demo', v: NodeFlags): NodeOptions {
+  const cluster = clusterOptions(v);
+  if (cluster === undefined && (v.profile !== undefined || v.tlsCert !== undefined || v.allowSolo))
+    throw new UsageError('--profile, --tls-* and --allow-solo apply to a cluster: add --listen or --port (and --seeds)');
+  if (v.durability !== undefined && v.dataDir === undefined)
+    throw new UsageError('--durability needs --data-dir (without it the journal is in memory)');
+  const options = {
+    http: {
+      port: v.http !== undefined ? portFlag('--http', v.http) : 8080,
+      ...(v.host !== undefined && { host: hostFlag('--host', v.host) }),
+    },
+    ...(v.id !== undefined && { id: intFlag('--id', v.id, 0, 1023) }),
+    ...(v.workers !== undefined && { workers: intFlag('--workers', v.workers, 1, 256) }),
+    ...(v.dataDir !== undefined && { dataDir: v.dataDir }),
+    ...(v.durability !== undefined && { durability: oneOf('--durability', v.durability, ['flush', 'commit'] as const) }),
+    ...(v.maxResident !== undefined && { maxResidentPerWorker: intFlag('--max-resident', v.maxResident, 1, Number.MAX_SAFE_INTEGER) }),
+    ...(v.logLevel !== undefined && { logLevel: oneOf('--log-level', v.logLevel, LOG_LEVELS) }),
+    ...(cluster && { cluster }),
+  };
+  // Checked last, so a bad value is reported even when --app is missing too.
+  const apps = (v.app ?? []).map(toSpecifier);
+  const modules = command === 'demo' ? [demoModule, ...apps] : apps;
+  if (modules.length === 0) throw new UsageError(`start needs --app <module> (or run 'troupe demo')`);
+  return { modules, ...options };
+}
+
+/**
+ * The transport's addresses: `--listen host:port` binds, `--port P` is `--listen 127.0.0.1:P`,
+ * `--advertise` is what peers dial (needed when the bind address is 0.0.0.0 or behind NAT).
+ */
+function clusterOptions(v: NodeFlags): ClusterOptions | undefined {
+  if (v.listen === undefined && v.port === undefined && v.seeds === undefined && v.advertise === undefined) return undefined;
+  if (v.listen !== undefined && v.port !== undefined) throw new UsageError('--listen and --port both set the bind address: give one');
+  const bind =
+    v.listen !== undefined
+      ? addressFlag('--listen', v.listen, true)
+      : { host: '127.0.0.1', port: v.port !== undefined ? portFlag('--port', v.port) : 0 };
+  const advertise = v.advertise !== undefined ? addressFlag('--advertise', v.advertise, false) : undefined;
+  if (advertise === undefined && (bind.host === '0.0.0.0' || bind.host === '::'))
+    throw new UsageError(`--listen ${v.listen} binds every interface: add --advertise <host:port>, the address other nodes dial`);
+  const secret = v.secret ?? process.env.TROUPE_CLUSTER_SECRET;
+  if (!secret) throw new UsageError('a cluster needs --secret or TROUPE_CLUSTER_SECRET (there is no default)');
+  return {
+    secret,
+    host: bind.host,
+    port: bind.port,
+    ...(advertise && { advertise: formatAddress(advertise.host, advertise.port) }),
+    seeds: v.seeds !== undefined ? seedsFlag(v.seeds) : [],
+    ...(v.allowSolo && { allowSolo: true }),
+    ...(v.profile !== undefined && { profile: oneOf('--profile', v.profile, ['lan', 'seed-10s'] as const) }),
+    ...(v.tlsCert !== undefined && { tls: tlsFlags(v.tlsCert, v.tlsKey, v.tlsCa) }),
+  };
+}
+
+async function startCluster(v: ClusterFlags): Promise<number> {
+  const nodes = v.nodes !== undefined ? intFlag('--nodes', v.nodes, 1, 64) : 3;
   return runCluster({
     nodes,
-    basePort: v['base-port'] !== undefined ? intFlag('--base-port', v['base-port']) : 7401,
-    httpBase: v['http-base'] !== undefined ? intFlag('--http-base', v['http-base']) : 8081,
-    workers: v.workers !== undefined ? intFlag('--workers', v.workers) : 1,
+    basePort: v.basePort !== undefined ? portFlag('--base-port', v.basePort, false) : 7401,
+    httpBase: v.httpBase !== undefined ? portFlag('--http-base', v.httpBase, false) : 8081,
+    workers: v.workers !== undefined ? intFlag('--workers', v.workers, 1, 256) : 1,
     apps: (v.app ?? []).map(toSpecifier),
-    dataDir: v['data-dir'] ?? '.troupe',
-    ...(v['log-level'] !== undefined && { logLevel: v['log-level'] }),
-    ...(v.profile !== undefined && { profile: profileFlag(v.profile) }),
+    dataDir: v.dataDir ?? '.troupe',
+    ...(v.logLevel !== undefined && { logLevel: oneOf('--log-level', v.logLevel, LOG_LEVELS) }),
+    ...(v.profile !== undefined && { profile: oneOf('--profile', v.profile, ['lan', 'seed-10s'] as const) }),
     onReady: (urls) => printDemo(urls),
   });
 }
 
-async function backupOrRestore(command: 'backup' | 'restore', args: string[]): Promise<number> {
-  const { values: v } = parseArgs({
-    args,
-    strict: true,
-    options: { 'data-dir': { type: 'string' }, to: { type: 'string' }, from: { type: 'string' }, force: { type: 'boolean' } },
-  });
-  const dataDir = v['data-dir'];
-  if (dataDir === undefined) throw new UsageError(`${command} needs --data-dir <dir> (the node's data directory)`);
-  const journalPath = join(dataDir, JOURNAL_DIR);
-  const { backup, restore } = await import('../persistence/backup.ts');
-  if (command === 'backup') {
-    if (v.to === undefined) throw new UsageError('backup needs --to <dir>');
-    await backup({ type: 'lmdb', path: journalPath }, v.to);
-    process.stdout.write(`backed up ${journalPath} to ${resolve(v.to)}\n`);
-  } else {
-    if (v.from === undefined) throw new UsageError('restore needs --from <dir>');
-    await restore(v.from, journalPath, { overwrite: v.force === true });
-    process.stdout.write(`restored ${resolve(v.from)} into ${journalPath}; start the node with --data-dir ${dataDir}\n`);
-  }
+async function backupCommand(v: { dataDir?: string; to?: string }): Promise<number> {
+  if (v.dataDir === undefined) throw new UsageError("backup needs --data-dir <dir> (the node's data directory)");
+  if (v.to === undefined) throw new UsageError('backup needs --to <dir>');
+  const journalPath = join(v.dataDir, JOURNAL_DIR);
+  const { backup } = await import('../persistence/backup.ts');
+  await backup({ type: 'lmdb', path: journalPath }, v.to);
+  process.stdout.write(`backed up ${journalPath} to ${resolve(v.to)}\n`);
   return 0;
 }
 
-function intFlag(name: string, v: string): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || v.trim() === '') throw new UsageError(`${name} must be an integer (got ${JSON.stringify(v)})`);
-  return n;
+async function restoreCommand(v: { from?: string; dataDir?: string; force?: boolean }): Promise<number> {
+  if (v.from === undefined) throw new UsageError('restore needs --from <dir>');
+  if (v.dataDir === undefined) throw new UsageError("restore needs --data-dir <dir> (the node's data directory)");
+  const journalPath = join(v.dataDir, JOURNAL_DIR);
+  const { restore } = await import('../persistence/backup.ts');
+  await restore(v.from, journalPath, { overwrite: v.force === true });
+  process.stdout.write(`restored ${resolve(v.from)} into ${journalPath}; start the node with --data-dir ${v.dataDir}\n`);
+  return 0;
 }
 
 function tlsFlags(cert: string, key: string | undefined, ca: string | undefined) {
   if (key === undefined || ca === undefined) throw new UsageError('--tls-cert needs --tls-key and --tls-ca');
-  return { cert: readFileSync(cert), key: readFileSync(key), ca: readFileSync(ca) };
-}
-
-function durabilityFlag(v: string, dataDir: string | undefined): 'flush' | 'commit' {
-  if (v !== 'flush' && v !== 'commit') throw new UsageError(`--durability must be flush or commit (got ${JSON.stringify(v)})`);
-  if (dataDir === undefined) throw new UsageError('--durability needs --data-dir (without it the journal is in memory)');
-  return v;
-}
-
-function profileFlag(v: string): 'lan' | 'seed-10s' {
-  if (v !== 'lan' && v !== 'seed-10s') throw new UsageError(`--profile must be lan or seed-10s (got ${JSON.stringify(v)})`);
-  return v;
+  const read = (flag: string, file: string) => {
+    try {
+      return readFileSync(file);
+    } catch (e) {
+      throw new UsageError(`${flag} ${file}: cannot read it (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+    }
+  };
+  return { cert: read('--tls-cert', cert), key: read('--tls-key', key), ca: read('--tls-ca', ca) };
 }
 
 /** A path that exists (or looks like one) becomes a file URL; anything else is a package name. */

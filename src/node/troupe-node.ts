@@ -9,12 +9,12 @@ import { MembershipDriver } from '../cluster/membership-driver.ts';
 import type { MembershipProfileName } from '../cluster/membership-profiles.ts';
 import { NodeIdentity } from '../cluster/node-identity.ts';
 import { SnowflakeGenerator } from '../cluster/snowflake.ts';
-import { TcpTransport, type TcpTransportOptions } from '../cluster/tcp-transport.ts';
+import { parseAddress, TcpTransport, type TcpTransportOptions } from '../cluster/tcp-transport.ts';
 import type { Transport } from '../cluster/transport.ts';
-import { systemClock, type Clock } from '../core/clock.ts';
-import { invalidOption } from '../core/errors.ts';
+import { systemClock, type Clock, type TimerHandle } from '../core/clock.ts';
+import { invalidOption, isTroupeError, troupeError, type TroupeError } from '../core/errors.ts';
 import { createLogger, type Logger } from '../core/logger.ts';
-import { HttpGateway, type GatewayOptions } from '../gateway/http-gateway.ts';
+import { gatewayDefaults, HttpGateway, type GatewayOptions, type Sender } from '../gateway/http-gateway.ts';
 import type { JournalConfig } from '../persistence/journal.ts';
 import type { RestartPolicy } from '../supervisor/restart-window.ts';
 import { Supervisor } from '../supervisor/supervisor.ts';
@@ -38,9 +38,21 @@ export interface ClusterOptions {
   tls?: TcpTransportOptions['tls'];
   /** A ready transport instead of TCP (the in-memory network in tests). */
   transport?: Transport;
-  /** With seeds: how long to wait for a seed before serving alone, ms (default 30 s). */
+  /**
+   * With seeds: serve alone if no seed answers within `joinTimeoutMs`. Off by default: a node
+   * that serves alone owns every key, a second cluster beside the real one (split brain), so
+   * without this it keeps trying its seeds and refuses requests (503 `ERR_NO_NODES`) meanwhile.
+   */
+  allowSolo?: boolean;
+  /** With `allowSolo`: how long to wait for a seed before serving alone, ms (default 30 s). */
   joinTimeoutMs?: number;
 }
+
+/** Joining through seeds. */
+export const joinDefaults = {
+  joinTimeoutMs: 30_000, // ms; only with allowSolo: then the node serves alone
+  waitingWarningMs: 10_000, // ms between 'still waiting for seeds' warnings
+};
 
 export interface NodeOptions {
   /** 0..1023; also the Snowflake machine id. */
@@ -73,6 +85,8 @@ export interface NodeOptions {
   clock?: Clock;
   log?: Logger;
   logLevel?: string;
+  /** Aborting it while `start` runs (or waits for seeds) stops the node; `start` then rejects with ERR_STOPPED. */
+  signal?: AbortSignal;
 }
 
 interface ClusterParts {
@@ -96,6 +110,10 @@ export class TroupeNode implements MessageRouter {
   private cluster: ClusterParts | undefined;
   private router: MessageRouter & { askRaw: Supervisor['askRaw'] };
   private stopping: Promise<void> | undefined;
+  /** False until the node may serve: while it joins through seeds, and once it stops. */
+  private serving = false;
+  private notServingReason = 'node is starting';
+  private abortJoin: (() => void) | undefined;
   private constructor(
     readonly id: number,
     readonly identity: NodeIdentity,
@@ -113,11 +131,16 @@ export class TroupeNode implements MessageRouter {
     if (!Number.isInteger(id) || id < 0 || id > 1023) throw invalidOption('options.id', 'must be an integer in [0, 1023]', id);
     const clock = options.clock ?? systemClock;
     const log = options.log ?? createLogger({ node: id }, options.logLevel);
+    const journal = journalOf(options);
+    const host = hostLimitsOf(options);
+    log.debug(
+      { id, workers: options.workers, journal, host, http: options.http, cluster: clusterSummary(options.cluster) },
+      'node options',
+    );
     if (options.cluster && options.cluster.transport === undefined && options.cluster.secret === undefined)
       throw invalidOption('options.cluster.secret', 'is required to join a cluster (no default, on purpose)', undefined);
     const registry = await loadActorModules(options.modules);
     if (registry.list().length === 0) throw invalidOption('options.modules', 'must export at least one actor definition', options.modules);
-    const identity = await NodeIdentity.load(id, options.dataDir, clock);
     // Workers' messages for actors they do not host go through the node's router (set below).
     let node: TroupeNode | undefined;
     const upstream = {
@@ -128,39 +151,70 @@ export class TroupeNode implements MessageRouter {
     };
     const supervisor = new Supervisor({
       modules: options.modules,
-      journal:
-        options.journal ??
-        (options.dataDir !== undefined ? { type: 'lmdb', path: join(options.dataDir, JOURNAL_DIR) } : { type: 'memory' }),
+      journal,
       clock,
       log,
       node: id,
       ...(options.cluster && { upstream }),
       ...(options.workers !== undefined && { workers: options.workers }),
+      ...(host && { host }),
       ...(options.restart && { restart: options.restart }),
       ...(options.resourceLimits && { resourceLimits: options.resourceLimits }),
       ...(options.defaultAskTimeoutMs !== undefined && { defaultAskTimeoutMs: options.defaultAskTimeoutMs }),
       ...(options.logLevel !== undefined && { logLevel: options.logLevel }),
     });
-    await supervisor.start();
-    node = new TroupeNode(id, identity, registry, supervisor, log, snowflakes(id, identity, clock, log));
+    // Takes the data directory's lock: from here on, a failure must release it.
+    const identity = await NodeIdentity.load(id, options.dataDir, clock);
     try {
-      if (options.cluster) await node.joinCluster(options.cluster, clock, options.defaultAskTimeoutMs);
+      await supervisor.start();
+    } catch (e) {
+      await identity.close(); // the data directory's lock: a retry in this process may take it
+      throw e;
+    }
+    node = new TroupeNode(id, identity, registry, supervisor, log, snowflakes(id, identity, clock, log));
+    const started = node;
+    const onAbort = () => void started.stop();
+    options.signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      if (options.signal?.aborted) throw troupeError('ERR_STOPPED', 'node start was aborted');
+      // The gateway listens before the join so that, while the node waits for its seeds, clients
+      // and load balancers get a 503 they can act on rather than a refused connection.
       if (options.http !== false) {
-        node.gateway = new HttpGateway(registry, node.router, log, options.http ?? {}, node.views());
-        node.httpAddress = await node.gateway.listen();
+        const self = node;
+        const sender = { askRaw: (...a: Parameters<Sender['askRaw']>) => self.askFromGateway(...a) };
+        node.gateway = new HttpGateway(registry, sender, log, options.http ?? {}, node.views());
+        node.httpAddress = await listenOrExplain(node.gateway, options.http ?? {});
       }
+      if (options.cluster) await node.joinCluster(options.cluster, clock, options.defaultAskTimeoutMs);
     } catch (e) {
       await node.stop();
       throw e;
+    } finally {
+      options.signal?.removeEventListener('abort', onAbort);
     }
+    node.serving = true;
     log.info(
-      { workers: supervisor.workers, http: node.url, cluster: node.cluster?.transport.self.address, incarnation: identity.incarnation },
+      {
+        workers: supervisor.workers,
+        http: node.url,
+        cluster: node.cluster?.transport.self.address,
+        incarnation: identity.incarnation,
+        journal: journal.type === 'lmdb' ? { type: 'lmdb', path: journal.path, durability: journal.durability } : journal,
+        ...(host && { host }),
+      },
       'node started',
     );
     return node;
   }
 
+  /** Until the node has joined its cluster it owns nothing it may serve. */
+  private askFromGateway(...a: Parameters<Sender['askRaw']>): Promise<unknown> {
+    if (!this.serving) return Promise.reject(troupeError('ERR_NO_NODES', this.notServingReason));
+    return this.router.askRaw(...a);
+  }
+
   private async joinCluster(c: ClusterOptions, clock: Clock, defaultAskTimeoutMs: number | undefined): Promise<void> {
+    validateClusterOptions(c);
     const transport =
       c.transport ??
       new TcpTransport({
@@ -174,7 +228,9 @@ export class TroupeNode implements MessageRouter {
         clock,
         logger: this.log,
       });
-    await transport.start();
+    await transport.start().catch((e: unknown) => {
+      throw clusterListenError(e, c);
+    });
     const membership = new MembershipDriver({ transport, clock, profile: c.profile ?? 'lan', logger: this.log });
     const router = new ClusterRouter({
       transport,
@@ -197,23 +253,52 @@ export class TroupeNode implements MessageRouter {
     // A node that joins through seeds serves nothing until it has joined: alone, its ring would
     // hold only itself and it would activate a second copy of every actor it was asked about.
     const seeds = (c.seeds ?? []).filter((a) => a !== transport.self.address);
-    if (seeds.length > 0) await this.joined(membership, clock, c.joinTimeoutMs ?? 30_000);
+    if (seeds.length > 0) await this.joined(membership, clock, seeds, c);
   }
 
-  private joined(membership: MembershipDriver, clock: Clock, timeoutMs: number): Promise<void> {
+  /**
+   * Resolves once a seed has let this node in. Meanwhile it warns every `waitingWarningMs` and,
+   * only with `allowSolo`, gives up after `joinTimeoutMs` and serves alone.
+   */
+  private joined(membership: MembershipDriver, clock: Clock, seeds: string[], c: ClusterOptions): Promise<void> {
     if (membership.upMembers().length > 1) return Promise.resolve();
-    return new Promise((resolve) => {
-      const timer = clock.setTimeout(() => {
-        off();
-        this.log.warn({ timeoutMs }, 'no seed answered; serving alone until the cluster forms');
-        resolve();
-      }, timeoutMs);
+    const since = clock.now();
+    const list = seeds.join(',');
+    this.notServingReason = `not serving: waiting to join the cluster through seeds ${list}`;
+    this.log.info({ seeds, http: this.url }, `joining the cluster through seeds ${list}; not serving until joined`);
+    return new Promise((resolve, reject) => {
+      let warning: TimerHandle;
+      const warnLater = () => {
+        warning = clock.setTimeout(() => {
+          const waitedS = Math.round((clock.now() - since) / 1000);
+          this.log.warn({ seeds, waitedS }, `still waiting for seeds ${list} (${waitedS} s); not serving (--allow-solo serves alone)`);
+          warnLater();
+        }, joinDefaults.waitingWarningMs);
+      };
+      warnLater();
+      const timeoutMs = c.joinTimeoutMs ?? joinDefaults.joinTimeoutMs;
+      const solo = c.allowSolo
+        ? clock.setTimeout(() => {
+            done();
+            this.log.warn({ timeoutMs, seeds }, `no seed answered within ${timeoutMs} ms; serving alone (allowSolo)`);
+            resolve();
+          }, timeoutMs)
+        : undefined;
       const off = membership.onMemberChanged(() => {
         if (membership.upMembers().length < 2) return;
-        clock.clearTimeout(timer);
-        off();
+        done();
         resolve();
       });
+      // stop() while waiting: start() rejects instead of hanging.
+      this.abortJoin = () => {
+        done();
+        reject(troupeError('ERR_STOPPED', `node stopped while waiting for seeds ${list}`));
+      };
+      function done() {
+        clock.clearTimeout(warning);
+        if (solo !== undefined) clock.clearTimeout(solo);
+        off();
+      }
     });
   }
 
@@ -269,6 +354,9 @@ export class TroupeNode implements MessageRouter {
   }
 
   private async doStop(): Promise<void> {
+    this.serving = false;
+    this.notServingReason = 'node is stopping';
+    this.abortJoin?.();
     await this.gateway?.close();
     if (this.cluster) {
       const { membership, router, transport } = this.cluster;
@@ -278,11 +366,14 @@ export class TroupeNode implements MessageRouter {
       await transport.close();
     }
     await this.supervisor.stop();
+    await this.identity.close(); // the data directory's lock, once the journal is closed
     this.log.info('node stopped');
   }
 
   private views(): Record<string, () => unknown> {
     return {
+      // Per worker: resident and evicted actors, queues, and the journal each thread runs with.
+      '/stats': async () => ({ node: this.id, serving: this.serving, workers: await this.supervisor.stats() }),
       '/cluster/members': () => ({ self: this.id, incarnation: this.identity.incarnation, members: this.members() }),
       '/cluster/ring': () => this.cluster?.router.stats() ?? { epoch: 0, members: 1 },
       // Frames, writes (frames ÷ writes = coalescing), queued bytes, rejected connections by reason.
@@ -321,4 +412,81 @@ function snowflakes(id: number, identity: NodeIdentity, clock: Clock, log: Logge
       );
     },
   });
+}
+
+/** The journal the workers build: `options.journal`, else LMDB under `dataDir`, else memory. */
+function journalOf(options: NodeOptions): JournalConfig {
+  const d = options.durability;
+  if (d !== undefined && d !== 'flush' && d !== 'commit') throw invalidOption('options.durability', "must be 'flush' or 'commit'", d);
+  const journal: JournalConfig =
+    options.journal ?? (options.dataDir !== undefined ? { type: 'lmdb', path: join(options.dataDir, JOURNAL_DIR) } : { type: 'memory' });
+  if (d === undefined) return journal;
+  if (journal.type !== 'lmdb')
+    throw invalidOption('options.durability', 'needs a durable journal (options.dataDir or an lmdb options.journal)', d);
+  if (journal.durability !== undefined && journal.durability !== d)
+    throw invalidOption('options.durability', `contradicts options.journal.durability '${journal.durability}'`, d);
+  return { ...journal, durability: d };
+}
+
+/** The per-worker caps the actor hosts enforce, or undefined for their defaults. */
+function hostLimitsOf(options: NodeOptions): { maxResident?: number; maxHeapBytes?: number } | undefined {
+  const { maxResidentPerWorker: maxResident, maxHeapBytesPerWorker: maxHeapBytes } = options;
+  if (maxResident !== undefined && (!Number.isSafeInteger(maxResident) || maxResident < 1))
+    throw invalidOption('options.maxResidentPerWorker', 'must be a positive integer', maxResident);
+  if (maxHeapBytes !== undefined && (!Number.isSafeInteger(maxHeapBytes) || maxHeapBytes < 1))
+    throw invalidOption('options.maxHeapBytesPerWorker', 'must be a positive integer (bytes)', maxHeapBytes);
+  if (maxResident === undefined && maxHeapBytes === undefined) return undefined;
+  return { ...(maxResident !== undefined && { maxResident }), ...(maxHeapBytes !== undefined && { maxHeapBytes }) };
+}
+
+function validateClusterOptions(c: ClusterOptions): void {
+  if (c.seeds !== undefined) {
+    if (!Array.isArray(c.seeds)) throw invalidOption('options.cluster.seeds', 'must be an array of "host:port" strings', c.seeds);
+    for (const seed of c.seeds)
+      if (parseAddress(seed) === undefined) throw invalidOption('options.cluster.seeds', 'must hold "host:port" strings', seed);
+  }
+  if (c.advertise !== undefined && parseAddress(c.advertise) === undefined)
+    throw invalidOption('options.cluster.advertise', 'must be "host:port"', c.advertise);
+  if (c.joinTimeoutMs !== undefined && (!Number.isSafeInteger(c.joinTimeoutMs) || c.joinTimeoutMs < 0))
+    throw invalidOption('options.cluster.joinTimeoutMs', 'must be a non-negative integer (ms)', c.joinTimeoutMs);
+}
+
+/**
+ * Listens, and names the option at fault when the address cannot be had: an unresolvable or
+ * foreign `host` is options.http.host, a busy or privileged port options.http.port. The OS
+ * error code travels in `details.cause` (the CLI turns EADDRINUSE into a hint).
+ */
+async function listenOrExplain(gateway: HttpGateway, http: GatewayOptions): Promise<AddressInfo> {
+  try {
+    return await gateway.listen();
+  } catch (e) {
+    if (isTroupeError(e)) {
+      const cause = /\((E[A-Z]+)\)/.exec(e.message)?.[1];
+      if (cause === undefined) throw e;
+      throw troupeError('ERR_INVALID_OPTION', e.message, { ...e.details, cause });
+    }
+    const err = e as NodeJS.ErrnoException;
+    const host = http.host ?? gatewayDefaults.host;
+    throw troupeError('ERR_INVALID_OPTION', `options.http.host cannot listen on ${host} (${err.code ?? err.message})`, {
+      option: 'options.http.host',
+      cause: err.code,
+    });
+  }
+}
+
+/** The transport's bind failure, named for the cluster option it came from. */
+function clusterListenError(e: unknown, c: ClusterOptions): TroupeError | unknown {
+  if (!isTroupeError(e) || e.details?.option !== 'options.port') return e;
+  const cause = e.details.cause as string | undefined;
+  const hostProblem = cause === 'ENOTFOUND' || cause === 'EADDRNOTAVAIL' || cause === 'EAI_AGAIN';
+  const option = hostProblem ? 'options.cluster.host' : 'options.cluster.port';
+  const where = `${c.host ?? '127.0.0.1'}:${c.port ?? 0}`;
+  return troupeError('ERR_INVALID_OPTION', `${option} cannot listen on ${where} (${cause ?? e.message})`, { option, cause });
+}
+
+/** The cluster options worth logging (never the secret or TLS keys). */
+function clusterSummary(c: ClusterOptions | undefined): unknown {
+  if (c === undefined) return undefined;
+  const { host, port, advertise, seeds, profile, allowSolo, joinTimeoutMs } = c;
+  return { host, port, advertise, seeds, profile, allowSolo, joinTimeoutMs, tls: c.tls !== undefined };
 }

@@ -7,6 +7,7 @@ import type { AnyMessage, AskOptions } from '../actors/define-actor.ts';
 import type { MessageRouter } from '../actors/actor-ref.ts';
 import type { Clock, TimerHandle } from '../core/clock.ts';
 import { fromErrorRecord, invalidOption, toErrorRecord, troupeError, type ErrorRecord, type TroupeError } from '../core/errors.ts';
+import { resolveModuleSpecifier, siblingModule, sourceLoaderExecArgv } from '../core/import-module.ts';
 import { defaultLogFormat, type Logger } from '../core/logger.ts';
 import type { JournalConfig } from '../persistence/journal.ts';
 import { slotOf } from './placement.ts';
@@ -27,6 +28,8 @@ export interface SupervisorOptions {
   restart?: Partial<RestartPolicy>;
   /** Per-thread heap limits, passed to piscina. */
   resourceLimits?: ResourceLimits;
+  /** Node flags for the worker threads (e.g. `--enable-source-maps`); default: the process's own. */
+  execArgv?: string[];
   defaultAskTimeoutMs?: number;
   /** Actor messages per turn inside workers. */
   throughput?: number;
@@ -79,7 +82,7 @@ class Slot {
   }
 }
 
-const workerEntry = new URL('./worker-host.ts', import.meta.url);
+const workerEntry = siblingModule(import.meta.url, './worker-host');
 
 /**
  * Owns the node's worker threads (through piscina) and carries actor traffic to them: key →
@@ -99,6 +102,8 @@ export class Supervisor extends EventEmitter implements MessageRouter {
   private readonly asks = new Map<number, PendingAsk>();
   private nextAskId = 0;
   private stopping = false;
+  /** Until every slot is ready once: a thread that fails now fails the start instead of restarting. */
+  private starting = true;
   private readonly defaultAskTimeoutMs: number;
   /** Re-sent to a re-hosted slot, which starts without it. */
   private lastPlacement: { members: readonly { id: number; address: string }[]; selfId: number } | undefined;
@@ -111,14 +116,16 @@ export class Supervisor extends EventEmitter implements MessageRouter {
     if (!Array.isArray(options.modules) || options.modules.length === 0)
       throw invalidOption('options.modules', 'must list at least one actor module', options.modules);
     this.workers = workers;
-    this.o = options;
+    // Resolved once here, so every thread loads the same files whatever its current directory.
+    this.o = { ...options, modules: options.modules.map((m) => resolveModuleSpecifier(m)) };
     this.restart = { ...workerRestartPolicy, ...options.restart };
     validateRestartPolicy(this.restart, 'options.restart');
     this.defaultAskTimeoutMs = options.defaultAskTimeoutMs ?? 5_000;
   }
 
   async start(): Promise<void> {
-    const tsEntry = workerEntry.pathname.endsWith('.ts');
+    const loader = sourceLoaderExecArgv();
+    const execArgv = this.o.execArgv ?? (loader.length > 0 ? withoutTsx(process.execArgv) : undefined);
     this.pool = new Piscina({
       filename: fileURLToPath(workerEntry),
       minThreads: this.workers,
@@ -127,12 +134,21 @@ export class Supervisor extends EventEmitter implements MessageRouter {
       concurrentTasksPerWorker: 1,
       idleTimeout: Number.MAX_SAFE_INTEGER,
       ...(this.o.resourceLimits && { resourceLimits: this.o.resourceLimits }),
-      // TypeScript sources (tests, `npm start` without a build) load through tsx in each thread.
-      ...(tsEntry && { execArgv: withTsx(process.execArgv) }),
+      // Troupe's own TypeScript sources (tests, a clone before `npm run build`) load through tsx.
+      ...(execArgv !== undefined && { execArgv: execArgv.concat(loader) }),
     });
+    // piscina reports a thread that dies before its task runs (a loader that cannot be found, a
+    // worker entry that throws at import) as an 'error' event: unheard, it would kill the process.
+    this.pool.on('error', (e: unknown) => this.threadError(e));
     for (let i = 0; i < this.workers; i++) {
       const { port1, port2 } = new MessageChannel();
       const slot = new Slot(i, port1);
+      // An ask whose input cannot cross the port (a function in it) fails alone, at once.
+      slot.writer.onRefused = (askId, error) => {
+        const p = this.asks.get(askId);
+        if (p !== undefined && this.asks.delete(askId)) this.settle(p, false, error);
+        else this.o.log.warn({ worker: i, code: error.code }, error.message);
+      };
       this.slots.push(slot);
       this.host(slot, port2);
     }
@@ -140,6 +156,7 @@ export class Supervisor extends EventEmitter implements MessageRouter {
     const failed = new Promise<never>((_, reject) => this.once('start-failed', reject));
     try {
       await Promise.race([Promise.all(this.slots.map((s) => s.ready)), failed]);
+      this.starting = false;
     } catch (e) {
       this.stopping = true;
       await this.pool.destroy();
@@ -257,8 +274,9 @@ export class Supervisor extends EventEmitter implements MessageRouter {
         } else if (name === 'escalated') {
           this.emit('escalated', data);
         } else if (name === 'failed') {
+          const { message } = data as ErrorRecord;
           this.o.log.error({ worker: slot.index, error: data }, 'worker failed to start');
-          this.emit('start-failed', fromErrorRecord(data as ErrorRecord));
+          this.emit('start-failed', troupeError('ERR_WORKER_START', `worker thread ${slot.index} could not start: ${message}`, { slot: slot.index }));
         }
       },
     });
@@ -297,15 +315,35 @@ export class Supervisor extends EventEmitter implements MessageRouter {
     else p.reject!(fromErrorRecord(value as ErrorRecord));
   }
 
+  /** A thread that died outside its task (piscina's 'error' event). */
+  private threadError(e: unknown): void {
+    const message = e instanceof Error ? e.message : String(e);
+    if (this.starting) {
+      this.emit('start-failed', troupeError('ERR_WORKER_START', `a worker thread could not start: ${message}`));
+    } else {
+      this.o.log.error({ err: e }, 'worker thread error');
+    }
+  }
+
   private workerExited(slot: Slot, error: Error): void {
     slot.up = false;
     slot.port.removeAllListeners('message');
     slot.port.close();
     if (this.stopping) return;
-    this.o.log.error({ worker: slot.index, err: error }, 'worker thread exited; failing its asks and re-hosting the slot');
+    if (this.starting) {
+      this.emit('start-failed', troupeError('ERR_WORKER_START', `worker thread ${slot.index} exited while starting: ${error.message}`, { slot: slot.index }));
+      return;
+    }
+    // A thread's uncaught DOMException (a DataCloneError) arrives here as a bare `{}`: say so, not `err:{}`.
+    const reason =
+      typeof error?.message === 'string' ? error.message : 'an uncaught error Node could not pass between threads (a DOMException?)';
+    this.o.log.error(
+      { worker: slot.index, err: error instanceof Error ? error : { message: reason } },
+      'worker thread exited; failing its asks and re-hosting the slot',
+    );
     const died: ErrorRecord = {
       code: 'ERR_WORKER_DIED',
-      message: `worker thread of slot ${slot.index} exited: ${error.message}`,
+      message: `worker thread of slot ${slot.index} exited: ${reason}`,
       details: { slot: slot.index },
     };
     for (const [id, p] of this.asks) {
@@ -337,13 +375,13 @@ export class Supervisor extends EventEmitter implements MessageRouter {
   }
 }
 
-/** The parent's exec flags with exactly one `--import tsx` (Node's inherited hooks do not reach piscina's workers' dynamic imports). */
-function withTsx(execArgv: readonly string[]): string[] {
+/** The parent's exec flags without its tsx imports (the supervisor adds its own, resolved from troupe). */
+function withoutTsx(execArgv: readonly string[]): string[] {
   const out: string[] = [];
   for (let i = 0; i < execArgv.length; i++) {
     const a = execArgv[i]!;
     if (a === '--import' && execArgv[i + 1]?.includes('tsx')) i++;
     else if (!(a.startsWith('--import=') && a.includes('tsx'))) out.push(a);
   }
-  return [...out, '--import', 'tsx'];
+  return out;
 }

@@ -74,8 +74,11 @@ export default async function hostSlot(task: WorkerTask): Promise<void> {
         host.deliver(kind, key, command, input, askId, msgId, askId === 0 ? undefined : fromMain),
       reply: (askId, ok, value) => host.reply(askId, ok, value),
       control: (askId, name, arg) => {
-        if (name === 'stats') writer.reply(askId, true, host.stats());
-        else if (name === 'stop') void stop(askId);
+        // The journal's own durability, so a test can see that `--durability` reached the thread.
+        if (name === 'stats') {
+          const durability = (journal as { durability?: string }).durability;
+          writer.reply(askId, true, { ...host.stats(), journal: { type: task.journal.type, durability } });
+        } else if (name === 'stop') void stop(askId);
         else if (name === 'placement') {
           const { members, selfId } = arg as { members: RingMember[]; selfId: number };
           const ring = new HashRing(members);

@@ -72,6 +72,19 @@ describe('the data directory lock', () => {
     await second.close();
   });
 
+  it('a node whose worker threads cannot start releases the lock, so a retry in the same process starts', async () => {
+    const { TroupeNode } = await import('../../src/node/troupe-node.ts');
+    const dir = freshDir();
+    const app = new URL('../fixtures/actors.ts', import.meta.url).href;
+    const tiny = { maxOldGenerationSizeMb: 2, maxYoungGenerationSizeMb: 1, codeRangeSizeMb: 1 };
+    const base = { modules: [app], workers: 1, dataDir: dir, http: false as const, logLevel: 'silent' };
+    const e = await refusal(TroupeNode.start({ ...base, resourceLimits: tiny }));
+    expect(e.code).toBe('ERR_WORKER_START');
+    expect(existsSync(join(dir, LOCK_FILE))).toBe(false);
+    const node = await TroupeNode.start(base);
+    await node.stop();
+  });
+
   it('releases the lock when loading the identity fails after taking it', async () => {
     const dir = freshDir();
     const a = await NodeIdentity.load(1, dir, systemClock);

@@ -146,10 +146,11 @@ describe('primary reducer', () => {
   });
 
   it.each([
-    ['an appended of another epoch is ignored', { type: 'appended', p: 0, epoch: e(1, 1), seq: 9 }, []],
-    ['a non-member is ignored', { type: 'appended', p: 0, epoch: e(2, 1), seq: 9 }, [], 7],
-  ] as const)('%s', (_, msg, effects, from = 2) => {
-    expect(primaryReducer(init(), { type: 'message', from, msg }).effects).toEqual(effects);
+    ['an appended of another epoch is ignored', 2, e(1, 1)],
+    ['a non-member is ignored', 7, e(2, 1)],
+  ])('%s', (_, from, epoch) => {
+    const msg = { type: 'appended', p: 0, epoch, seq: 9 } as const;
+    expect(primaryReducer(init(), { type: 'message', from, msg }).effects).toEqual([]);
   });
 
   it('stale: steps down at once and ignores everything after', () => {

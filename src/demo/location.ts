@@ -1,0 +1,4 @@
+import { siblingModule } from '../core/import-module.ts';
+
+/** The demo app's module (`app.ts` from the sources, `app.js` once built), for `troupe demo` and `troupe cluster`. */
+export const demoApp: URL = siblingModule(import.meta.url, './app');
