@@ -110,12 +110,13 @@ describe.skipIf(reason !== undefined)('nodes on three hosts (network namespaces)
     return { status: Number(stdout.slice(cut + 1)), body: text ? JSON.parse(text) : undefined };
   }
 
-  /** Re-checks `check` every 200 ms until it holds; fails at the deadline with the nodes' logs. */
+  const POLL_MS = 200;
+  /** Re-checks `check` every POLL_MS until it holds; fails at the deadline with the nodes' logs. */
   async function eventually(check: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     while (!(await check().catch(() => false))) {
       if (Date.now() > deadline) throw new Error(`not within ${timeoutMs} ms: ${what}\n${logs.join('\n---\n')}`);
-      await new Promise((r) => setTimeout(r, 200));
+      await new Promise((r) => setTimeout(r, POLL_MS));
     }
   }
 
