@@ -39,6 +39,8 @@ export const ErrorCodes = {
   ERR_JOURNAL_WRITE: 'ERR_JOURNAL_WRITE',
   ERR_JOURNAL_READ: 'ERR_JOURNAL_READ',
   ERR_STORAGE_FULL: 'ERR_STORAGE_FULL',
+  /** A write from an owner whose epoch a later owner has replaced (fenced): retry at the new owner. */
+  ERR_STALE_EPOCH: 'ERR_STALE_EPOCH',
   ERR_UPCAST: 'ERR_UPCAST',
   // Cluster
   ERR_NOT_OWNER: 'ERR_NOT_OWNER',

@@ -48,6 +48,7 @@ const STATUS: Partial<Record<ErrorCode, number>> = {
   // A handler's value outside the value domain: a bug in the app, like a handler that throws.
   ERR_NOT_SERIALIZABLE: 500,
   ERR_MAILBOX_FULL: 503,
+  ERR_STALE_EPOCH: 503,
   ERR_WORKER_DIED: 503,
   ERR_ACTOR_ESCALATED: 503,
   ERR_STOPPED: 503,
