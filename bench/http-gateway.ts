@@ -16,7 +16,7 @@
  * is the fairer figure. Target: troupe (1 worker) ≥ 60% of raw req/s, and (on the fair figure)
  * raw CPU µs/request ÷ troupe CPU µs/request ≥ 0.6. Runs ~40 s.
  *
- *   node --import tsx bench/http-gateway.ts [--seconds 9] [--rounds 3]
+ *   npm run build && node --import tsx bench/http-gateway.ts [--seconds 9] [--rounds 3] [--compare-source] [--durable [--durability commit]]
  */
 import autocannon from 'autocannon';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -50,6 +50,9 @@ const { values: args } = parseArgs({
     durability: { type: 'string', default: 'flush' },
     // autocannon connections; with persistence on, each is one request waiting for a commit.
     connections: { type: 'string', default: '50' },
+    // Also measure the node run from its TypeScript sources through tsx (TROUPE_SOURCE=1), next
+    // to the built package: a regression of the build shows as a ratio below 1.
+    'compare-source': { type: 'boolean', default: false },
   },
 });
 /** Total measured seconds per target, split over the rounds. */
@@ -69,14 +72,19 @@ interface Target {
 /** One round's figures; `mainUsPerReq` is the main thread's (event loop's) share of the CPU. */
 type Round = LoadSummary;
 
-async function startTroupe(workers: number, dataDir?: string, durability?: string): Promise<ServerChild> {
+/**
+ * A node as users run it: the bin, the built package and the built demo app (`npm run build`
+ * first); with `fromSource`, the TypeScript sources through tsx instead.
+ */
+async function startTroupe(workers: number, dataDir?: string, durability?: string, fromSource = false): Promise<ServerChild> {
   return spawnServer({
-    label: `troupe node (${workers} worker${workers > 1 ? 's' : ''}${dataDir ? ', durable' : ''})`,
+    label: `troupe node (${workers} worker${workers > 1 ? 's' : ''}${dataDir ? ', durable' : ''}${fromSource ? ', sources' : ''})`,
+    ...(fromSource && { env: { ...process.env, TROUPE_SOURCE: '1' } }),
     args: [
       'bin/troupe.js',
       'start',
       '--app',
-      './src/demo/app.ts',
+      fromSource ? './src/demo/app.ts' : './dist/demo/app.js',
       '--http',
       '0',
       '--workers',
@@ -171,6 +179,7 @@ main(async () => {
     targets.push({ name: 'troupe, 1 worker', server: await startTroupe(1), rounds: [] });
     targets.push({ name: 'troupe, 2 workers', server: await startTroupe(2), rounds: [] });
     targets.push({ name: 'raw node:http', server: await startRaw(), rounds: [] });
+    if (args['compare-source']) targets.push({ name: 'troupe, 1 worker, sources (tsx)', server: await startTroupe(1, undefined, undefined, true), rounds: [] });
     if (args.durable) {
       const dir = mkdtempSync(join(tmpdir(), 'troupe-bench-durable-'));
       cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
@@ -199,12 +208,9 @@ main(async () => {
     cores: median(t.rounds.map((x) => x.cores)),
     rounds: t.rounds.map((x) => Math.round(x.reqPerSec)),
   }));
-  const [w1, w2, raw, durable] = summary as [
-    (typeof summary)[0],
-    (typeof summary)[0],
-    (typeof summary)[0],
-    (typeof summary)[0] | undefined,
-  ];
+  const [w1, w2, raw] = summary as [(typeof summary)[0], (typeof summary)[0], (typeof summary)[0]];
+  const source = summary.find((s) => s.name.endsWith('sources (tsx)'));
+  const durable = summary.find((s) => s.name.includes('LMDB'));
   console.log('');
   for (const s of summary) {
     console.log(
@@ -247,6 +253,10 @@ main(async () => {
       row(`CPU efficiency raw / troupe(LMDB ${args.durability})`, fixed(raw.cpuUsPerReq / durable.cpuUsPerReq, 3), 'target ≥ 0.5'),
     );
   }
+  if (source) {
+    console.log(row('built / sources req/s (1 worker)', fixed(w1.reqPerSec / source.reqPerSec, 3), 'no regression: ≥ 0.95'));
+    console.log(row('built / sources CPU µs/req (1 worker)', fixed(w1.cpuUsPerReq / source.cpuUsPerReq, 3), 'no regression: ≤ 1.05'));
+  }
   // The same target on the fair figure: troupe's requests per CPU-second as a share of raw's.
   const efficiency = raw.cpuUsPerReq / w1.cpuUsPerReq;
   console.log(
@@ -262,6 +272,7 @@ main(async () => {
     troupeW2: fig(w2),
     raw: fig(raw),
     ...(durable && { troupeDurable: fig(durable), ratioDurable: Number(ratioDurable!.toFixed(3)) }),
+    ...(source && { troupeSources: fig(source), builtOverSources: Number((w1.reqPerSec / source.reqPerSec).toFixed(3)) }),
     ratio: Number(ratio1.toFixed(3)),
     ratioW2: Number(ratio2.toFixed(3)),
     cpuPerReqRatio: Number((w1.cpuUsPerReq / raw.cpuUsPerReq).toFixed(3)),
