@@ -14,6 +14,12 @@ export interface Clock {
   wallNow(): number;
   setTimeout(fn: () => void, ms: number): TimerHandle;
   clearTimeout(handle: TimerHandle): void;
+  /**
+   * Runs `fn` after the current event-loop turn (I/O first), without waiting for time to pass:
+   * work that yields so ports and sockets get a turn. Under a `SimulatedClock` it runs at the
+   * same simulated instant, on the next `advance`, so a simulation decides when it happens.
+   */
+  setImmediate(fn: () => void): void;
 }
 
 export type TimerHandle = { readonly __timer: true } | object;
@@ -33,6 +39,9 @@ export class SystemClock implements Clock {
   }
   clearTimeout(handle: TimerHandle): void {
     clearTimeout(handle as ReturnType<typeof setTimeout>);
+  }
+  setImmediate(fn: () => void): void {
+    setImmediate(fn);
   }
 }
 
@@ -77,6 +86,10 @@ export class SimulatedClock implements Clock {
   }
   clearTimeout(handle: TimerHandle): void {
     (handle as SimTimer).cancelled = true;
+  }
+  /** A zero-delay timer: it fires on the next `advance` (even `advance(0)`), in creation order with timers due now. */
+  setImmediate(fn: () => void): void {
+    this.setTimeout(fn, 0);
   }
   /** Number of armed, uncancelled timers. */
   get pending(): number {

@@ -18,6 +18,8 @@ import { gatewayDefaults, HttpGateway, type GatewayOptions, type Sender } from '
 import type { JournalConfig } from '../persistence/journal.ts';
 import type { RestartPolicy } from '../supervisor/restart-window.ts';
 import { Supervisor } from '../supervisor/supervisor.ts';
+import { InProcessActors } from './in-process-actors.ts';
+import type { LocalActors } from './local-actors.ts';
 
 /** The node's LMDB environment lives in `<dataDir>/journal`. */
 export const JOURNAL_DIR = 'journal';
@@ -59,8 +61,15 @@ export interface NodeOptions {
   id?: number;
   /** Modules exporting the actor kinds this node serves (file paths, file URLs or packages). */
   modules: string[];
-  /** Worker threads; default: available cores. */
+  /** Worker threads (or in-process hosts); default: available cores for threads, 1 in-process. */
   workers?: number;
+  /**
+   * Where actors run: 'threads' (default: one worker thread per slot, a crashed thread is
+   * re-hosted) or 'in-process' (every slot's host in this thread, driven by `clock`: whole nodes
+   * on a `SimulatedClock` over a `MemoryNetwork` in one test process; no thread isolation, so
+   * `resourceLimits` and `restart` do not apply).
+   */
+  actors?: 'threads' | 'in-process';
   /** HTTP gateway options, or false for none. */
   http?: GatewayOptions | false;
   /** Join a cluster. Without it the node owns every key. */
@@ -78,7 +87,7 @@ export interface NodeOptions {
   maxResidentPerWorker?: number;
   /** Heap in use per worker (bytes) above which the idle sweep sheds least recently used actors. */
   maxHeapBytesPerWorker?: number;
-  /** Worker-thread restart intensity and backoff. */
+  /** Worker-thread restart intensity and backoff (threads only). */
   restart?: Partial<RestartPolicy>;
   resourceLimits?: ResourceLimits;
   defaultAskTimeoutMs?: number;
@@ -108,7 +117,7 @@ export class TroupeNode implements MessageRouter {
   private gateway: HttpGateway | undefined;
   private httpAddress: AddressInfo | undefined;
   private cluster: ClusterParts | undefined;
-  private router: MessageRouter & { askRaw: Supervisor['askRaw'] };
+  private router: MessageRouter & { askRaw: LocalActors['askRaw'] };
   private stopping: Promise<void> | undefined;
   /** False until the node may serve: while it joins through seeds, and once it stops. */
   private serving = false;
@@ -118,12 +127,18 @@ export class TroupeNode implements MessageRouter {
     readonly id: number,
     readonly identity: NodeIdentity,
     readonly registry: ActorRegistry,
-    readonly supervisor: Supervisor,
+    /** The node's own actors: worker threads (`Supervisor`) or `InProcessActors`. */
+    readonly actors: LocalActors,
     readonly log: Logger,
     /** 64-bit Snowflake ids unique in the cluster (node id = machine id); `ids.nextString()` for JSON. */
     readonly ids: SnowflakeGenerator,
   ) {
-    this.router = supervisor;
+    this.router = actors;
+  }
+
+  /** The node's local actors under their older name (they are a `Supervisor` unless `actors: 'in-process'`). */
+  get supervisor(): LocalActors {
+    return this.actors;
   }
 
   static async start(options: NodeOptions): Promise<TroupeNode> {
@@ -133,6 +148,7 @@ export class TroupeNode implements MessageRouter {
     const log = options.log ?? createLogger({ node: id }, options.logLevel);
     const journal = journalOf(options);
     const host = hostLimitsOf(options);
+    const where = actorsOf(options);
     log.debug(
       { id, workers: options.workers, journal, host, http: options.http, cluster: clusterSummary(options.cluster) },
       'node options',
@@ -149,8 +165,7 @@ export class TroupeNode implements MessageRouter {
       askRaw: (kind: string, key: string, command: string, input: unknown, msgId: string | undefined, timeoutMs: number) =>
         node!.router.askRaw(kind, key, command, input, msgId, timeoutMs),
     };
-    const supervisor = new Supervisor({
-      modules: options.modules,
+    const shared = {
       journal,
       clock,
       log,
@@ -158,20 +173,27 @@ export class TroupeNode implements MessageRouter {
       ...(options.cluster && { upstream }),
       ...(options.workers !== undefined && { workers: options.workers }),
       ...(host && { host }),
-      ...(options.restart && { restart: options.restart }),
-      ...(options.resourceLimits && { resourceLimits: options.resourceLimits }),
       ...(options.defaultAskTimeoutMs !== undefined && { defaultAskTimeoutMs: options.defaultAskTimeoutMs }),
-      ...(options.logLevel !== undefined && { logLevel: options.logLevel }),
-    });
+    };
+    const actors: LocalActors =
+      where === 'in-process'
+        ? new InProcessActors({ ...shared, registry })
+        : new Supervisor({
+            ...shared,
+            modules: options.modules,
+            ...(options.restart && { restart: options.restart }),
+            ...(options.resourceLimits && { resourceLimits: options.resourceLimits }),
+            ...(options.logLevel !== undefined && { logLevel: options.logLevel }),
+          });
     // Takes the data directory's lock: from here on, a failure must release it.
     const identity = await NodeIdentity.load(id, options.dataDir, clock);
     try {
-      await supervisor.start();
+      await actors.start();
     } catch (e) {
       await identity.close(); // the data directory's lock: a retry in this process may take it
       throw e;
     }
-    node = new TroupeNode(id, identity, registry, supervisor, log, snowflakes(id, identity, clock, log));
+    node = new TroupeNode(id, identity, registry, actors, log, snowflakes(id, identity, clock, log));
     const started = node;
     const onAbort = () => void started.stop();
     options.signal?.addEventListener('abort', onAbort, { once: true });
@@ -195,7 +217,8 @@ export class TroupeNode implements MessageRouter {
     node.serving = true;
     log.info(
       {
-        workers: supervisor.workers,
+        workers: actors.workers,
+        ...(where === 'in-process' && { actors: where }),
         http: node.url,
         cluster: node.cluster?.transport.self.address,
         incarnation: identity.incarnation,
@@ -235,7 +258,7 @@ export class TroupeNode implements MessageRouter {
     const router = new ClusterRouter({
       transport,
       membership,
-      local: this.supervisor,
+      local: this.actors,
       clock,
       log: this.log,
       ...(defaultAskTimeoutMs !== undefined && { defaultAskTimeoutMs }),
@@ -365,7 +388,7 @@ export class TroupeNode implements MessageRouter {
       router.stop();
       await transport.close();
     }
-    await this.supervisor.stop();
+    await this.actors.stop();
     await this.identity.close(); // the data directory's lock, once the journal is closed
     this.log.info('node stopped');
   }
@@ -373,7 +396,7 @@ export class TroupeNode implements MessageRouter {
   private views(): Record<string, () => unknown> {
     return {
       // Per worker: resident and evicted actors, queues, and the journal each thread runs with.
-      '/stats': async () => ({ node: this.id, serving: this.serving, workers: await this.supervisor.stats() }),
+      '/stats': async () => ({ node: this.id, serving: this.serving, workers: await this.actors.stats() }),
       '/cluster/members': () => ({ self: this.id, incarnation: this.identity.incarnation, members: this.members() }),
       '/cluster/ring': () => this.cluster?.router.stats() ?? { epoch: 0, members: 1 },
       // Frames, writes (frames ÷ writes = coalescing), queued bytes, rejected connections by reason.
@@ -426,6 +449,19 @@ function journalOf(options: NodeOptions): JournalConfig {
   if (journal.durability !== undefined && journal.durability !== d)
     throw invalidOption('options.durability', `contradicts options.journal.durability '${journal.durability}'`, d);
   return { ...journal, durability: d };
+}
+
+/** Where the node's actors run; the thread-only options are refused in-process rather than ignored. */
+function actorsOf(options: NodeOptions): 'threads' | 'in-process' {
+  const a = options.actors ?? 'threads';
+  if (a !== 'threads' && a !== 'in-process') throw invalidOption('options.actors', "must be 'threads' or 'in-process'", a);
+  if (a === 'in-process') {
+    if (options.resourceLimits !== undefined)
+      throw invalidOption('options.resourceLimits', "applies to worker threads only, not to actors: 'in-process'", options.resourceLimits);
+    if (options.restart !== undefined)
+      throw invalidOption('options.restart', "restarts worker threads only, not actors: 'in-process'", options.restart);
+  }
+  return a;
 }
 
 /** The per-worker caps the actor hosts enforce, or undefined for their defaults. */

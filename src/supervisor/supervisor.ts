@@ -9,6 +9,7 @@ import type { Clock, TimerHandle } from '../core/clock.ts';
 import { fromErrorRecord, invalidOption, toErrorRecord, troupeError, type ErrorRecord, type TroupeError } from '../core/errors.ts';
 import { resolveModuleSpecifier, siblingModule, sourceLoaderExecArgv } from '../core/import-module.ts';
 import { defaultLogFormat, type Logger } from '../core/logger.ts';
+import type { LocalActors } from '../node/local-actors.ts';
 import type { JournalConfig } from '../persistence/journal.ts';
 import { slotOf } from './placement.ts';
 import { PortReader, PortWriter } from './port-protocol.ts';
@@ -93,7 +94,7 @@ const workerEntry = siblingModule(import.meta.url, './worker-host');
  *
  * Events: 'worker-exit' (slot, error), 'worker-ready' (slot), 'escalated' (info).
  */
-export class Supervisor extends EventEmitter implements MessageRouter {
+export class Supervisor extends EventEmitter implements LocalActors {
   readonly workers: number;
   private readonly o: SupervisorOptions;
   private readonly restart: RestartPolicy;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { SimulatedClock } from '../../src/core/clock.ts';
+import { SimulatedClock, systemClock } from '../../src/core/clock.ts';
 import { fromErrorRecord, invalidOption, isTroupeError, toErrorRecord, troupeError } from '../../src/core/errors.ts';
 import { hash32 } from '../../src/core/hash.ts';
 
@@ -32,6 +32,40 @@ describe('SimulatedClock', () => {
     clock.advance(20);
     expect(at).toEqual([5, 10]);
     expect(clock.now()).toBe(20);
+  });
+
+  it('runs setImmediate work on the next advance, at the same instant, never on its own', async () => {
+    const clock = new SimulatedClock(50);
+    const ran: Array<[string, number]> = [];
+    clock.setTimeout(() => ran.push(['timer', clock.now()]), 0);
+    clock.setImmediate(() => {
+      ran.push(['immediate', clock.now()]);
+      clock.setImmediate(() => ran.push(['chained', clock.now()]));
+    });
+    // A real event-loop turn passes: the simulation, not Node, decides when the work runs.
+    await new Promise((r) => setImmediate(r));
+    expect(ran).toEqual([]);
+    clock.advance(0);
+    expect(ran).toEqual([
+      ['timer', 50],
+      ['immediate', 50],
+      ['chained', 50],
+    ]);
+    expect(clock.now()).toBe(50);
+  });
+
+  it('SystemClock.setImmediate runs once the current code is done, ahead of a 5 ms timer', async () => {
+    const order: string[] = [];
+    const done = new Promise<void>((resolve) => {
+      systemClock.setImmediate(() => order.push('immediate'));
+      setTimeout(() => {
+        order.push('timer');
+        resolve();
+      }, 5);
+      order.push('sync');
+    });
+    await done;
+    expect(order).toEqual(['sync', 'immediate', 'timer']);
   });
 
   it('steps wall time without moving monotonic time', () => {

@@ -1,0 +1,46 @@
+import type { MessageRouter } from '../actors/actor-ref.ts';
+import type { LocalActors as RoutedActors } from '../cluster/cluster-router.ts';
+import { HashRing, type RingMember } from '../cluster/ring.ts';
+
+/** What a node's local actors announce: a thread re-hosted or ready, an actor or slot past its restart intensity. */
+export type LocalActorsEvent = 'escalated' | 'worker-ready' | 'worker-exit';
+
+/**
+ * A node's own actors, as `TroupeNode` and `ClusterRouter` use them: keys placed on slots
+ * (`slotOf`), asks with deadlines, ownership from the ring. Two implementations: `Supervisor`
+ * (one worker thread per slot, the default) and `InProcessActors` (every slot's host in the
+ * calling thread, driven by the injected clock: deterministic node tests on a
+ * `SimulatedClock`).
+ *
+ * @example
+ *   const actors: LocalActors = new InProcessActors({ registry, journal: { type: 'memory' }, clock, log, node: 1 });
+ *   await actors.start();
+ *   await actors.ask('counter', 'k1', { command: 'incr' });
+ *   await actors.stop();
+ */
+export interface LocalActors extends MessageRouter, RoutedActors {
+  /** Slots: worker threads, or hosts in this thread. */
+  readonly workers: number;
+  start(): Promise<void>;
+  /** Refuses new work, waits for journal writes in flight, fails what is still pending with ERR_STOPPED. */
+  stop(): Promise<void>;
+  /** The slot that hosts `key` (jump hash of the key alone). */
+  slotOf(key: string): number;
+  /** New ring: slots keep same-node traffic local only for keys this node owns. */
+  placement(members: readonly RingMember[], selfId: number): void;
+  /** One record per slot (the actor host's stats and the journal it runs with), for GET /stats. */
+  stats(): Promise<unknown[]>;
+  /** Thread id hosting each slot (all the same for in-process actors). */
+  threadIds(): number[];
+  on(event: LocalActorsEvent, listener: (...args: any[]) => void): this; // eslint-disable-line @typescript-eslint/no-explicit-any
+}
+
+/**
+ * The ownership rule every slot applies when the ring changes: a key is this node's when the
+ * ring's owner of it is `selfId`; with no members (not joined yet) nothing is.
+ */
+export function ownershipOf(members: readonly RingMember[], selfId: number): (key: string) => boolean {
+  if (members.length === 0) return () => false;
+  const ring = new HashRing(members);
+  return (key) => ring.ownerOf(key).id === selfId;
+}
