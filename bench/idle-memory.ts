@@ -18,7 +18,7 @@ import { ActorRegistry } from '../src/actors/registry.ts';
 import { systemClock } from '../src/core/clock.ts';
 import { silentLogger } from '../src/core/logger.ts';
 import { counter } from '../src/demo/app.ts';
-import type { ActorHistory, ActorWrite, Journal } from '../src/persistence/journal.ts';
+import type { ActorHistory, ActorWrite, EventRecord, Journal } from '../src/persistence/journal.ts';
 import { MemoryJournal } from '../src/persistence/memory-journal.ts';
 import { bytes, check, fixed, int, machineLine, main, median, printResult, row, turns, verdict } from './lib.ts';
 
@@ -34,6 +34,9 @@ class NullJournal implements Journal {
   }
   read(_kind: string, _key: string): Promise<ActorHistory> {
     return Promise.resolve({ events: [], replies: [] });
+  }
+  readFrom(_kind: string, _key: string, _afterSeq: number, _limit: number): Promise<EventRecord[]> {
+    return Promise.resolve([]);
   }
   close(): Promise<void> {
     return Promise.resolve();

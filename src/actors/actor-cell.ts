@@ -4,7 +4,7 @@ import type { EventRecord, RecordedReply } from '../persistence/journal.ts';
 import type { RestartWindow } from '../supervisor/restart-window.ts';
 import type { Envelope } from './envelope.ts';
 import type { ActorKind } from './registry.ts';
-import type { PendingWrite } from './actor-host.ts';
+import type { PendingWrite } from './write-pipeline.ts';
 
 export type CellStatus =
   | 'activating' // loading snapshot + events; messages queue

@@ -5,14 +5,16 @@ import type { Logger } from '../core/logger.ts';
 import { findOffence, notSerializable } from '../core/value-domain.ts';
 import { Fifo } from '../mailbox/fifo.ts';
 import { Mailbox } from '../mailbox/mailbox.ts';
-import type { ActorHistory, ActorWrite, Journal, RecordedReply } from '../persistence/journal.ts';
+import type { ActorWrite, Journal, RecordedReply } from '../persistence/journal.ts';
 import { slotOf } from '../supervisor/placement.ts';
 import { decideRestart } from '../supervisor/restart-window.ts';
 import { ActorCell, type HeldReply } from './actor-cell.ts';
 import type { AnyMessage, AskOptions, HandlerContext } from './define-actor.ts';
 import type { Envelope, ReplyChannel, SystemOp } from './envelope.ts';
-import type { ActorKind, ActorRegistry } from './registry.ts';
+import type { ActorRegistry } from './registry.ts';
 import type { MessageRouter } from './actor-ref.ts';
+import { replay, type Replayed } from './replay.ts';
+import { WritePipeline } from './write-pipeline.ts';
 
 export interface ActorHostOptions {
   registry: ActorRegistry;
@@ -66,15 +68,6 @@ export interface HostStats {
   evicted: number;
 }
 
-/** One actor turn's write and the replies that wait for it. */
-export interface PendingWrite {
-  cell: ActorCell;
-  write: ActorWrite;
-  held: HeldReply[] | null;
-}
-
-const noError = () => null;
-
 class PendingAsk {
   constructor(
     readonly resolve: (v: unknown) => void,
@@ -110,15 +103,17 @@ export class ActorHost implements MessageRouter, ReplyChannel {
   private now = 0;
   private lastKind: string | undefined;
   private lastCells: Map<string, ActorCell> | undefined;
-  /** Turns' writes not yet handed to the journal, and flushes not yet settled. */
-  private writeBatch: PendingWrite[] = [];
-  private writeFlushQueued = false;
-  private readonly flushes = new Set<Promise<void>>();
-  private readonly flushWritesBound = () => this.flushWrites();
+  /** Turns' writes on their way to the journal, and the replies held until they are durable. */
+  private readonly writes: WritePipeline;
   private readonly drainBound = () => this.drain();
 
   constructor(options: ActorHostOptions) {
     this.o = { ...actorHostDefaults, ...options };
+    this.writes = new WritePipeline(this.o.journal, {
+      released: (cell, held) => this.release(cell, held),
+      failed: (cell, held, e) => this.failHeld(cell, held, e),
+      writeFailed: (cell, e) => this.writeFailed(cell, e),
+    });
     this.armSweep();
   }
 
@@ -201,8 +196,7 @@ export class ActorHost implements MessageRouter, ReplyChannel {
         this.cancelTimers(cell);
       }
     }
-    this.flushWrites();
-    await Promise.all(this.flushes);
+    await this.writes.drain();
     for (const [askId, p] of this.asks) {
       this.o.clock.clearTimeout(p.timer);
       p.reject(troupeError('ERR_STOPPED', 'actor host stopped'));
@@ -271,11 +265,17 @@ export class ActorHost implements MessageRouter, ReplyChannel {
     this.o.journal.read(cell.kind.kind, cell.key).then(
       (history) => {
         if (cell.generation !== generation) return;
+        let r: Replayed;
         try {
-          this.replay(cell, history);
+          r = replay(cell.kind, cell.key, history);
         } catch (e) {
           return this.activationFailed(cell, e);
         }
+        cell.state = r.state;
+        cell.seq = r.seq;
+        cell.eventsSinceSnapshot = r.eventsSinceSnapshot;
+        // No recorded replies in the journal: keep what memory has (a restart after a handler threw).
+        if (r.replies !== null) cell.replies = r.replies;
         cell.status = 'active';
         cell.lastActive = this.o.clock.now();
         if (!cell.mailbox.isEmpty) this.schedule(cell);
@@ -284,31 +284,6 @@ export class ActorHost implements MessageRouter, ReplyChannel {
         if (cell.generation === generation) this.activationFailed(cell, e);
       },
     );
-  }
-
-  private replay(cell: ActorCell, history: ActorHistory): void {
-    const k = cell.kind;
-    let state: unknown;
-    let seq = 0;
-    const snap = history.snapshot;
-    let events = history.events;
-    if (snap && snap.v === k.version) {
-      state = snap.state;
-      seq = snap.seq;
-      events = events.filter((e) => e.seq > snap.seq);
-    } else {
-      state = k.def.initial(cell.key);
-    }
-    for (const rec of events) {
-      state = k.def.apply(state, upcast(k, rec.event, rec.v));
-      seq = rec.seq;
-    }
-    cell.state = state;
-    cell.seq = seq;
-    cell.eventsSinceSnapshot = snap ? seq - snap.seq : seq;
-    if (history.replies.length > 0) {
-      cell.replies = new Map(history.replies.map((r) => [r.msgId, r]));
-    }
   }
 
   private activationFailed(cell: ActorCell, e: unknown): void {
@@ -501,11 +476,7 @@ export class ActorHost implements MessageRouter, ReplyChannel {
 
   /** Sends a reply now, or holds it until the journal write it depends on is durable. */
   private answer(cell: ActorCell, env: Envelope, ok: boolean, value: unknown): void {
-    if (cell.pendingEvents !== null || cell.pendingReplies !== null || cell.inflightWrites > 0 || cell.held !== null) {
-      (cell.held ??= []).push({ env, ok, value });
-    } else {
-      this.send(cell, env, ok, value);
-    }
+    if (!this.writes.hold(cell, env, ok, value)) this.send(cell, env, ok, value);
   }
 
   private send(cell: ActorCell, env: Envelope, ok: boolean, value: unknown): void {
@@ -514,10 +485,10 @@ export class ActorHost implements MessageRouter, ReplyChannel {
   }
 
   /**
-   * Ends a turn: its events and recorded replies join the batch of writes this drain hands the
-   * journal (one call for all actors); its replies wait for that write. A turn that wrote
-   * nothing answers at once, unless an earlier write of the actor is still in flight: those
-   * replies saw that state, so they wait for it too.
+   * Ends a turn: its events and recorded replies (and a snapshot every `snapshotEvery` events)
+   * become one write handed to the write pipeline, and its replies wait for that write. A turn
+   * that wrote nothing answers at once, unless an earlier write of the actor is still in flight
+   * (see WritePipeline).
    */
   private endTurn(cell: ActorCell): void {
     const events = cell.pendingEvents;
@@ -525,11 +496,7 @@ export class ActorHost implements MessageRouter, ReplyChannel {
     const held = cell.held;
     cell.held = null;
     if (events === null && replies === null) {
-      if (held === null) return;
-      const last = cell.lastWrite;
-      if (last === null) return this.release(cell, held);
-      if (last.held === null) last.held = held;
-      else for (const h of held) last.held.push(h);
+      if (held !== null) this.writes.releaseAfterLastWrite(cell, held);
       return;
     }
     cell.pendingEvents = null;
@@ -538,61 +505,12 @@ export class ActorHost implements MessageRouter, ReplyChannel {
     if (replies !== null) write.replies = replies;
     if (events !== null) {
       cell.eventsSinceSnapshot += events.length;
-      const latest = { seq: cell.seq, v: cell.kind.version, state: cell.state };
-      write.latest = latest;
       if (cell.eventsSinceSnapshot >= cell.kind.snapshotEvery) {
-        write.snapshot = latest;
+        write.snapshot = { seq: cell.seq, v: cell.kind.version, state: cell.state };
         cell.eventsSinceSnapshot = 0;
       }
     }
-    const pending: PendingWrite = { cell, write, held };
-    cell.inflightWrites++;
-    cell.lastWrite = pending;
-    this.writeBatch.push(pending);
-    if (!this.writeFlushQueued) {
-      this.writeFlushQueued = true;
-      queueMicrotask(this.flushWritesBound);
-    }
-  }
-
-  /** Hands the batch to the journal: `writeMany` where it has it, else one `write` each. */
-  private flushWrites(): void {
-    this.writeFlushQueued = false;
-    const batch = this.writeBatch;
-    if (batch.length === 0) return;
-    this.writeBatch = [];
-    const journal = this.o.journal;
-    let results: Promise<ReadonlyArray<unknown>>;
-    try {
-      results = journal.writeMany
-        ? journal.writeMany(batch.map((p) => p.write))
-        : Promise.all(batch.map((p) => journal.write(p.write).then(noError, (e: unknown) => e ?? new Error('write failed'))));
-    } catch (e) {
-      results = Promise.resolve(batch.map(() => e));
-    }
-    const settled = results.then(
-      (errors) => batch.forEach((p, i) => this.writeSettled(p, errors[i] ?? null)),
-      (e: unknown) => batch.forEach((p) => this.writeSettled(p, e ?? new Error('write failed'))),
-    );
-    this.flushes.add(settled);
-    void settled.finally(() => this.flushes.delete(settled));
-  }
-
-  private writeSettled(p: PendingWrite, error: unknown): void {
-    const { cell } = p;
-    cell.inflightWrites--;
-    if (cell.lastWrite === p) cell.lastWrite = null;
-    if (error === null) {
-      if (p.held !== null) this.release(cell, p.held);
-    } else {
-      if (p.held !== null) this.failHeld(cell, p.held, error);
-      this.writeFailed(cell, error);
-    }
-    if (cell.inflightWrites === 0 && cell.onSettled !== null) {
-      const next = cell.onSettled;
-      cell.onSettled = null;
-      next();
-    }
+    this.writes.submit(cell, write, held);
   }
 
   private release(cell: ActorCell, held: HeldReply[]): void {
@@ -887,16 +805,6 @@ class Context implements HandlerContext<unknown, unknown> {
   now(): number {
     return this.host.clock.now();
   }
-}
-
-function upcast(kind: ActorKind, event: unknown, v: number): unknown {
-  let e = event;
-  for (let version = v; version < kind.version; version++) {
-    const up = kind.def.upcasters?.[version];
-    if (!up) throw troupeError('ERR_UPCAST', `${kind.kind}: no upcaster from event version ${version}`, { kind: kind.kind, version });
-    e = up(e);
-  }
-  return e;
 }
 
 function isThenable(v: unknown): v is PromiseLike<unknown> {

@@ -1,5 +1,5 @@
 import { troupeError, type ErrorCode } from '../core/errors.ts';
-import type { ActorHistory, ActorWrite, Journal } from './journal.ts';
+import type { ActorHistory, ActorWrite, EventRecord, Journal } from './journal.ts';
 
 /**
  * Test double that injects storage failures around any journal. A write it fails never reaches
@@ -54,6 +54,15 @@ export class FailingJournal implements Journal {
     return this.inner.read(kind, key);
   }
 
+  /** Counts against `failNextReads` like `read`: a replica's catch-up read fails the same way. */
+  readFrom(kind: string, key: string, afterSeq: number, limit: number): Promise<EventRecord[]> {
+    if (this.readFailures > 0) {
+      this.readFailures--;
+      return Promise.reject(troupeError('ERR_JOURNAL_READ', 'injected read failure', { kind, key, injected: true }));
+    }
+    return this.inner.readFrom(kind, key, afterSeq, limit);
+  }
+
   close(): Promise<void> {
     return this.inner.close();
   }
@@ -96,6 +105,10 @@ export class HoldingJournal implements Journal {
 
   read(kind: string, key: string): Promise<ActorHistory> {
     return this.inner.read(kind, key);
+  }
+
+  readFrom(kind: string, key: string, afterSeq: number, limit: number): Promise<EventRecord[]> {
+    return this.inner.readFrom(kind, key, afterSeq, limit);
   }
 
   close(): Promise<void> {

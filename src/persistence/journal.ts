@@ -1,4 +1,5 @@
 import type { ErrorRecord } from '../core/errors.ts';
+import type { Epoch } from '../replication/epoch.ts';
 
 /**
  * The event journal: the only way actor state outlives the memory of a thread. An actor's
@@ -12,8 +13,14 @@ import type { ErrorRecord } from '../core/errors.ts';
  *   write is not visible to a later `read` (all of it or none of it).
  * - writes for one actor are applied in call order; `events[i].seq` continue the actor's log
  *   without gaps (a gap or overlap rejects with `ERR_JOURNAL_WRITE`).
- * - `read` returns the latest snapshot and every event after it, ascending, and the recorded
- *   replies of the most recent message ids (bounded per actor).
+ * - `read` returns the latest snapshot and every event after it, ascending, the recorded
+ *   replies of the most recent message ids (bounded per actor), and the actor's epoch.
+ * - `readFrom` returns the stored events past a seq, whether or not a snapshot covers them
+ *   (unless the journal compacts on snapshot): what a replica catching up reads.
+ * - A write has three outcomes: durable (resolves), failed (rejects with a storage error), or
+ *   fenced: its `epoch` is below the one stored for the actor, so a newer primary owns the
+ *   actor; it rejects with `ERR_STALE_EPOCH` and nothing of it is applied. A write without an
+ *   epoch is never fenced and leaves the stored epoch as it is; one with a higher epoch raises it.
  */
 export interface Journal {
   write(w: ActorWrite): Promise<void>;
@@ -25,6 +32,18 @@ export interface Journal {
    */
   writeMany?(writes: readonly ActorWrite[]): Promise<Array<Error | null>>;
   read(kind: string, key: string): Promise<ActorHistory>;
+  /**
+   * The actor's stored events with `seq > afterSeq`, ascending, at most `limit` (a positive
+   * integer); `[]` past the end. Rejects with `ERR_JOURNAL_READ` on a bad argument.
+   *
+   * @example
+   *   let after = 0;
+   *   for (let page; (page = await journal.readFrom('cart', 'c1', after, 500)).length > 0; ) {
+   *     ship(page);
+   *     after = page[page.length - 1].seq;
+   *   }
+   */
+  readFrom(kind: string, key: string, afterSeq: number, limit: number): Promise<EventRecord[]>;
   close(): Promise<void>;
 }
 
@@ -64,17 +83,19 @@ export interface ActorWrite {
   snapshot?: SnapshotRecord;
   replies?: RecordedReply[];
   /**
-   * The actor's state after these events (a reference; states are immutable). A hint a journal
-   * may keep instead of the events, as if it were a snapshot: `MemoryJournal` does, so it holds
-   * one state per actor rather than a growing list of events. Durable journals ignore it.
+   * The epoch of the primary that wrote this. Below the actor's stored epoch the write is
+   * fenced (`ERR_STALE_EPOCH`, nothing applied); above it, it becomes the stored epoch.
+   * Absent: not fenced, the stored epoch stays (single-node writes).
    */
-  latest?: SnapshotRecord;
+  epoch?: Epoch;
 }
 
 export interface ActorHistory {
   snapshot?: SnapshotRecord;
   events: EventRecord[];
   replies: RecordedReply[];
+  /** The highest epoch a write for this actor carried; absent when none did (read it as ZERO_EPOCH). */
+  epoch?: Epoch;
 }
 
 /** Serializable journal choice, sent to worker threads which build their own instance. */

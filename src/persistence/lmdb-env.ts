@@ -13,8 +13,10 @@ import { open, type Database, type RootDatabase } from 'lmdb';
  * ├─ snapshots  [kind, key]       → [seq, v, state]       latest only
  * ├─ replies    [kind, key, n]    → [msgId, ok, value, error]   n grows per actor; each new
  * │                                                        one removes n - recentReplies
- * ├─ heads      [kind, key]       → [lastSeq, lastReplyN] where each log ends: one point
- * │                                                        read per write, no cursor
+ * ├─ heads      [kind, key]       → [lastSeq, lastReplyN, term?, node?]  where each log ends
+ * │                                                        and the actor's epoch (absent in
+ * │                                                        older records: epoch zero); one
+ * │                                                        point read per write, no cursor
  * └─ meta       name              → value                 node metadata (incarnation, …)
  * ```
  */

@@ -5,6 +5,8 @@ import type { ActorHistory, ActorWrite, EventRecord, Journal, JournalConfig, Rec
 import { acquireEnv, flushedNow, releaseEnv, type LmdbEnv } from './lmdb-env.ts';
 import { commitCause, isCommitFailure, toReadError, toWriteError } from './storage-errors.ts';
 import { backupEnv, type BackupOptions } from './backup.ts';
+import { badEpoch, badReadRange, epochAfter, fenced } from './journal-checks.ts';
+import { ZERO_EPOCH, type Epoch } from '../replication/epoch.ts';
 
 export type LmdbJournalConfig = Extract<JournalConfig, { type: 'lmdb' }>;
 
@@ -73,7 +75,10 @@ type StoredEvent = [v: number, event: unknown];
 type StoredSnapshot = [seq: number, v: number, state: unknown];
 // The fingerprint was added later: records of 4 elements have none (any retry matches them).
 type StoredReply = [msgId: string, ok: boolean, value: unknown, error: ErrorRecord | undefined, fingerprint?: string];
-type StoredHead = [lastSeq: number, lastReply: number];
+// The epoch was added later, flat (two numbers, not an object: one head is read per write).
+// Records of 2 elements have none and read as ZERO_EPOCH; builds that predate it read the
+// first two elements and ignore the rest, so the format number stays 1.
+type StoredHead = [lastSeq: number, lastReply: number, term?: number, node?: number];
 
 /**
  * The durable journal: one LMDB environment per node, one `LmdbJournal` per worker thread.
@@ -157,6 +162,8 @@ export class LmdbJournal implements Journal {
       const transaction = root.useReadTransaction();
       try {
         const history: ActorHistory = { events: [], replies: [] };
+        const epoch = storedEpoch(this.env.heads.get([kind, key], { transaction }) as StoredHead | undefined);
+        if (epoch !== undefined) history.epoch = epoch;
         const snap = snapshots.get([kind, key], { transaction }) as StoredSnapshot | undefined;
         if (snap) history.snapshot = { seq: snap[0], v: snap[1], state: snap[2] };
         const from = snap ? snap[0] + 1 : 1;
@@ -181,32 +188,29 @@ export class LmdbJournal implements Journal {
     }
   }
 
-  /**
-   * Events with `seq >= fromSeq`, ascending, at most `limit`, whether or not a snapshot covers
-   * them: what a replica catching up or a consistency check reads.
-   */
-  readEvents(kind: string, key: string, fromSeq = 1, limit?: number): Promise<EventRecord[]> {
+  /** A range read on `events`: the stored events past `afterSeq`, whether or not a snapshot covers them. */
+  readFrom(kind: string, key: string, afterSeq: number, limit: number): Promise<EventRecord[]> {
     if (this.closed) return Promise.reject(troupeError('ERR_STOPPED', 'journal is closed', { path: this.path }));
-    const invalid = checkActorKey(kind, key, 'ERR_JOURNAL_READ');
+    const invalid = checkActorKey(kind, key, 'ERR_JOURNAL_READ') ?? badReadRange(kind, key, afterSeq, limit);
     if (invalid) return Promise.reject(invalid);
-    if (!Number.isSafeInteger(fromSeq) || fromSeq < 0 || (limit !== undefined && (!Number.isSafeInteger(limit) || limit < 1))) {
-      return Promise.reject(
-        troupeError('ERR_JOURNAL_READ', 'fromSeq must be a non-negative integer and limit a positive one', { kind, key }),
-      );
-    }
     try {
       this.env.root.resetReadTxn();
       const out: EventRecord[] = [];
-      const range = this.env.events.getRange({
-        start: [kind, key, fromSeq],
-        end: [kind, key, MAX_SEQ],
-        ...(limit === undefined ? {} : { limit }),
-      });
-      for (const { key: k, value } of range) out.push(toEventRecord(k, value as StoredEvent));
+      for (const { key: k, value } of this.env.events.getRange({ start: [kind, key, afterSeq + 1], end: [kind, key, MAX_SEQ], limit })) {
+        out.push(toEventRecord(k, value as StoredEvent));
+      }
       return Promise.resolve(out);
     } catch (e) {
       return Promise.reject(toReadError(e, this.path, `journal read of ${kind}/${key}`, { kind, key }));
     }
+  }
+
+  /** The whole stored log from `fromSeq` on: `readFrom(kind, key, fromSeq - 1, limit)`, for tools and tests. */
+  readEvents(kind: string, key: string, fromSeq = 1, limit = MAX_SEQ): Promise<EventRecord[]> {
+    if (!Number.isSafeInteger(fromSeq) || fromSeq < 0) {
+      return Promise.reject(troupeError('ERR_JOURNAL_READ', 'fromSeq must be a non-negative integer', { kind, key }));
+    }
+    return this.readFrom(kind, key, Math.max(0, fromSeq - 1), limit);
   }
 
   /** A node metadata value (incarnation, Snowflake last timestamp, …), or undefined. */
@@ -365,6 +369,11 @@ export class LmdbJournal implements Journal {
     const actor = [kind, key];
     // One point read instead of range scans: cursor work dominated the write path.
     const head = heads.get(actor) as StoredHead | undefined;
+    const stored = storedEpoch(head) ?? ZERO_EPOCH;
+    // Fenced before the continuity check: a deposed primary must learn it was replaced, not
+    // that its seqs are off (they are, since the new primary wrote past them).
+    const stale = fenced(w, stored);
+    if (stale) throw stale;
     const last = head ? head[0] : 0;
     const first = w.events[0];
     if (first && first.seq !== last + 1) {
@@ -403,7 +412,12 @@ export class LmdbJournal implements Journal {
         if (n > this.recentReplies) void replies.remove([kind, key, n - this.recentReplies]);
       }
     }
-    if (!head || newLast !== last || n !== head[1]) void heads.put(actor, [newLast, n] satisfies StoredHead);
+    const epoch = epochAfter(w, stored);
+    const hadEpoch = head !== undefined && head.length >= 4;
+    const keepsEpoch = hadEpoch || w.epoch !== undefined;
+    if (!head || newLast !== last || n !== head[1] || epoch !== stored || keepsEpoch !== hadEpoch) {
+      void heads.put(actor, (keepsEpoch ? [newLast, n, epoch.term, epoch.node] : [newLast, n]) satisfies StoredHead);
+    }
   }
 
   private checkFormat(): void {
@@ -432,6 +446,11 @@ export class LmdbJournal implements Journal {
 
 function toEventRecord(k: unknown, value: StoredEvent): EventRecord {
   return { seq: (k as [string, string, number])[2], v: value[0], event: value[1] };
+}
+
+/** The epoch a heads record holds; undefined for a record without one (no write carried one, or an older build). */
+function storedEpoch(head: StoredHead | undefined): Epoch | undefined {
+  return head !== undefined && head.length >= 4 ? { term: head[2]!, node: head[3]! } : undefined;
 }
 
 function toRecordedReply(value: StoredReply): RecordedReply {
@@ -476,6 +495,8 @@ function checkWrite(w: ActorWrite): TroupeError | undefined {
       return troupeError('ERR_JOURNAL_WRITE', `write.events[${i}].seq ${e.seq} does not follow ${w.events[i - 1]!.seq}`, at);
     }
   }
+  const malformed = badEpoch(w);
+  if (malformed !== undefined) return troupeError('ERR_JOURNAL_WRITE', malformed, at);
   const s: SnapshotRecord | undefined = w.snapshot;
   if (s !== undefined && (s === null || !Number.isSafeInteger(s.seq) || s.seq < 0 || !Number.isSafeInteger(s.v))) {
     return troupeError('ERR_JOURNAL_WRITE', 'write.snapshot must have integer seq and v', at);

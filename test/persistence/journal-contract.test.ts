@@ -7,26 +7,36 @@ import type { ActorWrite, EventRecord, Journal, RecordedReply } from '../../src/
 import { LmdbJournal } from '../../src/persistence/lmdb-journal.ts';
 import { MemoryJournal } from '../../src/persistence/memory-journal.ts';
 import { createJournal } from '../../src/persistence/create-journal.ts';
+import { acquireEnv, releaseEnv } from '../../src/persistence/lmdb-env.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'troupe-contract-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 let dirs = 0;
 
+interface MakeOptions {
+  recentReplies?: number;
+  compactOnSnapshot?: boolean;
+}
+
 interface Subject {
   name: string;
-  make(recentReplies?: number): { journal: Journal; path?: string };
+  make(options?: MakeOptions): { journal: Journal; path?: string };
+}
+
+function lmdbAt(path: string, { recentReplies, compactOnSnapshot }: MakeOptions = {}): LmdbJournal {
+  return new LmdbJournal(
+    { type: 'lmdb', path, durability: 'flush', ...(recentReplies === undefined ? {} : { recentReplies }) },
+    compactOnSnapshot === undefined ? {} : { compactOnSnapshot },
+  );
 }
 
 const subjects: Subject[] = [
-  { name: 'MemoryJournal', make: (recentReplies) => ({ journal: new MemoryJournal(recentReplies) }) },
+  { name: 'MemoryJournal', make: (options = {}) => ({ journal: new MemoryJournal(options) }) },
   {
     name: 'LmdbJournal',
-    make: (recentReplies) => {
+    make: (options = {}) => {
       const path = join(root, `env-${dirs++}`);
-      return {
-        journal: new LmdbJournal({ type: 'lmdb', path, durability: 'flush', ...(recentReplies === undefined ? {} : { recentReplies }) }),
-        path,
-      };
+      return { journal: lmdbAt(path, options), path };
     },
   },
 ];
@@ -134,7 +144,7 @@ describe.each(subjects)('Journal contract: $name', (subject) => {
   });
 
   it('keeps only the most recent recorded replies, oldest first', async () => {
-    const bounded = subject.make(5).journal;
+    const bounded = subject.make({ recentReplies: 5 }).journal;
     try {
       for (let s = 1; s <= 12; s++) {
         await bounded.write({
@@ -220,10 +230,210 @@ describe.each(subjects)('Journal contract: $name', (subject) => {
     expect((await journal.read('k', 'o')).events).toEqual([ev(1), ev(2)]);
   });
 
+  describe('readFrom', () => {
+    beforeEach(async () => {
+      await journal.write({ kind: 'log', key: 'a', events: [ev(1), ev(2), ev(3)] });
+      await journal.write({ kind: 'log', key: 'a', events: [ev(4)] });
+      await journal.write({ kind: 'log', key: 'a', events: [ev(5), ev(6), ev(7), ev(8), ev(9), ev(10)] });
+      await journal.write({ kind: 'log', key: 'ab', events: [ev(1, 'other')] }); // a key that extends 'a'
+    });
+
+    it.each([
+      { name: 'the whole log', afterSeq: 0, limit: 100, seqs: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10] },
+      { name: 'a middle range cut by the limit', afterSeq: 3, limit: 4, seqs: [4, 5, 6, 7] },
+      { name: 'the tail, fewer than the limit', afterSeq: 8, limit: 100, seqs: [9, 10] },
+      { name: 'one event', afterSeq: 0, limit: 1, seqs: [1] },
+      { name: 'nothing at the end', afterSeq: 10, limit: 5, seqs: [] },
+      { name: 'nothing past the end', afterSeq: 50, limit: 5, seqs: [] },
+    ])('returns $name, ascending', async ({ afterSeq, limit, seqs }) => {
+      expect(await journal.readFrom('log', 'a', afterSeq, limit)).toEqual(seqs.map((s) => ev(s)));
+    });
+
+    it('returns nothing for an unknown actor', async () => {
+      expect(await journal.readFrom('log', 'nobody', 0, 10)).toEqual([]);
+    });
+
+    it('pages through the log, each page starting after the last one read', async () => {
+      const seen: number[] = [];
+      let after = 0;
+      // Bounded, so a reader that repeats the page it started after fails here instead of hanging.
+      for (let page, pages = 0; pages < 10 && (page = await journal.readFrom('log', 'a', after, 3)).length > 0; pages++) {
+        seen.push(...page.map((e) => e.seq));
+        after = page[page.length - 1]!.seq;
+      }
+      expect(seen).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    });
+
+    it.each([
+      { name: 'a negative afterSeq', afterSeq: -1, limit: 1, message: /afterSeq must be a non-negative integer/ },
+      { name: 'a fractional afterSeq', afterSeq: 1.5, limit: 1, message: /afterSeq must be a non-negative integer/ },
+      { name: 'a zero limit', afterSeq: 0, limit: 0, message: /limit must be a positive integer/ },
+      { name: 'an infinite limit', afterSeq: 0, limit: Infinity, message: /limit must be a positive integer/ },
+    ])('rejects $name with ERR_JOURNAL_READ naming it', async ({ afterSeq, limit, message }) => {
+      const e = await rejection(journal.readFrom('log', 'a', afterSeq, limit));
+      expect(isTroupeError(e, 'ERR_JOURNAL_READ')).toBe(true);
+      expect((e as Error).message).toMatch(message);
+    });
+  });
+
+  it.each([
+    { compactOnSnapshot: false, stored: [1, 2, 3, 4, 5] },
+    { compactOnSnapshot: true, stored: [4, 5] },
+  ])(
+    'readFrom with compactOnSnapshot $compactOnSnapshot returns the events still stored: $stored',
+    async ({ compactOnSnapshot, stored }) => {
+      const j = subject.make({ compactOnSnapshot }).journal;
+      try {
+        await j.write({ kind: 'k', key: 'x', events: [ev(1), ev(2)] });
+        await j.write({ kind: 'k', key: 'x', events: [ev(3), ev(4)], snapshot: { seq: 3, v: 1, state: 3 } });
+        await j.write({ kind: 'k', key: 'x', events: [ev(5)] });
+        expect((await j.readFrom('k', 'x', 0, 100)).map((e) => e.seq)).toEqual(stored);
+        expect((await j.readFrom('k', 'x', 4, 100)).map((e) => e.seq)).toEqual([5]);
+        // Either way `read` is the snapshot and what follows it, and the log goes on from its end.
+        expect(await j.read('k', 'x')).toEqual({ snapshot: { seq: 3, v: 1, state: 3 }, events: [ev(4), ev(5)], replies: [] });
+        await expectCode(j.write({ kind: 'k', key: 'x', events: [ev(1)] }), 'ERR_JOURNAL_WRITE');
+        await j.write({ kind: 'k', key: 'x', events: [ev(6)] });
+      } finally {
+        await j.close();
+      }
+    },
+  );
+
+  describe('epochs', () => {
+    const e = (term: number, node: number) => ({ term, node });
+
+    it('stores the epoch a write carries and returns it from read; a write without one keeps it', async () => {
+      await journal.write({ kind: 'k', key: 'x', events: [ev(1)] });
+      expect((await journal.read('k', 'x')).epoch).toBeUndefined(); // never set: reads as ZERO_EPOCH
+      await journal.write({ kind: 'k', key: 'x', events: [ev(2)], epoch: e(1, 2) });
+      expect((await journal.read('k', 'x')).epoch).toEqual(e(1, 2));
+      await journal.write({ kind: 'k', key: 'x', events: [ev(3)] });
+      expect((await journal.read('k', 'x')).epoch).toEqual(e(1, 2));
+      await journal.write({ kind: 'k', key: 'x', events: [ev(4)], epoch: e(1, 2) }); // the same epoch goes on writing
+      await journal.write({ kind: 'k', key: 'x', events: [], epoch: e(3, 1) }); // a new primary takes the actor, no events
+      const h = await journal.read('k', 'x');
+      expect(h.epoch).toEqual(e(3, 1));
+      expect(h.events.map((x) => x.seq)).toEqual([1, 2, 3, 4]);
+      expect((await journal.read('k', 'other')).epoch).toBeUndefined();
+    });
+
+    it.each([
+      { name: 'a lower term', stale: e(2, 9) },
+      { name: 'the same term from a lower node', stale: e(3, 1) },
+      { name: 'epoch zero', stale: e(0, 0) },
+    ])('fences a write from $name with ERR_STALE_EPOCH and applies nothing of it', async ({ stale }) => {
+      const reply: RecordedReply = { msgId: 'm1', ok: true, value: 1 };
+      await journal.write({ kind: 'k', key: 'x', events: [ev(1), ev(2)], replies: [reply], epoch: e(3, 2) });
+      const before = await journal.read('k', 'x');
+      const err = await rejection(
+        journal.write({
+          kind: 'k',
+          key: 'x',
+          events: [ev(3, 'stale')],
+          snapshot: { seq: 3, v: 1, state: 'stale' },
+          replies: [{ msgId: 'stale', ok: true }],
+          epoch: stale,
+        }),
+      );
+      expect(isTroupeError(err, 'ERR_STALE_EPOCH'), String(err)).toBe(true);
+      expect((err as { details?: unknown }).details).toMatchObject({ kind: 'k', key: 'x', epoch: stale, stored: e(3, 2) });
+      expect(await journal.read('k', 'x')).toEqual(before);
+      expect(await journal.readFrom('k', 'x', 0, 10)).toEqual([ev(1), ev(2)]);
+      // The current primary writes on where the log really ends.
+      await journal.write({ kind: 'k', key: 'x', events: [ev(3)], epoch: e(3, 2) });
+      expect((await journal.read('k', 'x')).events.map((x) => x.seq)).toEqual([1, 2, 3]);
+    });
+
+    it('fences a deposed primary before checking its seqs: it learns it was replaced', async () => {
+      await journal.write({ kind: 'k', key: 'x', events: [ev(1)], epoch: e(1, 1) });
+      await journal.write({ kind: 'k', key: 'x', events: [ev(2)], epoch: e(2, 2) });
+      // The old primary still believes the log ends at 1.
+      await expectCode(journal.write({ kind: 'k', key: 'x', events: [ev(2, 'old')], epoch: e(1, 1) }), 'ERR_STALE_EPOCH');
+    });
+
+    it('writeMany refuses only the fenced write', async () => {
+      await journal.write({ kind: 'k', key: 'a', events: [ev(1)], epoch: e(2, 1) });
+      await journal.write({ kind: 'k', key: 'b', events: [ev(1)], epoch: e(5, 1) });
+      const results = await journal.writeMany!([
+        { kind: 'k', key: 'a', events: [ev(2)], epoch: e(2, 1) },
+        { kind: 'k', key: 'b', events: [ev(2, 'stale')], replies: [{ msgId: 'stale', ok: true }], epoch: e(4, 3) },
+        { kind: 'k', key: 'c', events: [ev(1)] },
+        { kind: 'k', key: 'a', events: [ev(3)], epoch: e(3, 1) },
+      ]);
+      expect(results[0]).toBeNull();
+      expect(isTroupeError(results[1], 'ERR_STALE_EPOCH'), String(results[1])).toBe(true);
+      expect(results[2]).toBeNull();
+      expect(results[3]).toBeNull();
+      expect(await journal.read('k', 'a')).toEqual({ events: [ev(1), ev(2), ev(3)], replies: [], epoch: e(3, 1) });
+      expect(await journal.read('k', 'b')).toEqual({ events: [ev(1)], replies: [], epoch: e(5, 1) });
+      expect(await journal.read('k', 'c')).toEqual({ events: [ev(1)], replies: [] });
+    });
+
+    it.each([
+      { name: 'a negative term', epoch: { term: -1, node: 0 } },
+      { name: 'a fractional node', epoch: { term: 1, node: 0.5 } },
+      { name: 'a missing node', epoch: { term: 1 } },
+      { name: 'null', epoch: null },
+    ])('refuses an epoch with $name as ERR_JOURNAL_WRITE', async ({ epoch }) => {
+      const w = { kind: 'k', key: 'x', events: [ev(1)], epoch } as unknown as ActorWrite;
+      const err = await rejection(journal.write(w));
+      expect(isTroupeError(err, 'ERR_JOURNAL_WRITE')).toBe(true);
+      expect((err as Error).message).toMatch(/write\.epoch must have non-negative integer term and node/);
+      expect(await journal.read('k', 'x')).toEqual({ events: [], replies: [] });
+    });
+  });
+
   it('rejects writes after close with ERR_STOPPED', async () => {
     await journal.write({ kind: 'cart', key: 'c1', events: [ev(1)] });
     await journal.close();
     await expectCode(journal.write({ kind: 'cart', key: 'c1', events: [ev(2)] }), 'ERR_STOPPED');
+  });
+});
+
+describe('MemoryJournal behaves like LmdbJournal', () => {
+  /** Many actors, many writes, replies past the bound, a snapshot mid-way, epochs: the same calls to each journal. */
+  async function drive(journal: Journal): Promise<void> {
+    for (let round = 1; round <= 30; round++) {
+      const writes: ActorWrite[] = [];
+      for (let a = 0; a < 20; a++) {
+        const w: ActorWrite = {
+          kind: a % 2 === 0 ? 'cart' : 'room',
+          key: `a${a}`,
+          events: [ev(2 * round - 1, { a, round }), ev(2 * round, { a, round, second: true })],
+          replies: [{ msgId: `a${a}-${round}`, ok: round % 3 !== 0, value: round, fingerprint: `f${round}` }],
+        };
+        if (round === 17) w.snapshot = { seq: 33, v: 2, state: { a, upTo: 33 } };
+        if (a % 4 === 0) w.epoch = { term: Math.ceil(round / 10), node: a };
+        writes.push(w);
+      }
+      // Half through writeMany, half through write: both paths keep the same history.
+      if (round % 2 === 0) expect(await journal.writeMany!(writes)).toEqual(writes.map(() => null));
+      else await Promise.all(writes.map((w) => journal.write(w)));
+    }
+  }
+
+  it('returns the same history from both after many writes and a snapshot', async () => {
+    const lmdb = lmdbAt(join(root, `env-${dirs++}`), { recentReplies: 16 });
+    const keeping = new MemoryJournal({ recentReplies: 16, compactOnSnapshot: false });
+    const compacting = new MemoryJournal({ recentReplies: 16 });
+    try {
+      for (const j of [lmdb, keeping, compacting]) await drive(j);
+      for (let a = 0; a < 20; a++) {
+        const kind = a % 2 === 0 ? 'cart' : 'room';
+        const want = await lmdb.read(kind, `a${a}`);
+        expect(want.snapshot).toEqual({ seq: 33, v: 2, state: { a, upTo: 33 } });
+        expect(want.events.map((e) => e.seq)).toEqual(Array.from({ length: 27 }, (_, i) => 34 + i));
+        expect(want.replies.length).toBe(16);
+        expect(want.epoch).toEqual(a % 4 === 0 ? { term: 3, node: a } : undefined);
+        expect(await keeping.read(kind, `a${a}`)).toEqual(want);
+        expect(await compacting.read(kind, `a${a}`)).toEqual(want);
+        // LMDB keeps the log under the snapshot by default; so does a MemoryJournal told to.
+        expect(await keeping.readFrom(kind, `a${a}`, 0, 1000)).toEqual(await lmdb.readFrom(kind, `a${a}`, 0, 1000));
+        expect(await compacting.readFrom(kind, `a${a}`, 33, 1000)).toEqual(await lmdb.readFrom(kind, `a${a}`, 33, 1000));
+      }
+    } finally {
+      await lmdb.close();
+    }
   });
 });
 
@@ -370,6 +580,60 @@ describe('LmdbJournal specifics', () => {
     await b.write({ kind: 'k', key: 'x', events: [ev(2)] });
     expect((await b.read('k', 'x')).events.map((e) => e.seq)).toEqual([1, 2]);
     await b.close();
+  });
+
+  it('reads a heads record written before epochs existed as epoch zero, and upgrades it on the next epoch', async () => {
+    const path = join(root, `env-${dirs++}`);
+    const journal = lmdbAt(path);
+    try {
+      // What an older build left on disk: events and a two-element heads record [lastSeq, lastReplyN].
+      const env = acquireEnv(path);
+      try {
+        await env.root.transaction(() => {
+          for (let s = 1; s <= 3; s++) void env.events.put(['k', 'old', s], [1, { n: s }]);
+          void env.heads.put(['k', 'old'], [3, 0]);
+        });
+      } finally {
+        await releaseEnv(env, 1_000, (fn, ms) => {
+          const t = setTimeout(fn, ms);
+          return () => clearTimeout(t);
+        });
+      }
+      expect(await journal.read('k', 'old')).toEqual({ events: [ev(1), ev(2), ev(3)], replies: [] });
+      // Epoch zero: any epoch may write, and a write without one leaves the record as it was.
+      await journal.write({ kind: 'k', key: 'old', events: [ev(4)] });
+      await journal.write({ kind: 'k', key: 'old', events: [ev(5)], epoch: { term: 0, node: 0 } });
+      expect((await journal.read('k', 'old')).epoch).toEqual({ term: 0, node: 0 });
+      await journal.write({ kind: 'k', key: 'old', events: [ev(6)], epoch: { term: 2, node: 1 } });
+      await expectCode(journal.write({ kind: 'k', key: 'old', events: [ev(7)], epoch: { term: 1, node: 9 } }), 'ERR_STALE_EPOCH');
+      expect(await journal.read('k', 'old')).toMatchObject({ epoch: { term: 2, node: 1 } });
+      expect((await journal.readFrom('k', 'old', 0, 100)).map((e) => e.seq)).toEqual([1, 2, 3, 4, 5, 6]);
+    } finally {
+      await journal.close();
+    }
+    // The upgraded record keeps its first two fields where an older build reads them.
+    const env = acquireEnv(path);
+    try {
+      expect(env.heads.get(['k', 'old'])).toEqual([6, 0, 2, 1]);
+    } finally {
+      await releaseEnv(env, 1_000, (fn, ms) => {
+        const t = setTimeout(fn, ms);
+        return () => clearTimeout(t);
+      });
+    }
+  });
+
+  it('keeps the epoch across close and reopen', async () => {
+    const { journal, path } = open();
+    await journal.write({ kind: 'k', key: 'x', events: [ev(1)], epoch: { term: 4, node: 2 } });
+    await journal.close();
+    const again = lmdbAt(path);
+    try {
+      expect((await again.read('k', 'x')).epoch).toEqual({ term: 4, node: 2 });
+      await expectCode(again.write({ kind: 'k', key: 'x', events: [ev(2)], epoch: { term: 4, node: 1 } }), 'ERR_STALE_EPOCH');
+    } finally {
+      await again.close();
+    }
   });
 
   it('validates its config and names the option', async () => {

@@ -1,0 +1,48 @@
+import { troupeError, type TroupeError } from '../core/errors.ts';
+import { compareEpoch, type Epoch } from '../replication/epoch.ts';
+import type { ActorWrite } from './journal.ts';
+
+/**
+ * The checks every journal makes the same way, so `MemoryJournal` and `LmdbJournal` cannot
+ * drift apart on them: the epoch fence (a write's third outcome) and the `readFrom` arguments.
+ */
+
+/** Why `write.epoch` is malformed, or undefined when it is absent or well formed. */
+export function badEpoch(w: ActorWrite): string | undefined {
+  const e = w.epoch;
+  if (e === undefined) return undefined;
+  if (e === null || typeof e !== 'object' || !isCount(e.term) || !isCount(e.node)) {
+    return 'write.epoch must have non-negative integer term and node';
+  }
+  return undefined;
+}
+
+/**
+ * `ERR_STALE_EPOCH` when the write comes from an epoch below the one the actor already holds:
+ * a newer primary took the actor over, so nothing of this write may land (Kafka's leader-epoch
+ * fence; REPLICATION.md I1/I3). A write without an epoch is single-node and never fenced.
+ */
+export function fenced(w: ActorWrite, stored: Epoch): TroupeError | undefined {
+  if (w.epoch === undefined || compareEpoch(w.epoch, stored) >= 0) return undefined;
+  return troupeError(
+    'ERR_STALE_EPOCH',
+    `write for ${w.kind}/${w.key} from epoch (${w.epoch.term},${w.epoch.node}) is below the actor's epoch (${stored.term},${stored.node})`,
+    { kind: w.kind, key: w.key, epoch: { term: w.epoch.term, node: w.epoch.node }, stored: { term: stored.term, node: stored.node } },
+  );
+}
+
+/** The epoch an actor holds after an accepted write: the write's own when it is higher. */
+export function epochAfter(w: ActorWrite, stored: Epoch): Epoch {
+  return w.epoch !== undefined && compareEpoch(w.epoch, stored) > 0 ? { term: w.epoch.term, node: w.epoch.node } : stored;
+}
+
+/** `ERR_JOURNAL_READ` naming the bad `readFrom` argument, or undefined. */
+export function badReadRange(kind: string, key: string, afterSeq: number, limit: number): TroupeError | undefined {
+  if (!isCount(afterSeq)) return troupeError('ERR_JOURNAL_READ', 'afterSeq must be a non-negative integer', { kind, key, afterSeq });
+  if (!isCount(limit) || limit < 1) return troupeError('ERR_JOURNAL_READ', 'limit must be a positive integer', { kind, key, limit });
+  return undefined;
+}
+
+function isCount(n: unknown): n is number {
+  return Number.isSafeInteger(n) && (n as number) >= 0;
+}
