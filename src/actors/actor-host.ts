@@ -5,7 +5,7 @@ import type { Logger } from '../core/logger.ts';
 import { findOffence, notSerializable } from '../core/value-domain.ts';
 import { Fifo } from '../mailbox/fifo.ts';
 import { Mailbox } from '../mailbox/mailbox.ts';
-import type { ActorWrite, Journal, RecordedReply } from '../persistence/journal.ts';
+import type { ActorHistory, ActorWrite, Journal, RecordedReply } from '../persistence/journal.ts';
 import { slotOf } from '../supervisor/placement.ts';
 import { decideRestart } from '../supervisor/restart-window.ts';
 import { ActorCell, type HeldReply } from './actor-cell.ts';
@@ -13,7 +13,7 @@ import type { AnyMessage, AskOptions, HandlerContext } from './define-actor.ts';
 import type { Envelope, ReplyChannel, SystemOp } from './envelope.ts';
 import type { ActorRegistry } from './registry.ts';
 import type { MessageRouter } from './actor-ref.ts';
-import { replay, type Replayed } from './replay.ts';
+import { needsFullLog, replay, type Replayed } from './replay.ts';
 import { WritePipeline } from './write-pipeline.ts';
 
 export interface ActorHostOptions {
@@ -262,7 +262,7 @@ export class ActorHost implements MessageRouter, ReplyChannel {
   private activate(cell: ActorCell): void {
     cell.status = 'activating';
     const generation = ++cell.generation;
-    this.o.journal.read(cell.kind.kind, cell.key).then(
+    this.loadHistory(cell).then(
       (history) => {
         if (cell.generation !== generation) return;
         let r: Replayed;
@@ -284,6 +284,16 @@ export class ActorHost implements MessageRouter, ReplyChannel {
         if (cell.generation === generation) this.activationFailed(cell, e);
       },
     );
+  }
+
+  /** The actor's history; with a snapshot of an older version, the events under it as well. */
+  private async loadHistory(cell: ActorCell): Promise<ActorHistory> {
+    const { kind, key } = cell;
+    const history = await this.o.journal.read(kind.kind, key);
+    const upTo = needsFullLog(kind, history);
+    if (upTo === undefined) return history;
+    const older = await this.o.journal.readFrom(kind.kind, key, 0, upTo);
+    return { ...history, events: [...older, ...history.events.filter((e) => e.seq > upTo)] };
   }
 
   private activationFailed(cell: ActorCell, e: unknown): void {
@@ -317,7 +327,7 @@ export class ActorHost implements MessageRouter, ReplyChannel {
       budget -= this.runCell(cell);
       if (budget <= 0) break;
     }
-    if (this.runQueue.length > 0) setImmediate(this.drainBound);
+    if (this.runQueue.length > 0) this.o.clock.setImmediate(this.drainBound);
     else this.drainScheduled = false;
   }
 

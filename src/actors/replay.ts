@@ -25,14 +25,21 @@ export interface Replayed {
 export function replay(kind: ActorKind, key: string, history: ActorHistory): Replayed {
   let state: unknown;
   let seq = 0;
-  const snap = history.snapshot;
+  const snap = usableSnapshot(kind, history);
   let events = history.events;
-  if (snap && snap.v === kind.version) {
+  if (snap) {
     state = snap.state;
     seq = snap.seq;
     events = events.filter((e) => e.seq > snap.seq);
   } else {
-    // A snapshot of another version holds a state shape `apply` may no longer understand.
+    // A snapshot of another version holds a state shape `apply` may no longer understand: the
+    // whole log is replayed instead, and it must be whole (see `needsFullLog`).
+    if (history.snapshot && (events[0]?.seq ?? history.snapshot.seq + 1) !== 1)
+      throw troupeError(
+        'ERR_UPCAST',
+        `${kind.kind}/${key}: its snapshot is of version ${history.snapshot.v} (the kind is at ${kind.version}) and the events under it are gone; add compatible snapshots or keep the log`,
+        { kind: kind.kind, version: history.snapshot.v },
+      );
     state = kind.def.initial(key);
   }
   for (const rec of events) {
@@ -45,6 +52,21 @@ export function replay(kind: ActorKind, key: string, history: ActorHistory): Rep
     eventsSinceSnapshot: snap ? seq - snap.seq : seq,
     replies: history.replies.length > 0 ? new Map(history.replies.map((r) => [r.msgId, r])) : null,
   };
+}
+
+function usableSnapshot(kind: ActorKind, history: ActorHistory): ActorHistory['snapshot'] {
+  return history.snapshot?.v === kind.version ? history.snapshot : undefined;
+}
+
+/**
+ * A journal's `read` returns the latest snapshot and the events after it. When that snapshot is
+ * of an older version than the kind, replay needs the events under it too: the seq to read
+ * them up to, or undefined when the history is enough as it is.
+ */
+export function needsFullLog(kind: ActorKind, history: ActorHistory): number | undefined {
+  const snap = history.snapshot;
+  if (!snap || snap.v === kind.version || snap.seq === 0) return undefined;
+  return history.events[0]?.seq === 1 ? undefined : snap.seq;
 }
 
 /** Lifts an event of schema version `v` to the kind's current version, one upcaster per step. */

@@ -14,7 +14,8 @@ import { createLogger, type LogFormat } from '../core/logger.ts';
 import type { Journal, JournalConfig } from '../persistence/journal.ts';
 import { createJournal } from '../persistence/create-journal.ts';
 import { PortReader, PortWriter } from './port-protocol.ts';
-import { HashRing, type RingMember } from '../cluster/ring.ts';
+import type { RingMember } from '../cluster/ring.ts';
+import { ownershipOf } from '../node/local-actors.ts';
 
 export interface WorkerTask {
   port: MessagePort;
@@ -81,8 +82,7 @@ export default async function hostSlot(task: WorkerTask): Promise<void> {
         } else if (name === 'stop') void stop(askId);
         else if (name === 'placement') {
           const { members, selfId } = arg as { members: RingMember[]; selfId: number };
-          const ring = new HashRing(members);
-          host.setOwnership(members.length === 0 ? () => false : (key) => ring.ownerOf(key).id === selfId);
+          host.setOwnership(ownershipOf(members, selfId));
         } else if (name === 'restart-actor') {
           const { kind, key } = arg as { kind: string; key: string };
           writer.reply(askId, true, host.system(kind, key, 'restart'));

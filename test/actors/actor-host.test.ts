@@ -252,6 +252,31 @@ describe('ActorHost durability of replies', () => {
   });
 });
 
+describe('a snapshot of an older version', () => {
+  // Version 1 of `versioned` stored cents; its snapshot holds a v1 state ({ cents }).
+  const v1Log = async (journal: MemoryJournal) => {
+    const events = [1, 2, 3].map((seq) => ({ seq, v: 1, event: { cents: 100 * seq } }));
+    await journal.write({ kind: 'versioned', key: 'old', events, snapshot: { seq: 3, v: 1, state: { cents: 600 } } });
+    await journal.write({ kind: 'versioned', key: 'old', events: [{ seq: 4, v: 1, event: { cents: 400 } }] });
+  };
+
+  it('is ignored and the whole log replayed, the events under it included', async () => {
+    const journal = new MemoryJournal({ compactOnSnapshot: false });
+    await v1Log(journal);
+    expect((await journal.read('versioned', 'old')).events.map((e) => e.seq)).toEqual([4]); // what read() hands out
+    const { host } = makeHost(journal);
+    await expect(host.ask('versioned', 'old', { command: 'add', input: { amount: 0 } })).resolves.toEqual({ total: 10 });
+  });
+
+  it('whose events were compacted fails the activation with ERR_UPCAST instead of losing the state', async () => {
+    const journal = new MemoryJournal({ compactOnSnapshot: true });
+    await v1Log(journal);
+    const { host } = makeHost(journal);
+    const e = await host.ask('versioned', 'old', { command: 'add', input: { amount: 0 } }).catch((x: unknown) => x);
+    expect(e).toMatchObject({ code: 'ERR_UPCAST', message: expect.stringMatching(/snapshot is of version 1/) });
+  });
+});
+
 describe('MemoryJournal with the host', () => {
   it('keeps the events as a durable journal does, and a new activation replays them', async () => {
     const journal = new MemoryJournal();
