@@ -220,6 +220,28 @@ describe('the packed tarball in fresh apps', { timeout: 90_000 }, () => {
     expect(await cliAsk(join(root, 'cjs'), './cart.ts', '/actors/cart/c9/incr', { by: 6 })).toEqual({ status: 200, body: { n: 6 } });
   });
 
+  it('a symlinked install (npm link) runs from code with a .ts actor module', async () => {
+    const linked = mkdtempSync(join(tmpdir(), 'troupe-linked-'));
+    try {
+      mkdirSync(join(linked, 'node_modules'));
+      symlinkSync(repo, join(linked, 'node_modules', 'troupe'));
+      writeFileSync(join(linked, 'package.json'), JSON.stringify({ name: 'linked', private: true, type: 'module' }));
+      writeFileSync(join(linked, 'room.ts'), roomMjs.replace('(s)', '(s: { visits: number })'));
+      writeFileSync(
+        join(linked, 'main.mjs'),
+        `import { TroupeNode } from 'troupe';
+const node = await TroupeNode.start({ modules: ['./room.ts'], workers: 1, http: false });
+console.log('REPLY ' + JSON.stringify(await node.ask('room', 'x', { command: 'visit' })));
+await node.stop();
+`,
+      );
+      const { stdout } = await run(process.execPath, ['main.mjs'], { cwd: linked, env: { ...process.env, TROUPE_LOG_LEVEL: 'warn' }, timeout: 60_000 });
+      expect(stdout).toContain('REPLY {"visits":1}');
+    } finally {
+      rmSync(linked, { recursive: true, force: true });
+    }
+  });
+
   it('the repository bin runs from a directory with no node_modules, loading a .ts module there', async () => {
     // No tsx and no troupe where the app is: both must resolve from troupe's own location.
     const elsewhere = mkdtempSync(join(tmpdir(), 'troupe-elsewhere-'));
