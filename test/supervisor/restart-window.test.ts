@@ -1,5 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { backoffDelay, decideRestart, validateRestartPolicy, type RestartPolicy } from '../../src/supervisor/restart-window.ts';
+import {
+  actorRestartPolicy,
+  backoffDelay,
+  decideRestart,
+  validateRestartPolicy,
+  workerRestartPolicy,
+  type RestartPolicy,
+} from '../../src/supervisor/restart-window.ts';
 
 const policy: RestartPolicy = { maxRestarts: 3, periodMs: 1_000, backoffInitialMs: 10, backoffMaxMs: 50, backoffFactor: 2 };
 
@@ -65,12 +72,43 @@ describe('backoffDelay', () => {
 });
 
 describe('validateRestartPolicy', () => {
+  // Each field at its smallest allowed value: the boundaries the checks must not refuse.
+  it.each([
+    { name: 'maxRestarts 0 (escalate on the first failure)', override: { maxRestarts: 0 } },
+    { name: 'a sub-millisecond period', override: { periodMs: 0.5 } },
+    { name: 'no backoff', override: { backoffInitialMs: 0, backoffMaxMs: 0 } },
+    { name: 'a constant backoff (factor 1)', override: { backoffFactor: 1 } },
+  ])('accepts $name', ({ override }) => {
+    expect(() => validateRestartPolicy({ ...policy, ...override }, 'options.restart')).not.toThrow();
+  });
+
+  it.each([
+    { name: 'actorRestartPolicy', profile: actorRestartPolicy },
+    { name: 'workerRestartPolicy', profile: workerRestartPolicy },
+  ])('accepts the shipped $name', ({ profile }) => {
+    expect(() => validateRestartPolicy(profile, 'profile')).not.toThrow();
+  });
+
   it.each([
     { field: 'maxRestarts', value: -1, message: 'options.restart.maxRestarts must be a non-negative integer (got -1)' },
+    { field: 'maxRestarts', value: 1.5, message: 'options.restart.maxRestarts must be a non-negative integer (got 1.5)' },
     { field: 'periodMs', value: 0, message: 'options.restart.periodMs must be a positive number (got 0)' },
-    { field: 'backoffFactor', value: 0.5, message: 'options.restart.backoffFactor must be a number >= 1 (got 0.5)' },
+    { field: 'periodMs', value: -5, message: 'options.restart.periodMs must be a positive number (got -5)' },
+    { field: 'periodMs', value: Infinity, message: 'options.restart.periodMs must be a positive number (got Infinity)' },
     { field: 'backoffInitialMs', value: Number.NaN, message: 'options.restart.backoffInitialMs must be a non-negative number (got NaN)' },
-  ])('names $field', ({ field, value, message }) => {
+    { field: 'backoffInitialMs', value: -1, message: 'options.restart.backoffInitialMs must be a non-negative number (got -1)' },
+    { field: 'backoffMaxMs', value: -1, message: 'options.restart.backoffMaxMs must be a non-negative number (got -1)' },
+    { field: 'backoffMaxMs', value: Infinity, message: 'options.restart.backoffMaxMs must be a non-negative number (got Infinity)' },
+    { field: 'backoffFactor', value: 0.5, message: 'options.restart.backoffFactor must be a number >= 1 (got 0.5)' },
+    { field: 'backoffFactor', value: '2', message: 'options.restart.backoffFactor must be a number >= 1 (got "2")' },
+    { field: 'backoffFactor', value: Number.NaN, message: 'options.restart.backoffFactor must be a number >= 1 (got NaN)' },
+  ])('names $field = $value', ({ field, value, message }) => {
     expect(() => validateRestartPolicy({ ...policy, [field]: value }, 'options.restart')).toThrow(message);
+  });
+
+  it('throws ERR_INVALID_OPTION', () => {
+    expect(() => validateRestartPolicy({ ...policy, maxRestarts: -1 }, 'options.restart')).toThrow(
+      expect.objectContaining({ code: 'ERR_INVALID_OPTION' }),
+    );
   });
 });

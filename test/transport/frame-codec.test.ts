@@ -269,3 +269,195 @@ describe('reconnectDelay', () => {
     it(name, () => expect(reconnectDelay(attempt, 100, 5_000, jitter)).toBe(expected));
   }
 });
+
+describe('frame codec boundaries', () => {
+  function frameOfLength(length: number, type: number = FrameType.ActorData): Buffer {
+    // A raw frame: prefix, header (type, id 7, incarnation 3) and `length - 11` zero body bytes.
+    const f = Buffer.alloc(4 + Math.max(length, FRAME_HEADER_BYTES));
+    f.writeUInt32BE(length, 0);
+    f[4] = type;
+    f.writeUInt16BE(7, 5);
+    f.writeDoubleBE(3, 7);
+    return f.subarray(0, 4 + length);
+  }
+
+  it('lays out the header as documented: u32 length, u8 type, u16 id, f64 incarnation', () => {
+    const f = encodeFrame(FrameType.SystemData, { id: 0x0102, incarnation: 1.5 }, 'hi', MAX);
+    expect(f.readUInt32BE(0)).toBe(f.length - 4);
+    expect(f[4]).toBe(FrameType.SystemData);
+    expect(f.readUInt16BE(5)).toBe(0x0102);
+    expect(f.readDoubleBE(7)).toBe(1.5);
+    expect(decodeBody(f, 15, f.length)).toBe('hi');
+  });
+
+  it('encodes READY as a header with no body, and any other undefined body as msgpack', () => {
+    const ready = encodeFrame(FrameType.Ready, stamp, undefined, MAX);
+    expect(ready).toHaveLength(15);
+    expect(ready.readUInt32BE(0)).toBe(FRAME_HEADER_BYTES);
+    const data = encodeFrame(FrameType.ActorData, stamp, undefined, MAX);
+    expect(data.length).toBeGreaterThan(15);
+    expect(decodeBody(data, 15, data.length)).toBeUndefined();
+    const readyWithBody = encodeFrame(FrameType.Ready, stamp, 'x', MAX);
+    expect(decodeBody(readyWithBody, 15, readyWithBody.length)).toBe('x');
+  });
+
+  it.each([
+    { name: 'exactly the maximum', max: 'exact', ok: true },
+    { name: 'one byte over the maximum', max: 'one less', ok: false },
+  ])('encodes a frame of $name only if it fits', ({ max, ok }) => {
+    const length = encodeFrame(FrameType.ActorData, stamp, 'x'.repeat(100), MAX).length - 4;
+    const limit = max === 'exact' ? length : length - 1;
+    const encode = () => encodeFrame(FrameType.ActorData, stamp, 'x'.repeat(100), limit);
+    if (ok) expect(encode().length - 4).toBe(length);
+    else {
+      expect(encode).toThrow(`frame of ${length} bytes exceeds the maximum of ${limit}`);
+      expect(encode).toThrow(expect.objectContaining({ code: 'ERR_FRAME_TOO_LARGE', details: { length, maxFrameBytes: limit } }));
+    }
+  });
+
+  it('names the encoding failure', () => {
+    expect(() => encodeFrame(FrameType.ActorData, stamp, [Symbol('x')], MAX)).toThrow(/^payload cannot be encoded: /);
+  });
+
+  it.each([
+    { name: 'the header alone (11 bytes)', length: FRAME_HEADER_BYTES },
+    { name: 'exactly the maximum', length: 64 },
+  ])('accepts a frame of $name', ({ length }) => {
+    const frames: number[][] = [];
+    const d = new FrameDecoder(64, (type, id, incarnation, _buf, start, end) => frames.push([type, id, incarnation, end - start]) > 0);
+    expect(d.push(frameOfLength(length))).toBeUndefined();
+    expect(frames).toEqual([[FrameType.ActorData, 7, 3, length - FRAME_HEADER_BYTES]]);
+  });
+
+  it.each([
+    {
+      name: 'one over the maximum',
+      length: 65,
+      error: 'frame length 65 exceeds the maximum of 64',
+      code: 'ERR_FRAME_TOO_LARGE',
+      details: { length: 65, maxFrameBytes: 64 },
+    },
+    {
+      name: 'one under the header',
+      length: 10,
+      error: 'frame length 10 is shorter than the 11-byte header',
+      code: 'ERR_BAD_FRAME',
+      details: { length: 10 },
+    },
+  ])('names a frame of $name', ({ length, error, code, details }) => {
+    const { d } = decoderFor(64);
+    const err = d.push(frameOfLength(length));
+    expect(err?.code).toBe(code);
+    expect(err?.message).toBe(error);
+    expect(err?.details).toEqual(details);
+  });
+
+  it('holds every byte of a partial frame it has received', () => {
+    // A buffer smaller than the bytes held would lose the tail of the frame.
+    const gauge = { buffers: 0, bytes: 0 };
+    const d = new FrameDecoder(MAX, () => true, gauge);
+    const frame = frameOfLength(4_000);
+    d.push(frame.subarray(0, 1_000));
+    expect(d.bufferedBytes).toBeGreaterThanOrEqual(1_000);
+    expect(gauge.bytes).toBeGreaterThanOrEqual(1_000);
+  });
+
+  it('refuses an empty body by name', () => {
+    expect(() => decodeBody(Buffer.alloc(20), 15, 15)).toThrow('frame body is empty');
+    expect(() => decodeBody(Buffer.alloc(20), 15, 14)).toThrow('frame body is empty');
+  });
+
+  it('stops handing out frames when the handler returns false, and after release', () => {
+    const seen: number[] = [];
+    const d = new FrameDecoder(MAX, (_t, id) => {
+      seen.push(id);
+      return false;
+    });
+    const two = Buffer.concat([
+      encodeFrame(FrameType.ActorData, { id: 1, incarnation: 1 }, 1, MAX),
+      encodeFrame(FrameType.ActorData, { id: 2, incarnation: 1 }, 2, MAX),
+    ]);
+    expect(d.push(two)).toBeUndefined();
+    expect(seen).toEqual([1]);
+    const { d: d2, out } = decoderFor();
+    d2.release();
+    expect(d2.push(two)).toBeUndefined();
+    expect(out).toHaveLength(0);
+    expect(d2.bufferedBytes).toBe(0);
+  });
+
+  it('keeps a small receive buffer for reuse and drops one over 64 KiB once its frame completes', () => {
+    for (const { size, kept } of [
+      { size: 1_000, kept: 1 },
+      { size: 100_000, kept: 0 },
+    ]) {
+      const gauge = { buffers: 0, bytes: 0 };
+      const { d, out } = decoderFor(MAX, gauge);
+      const frame = encodeFrame(FrameType.ActorData, stamp, 'x'.repeat(size), MAX);
+      d.push(frame.subarray(0, 10));
+      expect(d.bufferedBytes).toBeGreaterThan(0);
+      d.push(frame.subarray(10));
+      expect(out).toHaveLength(1);
+      expect(gauge.buffers).toBe(kept);
+      expect(d.bufferedBytes === 0).toBe(kept === 0);
+    }
+  });
+
+  it('puts plain msgpack on the wire: no records, which would make frames depend on each other', () => {
+    const f = encodeFrame(FrameType.ActorData, stamp, { a: 1 }, MAX);
+    expect(f.subarray(15).toString('hex')).toBe('de0001a16101'); // map16 { "a": 1 }
+  });
+
+  it('hands out binary values that do not alias the receive buffer', () => {
+    const frame = encodeFrame(FrameType.ActorData, stamp, Buffer.from([1, 2, 3]), MAX);
+    const value = decodeBody(frame, 15, frame.length) as Buffer;
+    frame.fill(0xee); // the decoder reuses its buffer for the next frame
+    expect([...value]).toEqual([1, 2, 3]);
+  });
+
+  it('stops at a frame completed from held bytes when the handler returns false', () => {
+    const seen: number[] = [];
+    const d = new FrameDecoder(MAX, (_t, id) => seen.push(id) < 0);
+    const first = encodeFrame(FrameType.ActorData, { id: 1, incarnation: 1 }, 1, MAX);
+    const second = encodeFrame(FrameType.ActorData, { id: 2, incarnation: 1 }, 2, MAX);
+    d.push(first.subarray(0, 6));
+    d.push(Buffer.concat([first.subarray(6), second]));
+    expect(seen).toEqual([1]);
+  });
+
+  it('stops when the handler releases the decoder, even if it returns true', () => {
+    const seen: number[] = [];
+    const d: FrameDecoder = new FrameDecoder(MAX, (_t, id) => {
+      seen.push(id);
+      d.release();
+      return true;
+    });
+    const two = Buffer.concat([1, 2].map((id) => encodeFrame(FrameType.ActorData, { id, incarnation: 1 }, id, MAX)));
+    d.push(two);
+    expect(seen).toEqual([1]);
+  });
+
+  it('never grows the receive buffer past the declared frame', () => {
+    const gauge = { buffers: 0, bytes: 0 };
+    const d = new FrameDecoder(MAX, () => true, gauge);
+    const frame = frameOfLength(1000); // 1,004 bytes with the prefix
+    for (const [from, to] of [
+      [0, 10],
+      [10, 310],
+      [310, 1003],
+    ]) {
+      d.push(frame.subarray(from, to));
+      expect(gauge.bytes).toBeLessThanOrEqual(1004);
+    }
+  });
+
+  it('keeps a receive buffer of exactly 64 KiB for reuse', () => {
+    const gauge = { buffers: 0, bytes: 0 };
+    const frames: number[] = [];
+    const d = new FrameDecoder(MAX, (_t, id) => frames.push(id) > 0, gauge);
+    const frame = frameOfLength(65_536 - 4); // grows 256, 512, … 65,536: exactly the frame
+    for (let off = 0; off < frame.length; off += 100) d.push(frame.subarray(off, off + 100));
+    expect(frames).toEqual([7]);
+    expect(gauge).toEqual({ buffers: 1, bytes: 65_536 });
+  });
+});

@@ -1,0 +1,29 @@
+import { defineConfig } from 'vitest/config';
+
+/**
+ * The tests StrykerJS runs against each mutant (see stryker.config.mjs and docs/testing.md).
+ *
+ * Only in-process tests of the mutated modules: Stryker runs vitest in one worker thread with
+ * instrumented sources, and tests that start real worker threads or child processes fail there
+ * (the thread or process loads the uninstrumented files and cannot see the active mutant).
+ * Property tests read TROUPE_PROPERTY_RUNS and use fewer keys, because each surviving mutant
+ * reruns every test that covers it.
+ */
+export default defineConfig({
+  test: {
+    include: [
+      'test/mailbox/*.test.ts',
+      'test/supervisor/restart-window.test.ts',
+      'test/supervisor/jump-hash.test.ts',
+      'test/cluster/ring.test.ts',
+      'test/cluster/membership.test.ts',
+      'test/transport/frame-codec.test.ts',
+      'test/cluster/handshake.test.ts',
+      'test/persistence/journal-contract.test.ts',
+      'test/actors/actor-host.test.ts',
+    ],
+    testTimeout: 30_000,
+    hookTimeout: 30_000,
+    env: { TROUPE_LOG_LEVEL: 'silent', TROUPE_PROPERTY_RUNS: '10000' },
+  },
+});
