@@ -86,6 +86,13 @@ export function findOffence(value: unknown, limits?: ValueLimits): ValueOffence 
   if (t === 'boolean') return null;
   if (t === 'number' && Number.isFinite(value)) return null;
   if (t === 'string' && isWellFormed(value as string)) return null;
+  if (t === 'object' && limits === undefined) {
+    try {
+      if (isFlatPlainObject(value as object)) return null;
+    } catch {
+      // a getter that throws: the walk reads it again and names it
+    }
+  }
   const maxDepth = limits?.maxDepth ?? valueDomainDefaults.maxDepth;
   const maxBytes = limits?.maxBytes ?? valueDomainDefaults.maxBytes;
   // One walk object per thread, reused: a check allocates nothing unless it fails. A getter
@@ -112,6 +119,34 @@ export function notSerializable(what: string, offence: ValueOffence): TroupeErro
 }
 
 let idleWalk: Walk | null = null;
+
+/**
+ * The shape of most events, states and replies — `{ n: 3 }`, `{ sku: 'tea', qty: 2 }` — checked
+ * in one loop without the walk: a plain object whose values are all null, booleans, finite
+ * numbers or well-formed strings. False sends it to the walk, which decides (and names why).
+ */
+function isFlatPlainObject(o: object): boolean {
+  const proto: unknown = Object.getPrototypeOf(o);
+  if ((proto !== Object.prototype && proto !== null) || Array.isArray(o)) return false;
+  for (const k in o) {
+    const v: unknown = (o as Record<string, unknown>)[k];
+    switch (typeof v) {
+      case 'number':
+        if (v - v !== 0) return false; // NaN, ±Infinity
+        break;
+      case 'string':
+        if (!isWellFormed(v)) return false;
+        break;
+      case 'boolean':
+      case 'undefined':
+        break;
+      default:
+        if (v !== null) return false;
+    }
+    if (k === '__proto__') return false;
+  }
+  return true;
+}
 
 /** `checkValue` that throws its error: for call sites that refuse by throwing (`ctx.emit`, `ctx.tell`). */
 export function assertValue(value: unknown, what: string, limits?: ValueLimits): void {
