@@ -16,6 +16,13 @@ export const modules = {
   handshake: ['src/cluster/handshake.ts'],
   'memory-journal': ['src/persistence/memory-journal.ts'],
   'actor-host': ['src/actors/actor-host.ts'],
+  replication: [
+    'src/replication/epoch.ts',
+    'src/replication/replica.ts',
+    'src/replication/primary.ts',
+    'src/replication/candidate.ts',
+    'src/replication/partition-table.ts',
+  ],
 };
 
 // scripts/mutation.mjs names one module per Stryker run; without it the run covers them all.
@@ -28,7 +35,8 @@ const name = only ?? 'all';
 // The TypeScript checker of a one-module run sees that module and what it imports, nothing else:
 // a half-edited file elsewhere in the tree then cannot stop the run, and each compile check is
 // smaller. The file is written here (not committed) because it names the module being run.
-const moduleTsconfig = '.stryker-tsconfig.json';
+// One file (and one temp dir, below) per module, so runs of different modules can go side by side.
+const moduleTsconfig = `.stryker-tsconfig.${name}.json`;
 if (only !== undefined) {
   const tsconfig = {
     extends: './tsconfig.json',
@@ -59,7 +67,7 @@ export default {
   concurrency: 1,
   reporters: ['clear-text', 'progress', 'html'],
   htmlReporter: { fileName: `reports/mutation/html/${name}.html` },
-  tempDirName: '.stryker-tmp',
+  tempDirName: `.stryker-tmp/${name}`,
   cleanTempDir: 'always',
   thresholds: { high: 90, low: 80, break: null },
 };

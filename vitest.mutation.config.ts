@@ -25,6 +25,7 @@ export default defineConfig({
       'test/actors/hostile-values.test.ts',
       'test/actors/replay.test.ts',
       'test/actors/write-pipeline.test.ts',
+      'test/replication/*.test.ts',
     ],
     testTimeout: 30_000,
     hookTimeout: 30_000,

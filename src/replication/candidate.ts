@@ -126,7 +126,7 @@ export function candidateReducer(state: CandidateState, event: CandidateEvent): 
 }
 
 function onMessage(state: CandidateState, from: number, msg: ReplicationMessage): CandidateStep {
-  if (state.phase !== 'preparing' || !('epoch' in msg) || !sameEpoch(msg.epoch, state.epoch)) return { state, effects: [] };
+  if (state.phase !== 'preparing' || !sameEpoch(msg.epoch, state.epoch)) return { state, effects: [] };
   switch (msg.type) {
     case 'promise': {
       if (!state.asked.has(from)) return { state, effects: [] };

@@ -26,10 +26,6 @@ export function sameEpoch(a: Epoch, b: Epoch): boolean {
   return a.term === b.term && a.node === b.node;
 }
 
-export function maxEpoch(a: Epoch, b: Epoch): Epoch {
-  return compareEpoch(a, b) >= 0 ? a : b;
-}
-
 /** A replica set in force for an epoch: only its members count toward `w`. */
 export interface ReplicaSet {
   /** Node ids, the intended primary first. */
