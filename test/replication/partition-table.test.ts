@@ -75,10 +75,58 @@ describe('partitions', () => {
   });
 
   it.each([
-    [{ replicas: 0 }, 'options.replicas'],
-    [{ replicas: 1.5 }, 'options.replicas'],
-    [{ partitions: 0 }, 'options.partitions'],
-  ])('refuses %o naming the option', (options, name) => {
-    expect(() => new PartitionTable(new HashRing(members([1])), options)).toThrow(name);
+    [{ replicas: 0 }, 'options.replicas must be an integer in [1, 7] (got 0)'],
+    [{ replicas: 1.5 }, 'options.replicas must be an integer in [1, 7] (got 1.5)'],
+    [{ replicas: 8 }, 'options.replicas must be an integer in [1, 7] (got 8)'],
+    [{ partitions: 0 }, 'options.partitions must be an integer in [1, 65536] (got 0)'],
+    [{ partitions: 65_537 }, 'options.partitions must be an integer in [1, 65536] (got 65537)'],
+  ])('refuses %o naming the option', (options, message) => {
+    expect(() => new PartitionTable(new HashRing(members([1])), options)).toThrow(message);
+  });
+
+  it.each([
+    [{ replicas: 1 }, 1],
+    [{ replicas: 7 }, 7],
+    [{ partitions: 1 }, 1],
+    [{ partitions: 65_536 }, 65_536],
+  ])('accepts the bounds: %o', (options, n) => {
+    const table = new PartitionTable(new HashRing(members([1, 2, 3, 4, 5, 6, 7])), options);
+    if ('replicas' in options) expect(table.replicasOf(0)).toHaveLength(n);
+    else expect(table.partitions).toBe(n);
+  });
+
+  it('an empty ring proposes nothing, and the last partition exists, the one past it does not', () => {
+    const empty = new PartitionTable(new HashRing([]), { partitions: 4 });
+    expect(empty.replicasOf(3)).toEqual([]);
+    expect(empty.primaryOf(0)).toBeUndefined();
+    const table = new PartitionTable(new HashRing(members([1, 2])), { partitions: 4 });
+    expect(table.replicasOf(3)).toHaveLength(2);
+    expect(table.replicasOf(4)).toEqual([]);
+  });
+
+  it('placementOf: the partitions a node leads, and those it only holds a copy of', () => {
+    const table = new PartitionTable(new HashRing(members([1, 2, 3, 4])), { replicas: 2 });
+    const { primary, replica } = table.placementOf(2);
+    for (const p of primary) expect(table.primaryOf(p)).toBe(2);
+    for (const p of replica) expect(table.replicasOf(p)[1]).toBe(2); // R = 2: the other copy
+    expect(primary.length + replica.length).toBe([...Array(PARTITIONS).keys()].filter((p) => table.replicasOf(p).includes(2)).length);
+    expect(primary.length).toBeGreaterThan(0);
+    expect(replica.length).toBeGreaterThan(0);
+  });
+
+  it('zones: a node without a label is a zone of its own; more replicas than zones fill in clockwise order', () => {
+    const ring = new HashRing(members([1, 2, 3]));
+    const unlabelled = new PartitionTable(ring, { replicas: 3, zones: new Map() });
+    const plain = new PartitionTable(ring, { replicas: 3 });
+    for (let p = 0; p < PARTITIONS; p++) expect(unlabelled.replicasOf(p)).toEqual(plain.replicasOf(p));
+    const oneZone = new PartitionTable(ring, {
+      replicas: 2,
+      zones: new Map([
+        [1, 'a'],
+        [2, 'a'],
+        [3, 'a'],
+      ]),
+    });
+    for (let p = 0; p < PARTITIONS; p++) expect(oneZone.replicasOf(p)).toEqual(plain.replicasOf(p).slice(0, 2));
   });
 });
