@@ -68,6 +68,8 @@ export default {
   reporters: ['clear-text', 'progress', 'html'],
   htmlReporter: { fileName: `reports/mutation/html/${name}.html` },
   tempDirName: `.stryker-tmp/${name}`,
+  // Stryker skips its own temp dir only: not the sandboxes of other modules' runs beside it.
+  ignorePatterns: ['/.stryker-tmp', '/dist', '/bench/out', '/reports'],
   cleanTempDir: 'always',
   thresholds: { high: 90, low: 80, break: null },
 };
