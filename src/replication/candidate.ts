@@ -52,7 +52,6 @@ export interface CandidateState {
   readonly asked: ReadonlySet<number>;
   /** Clean promises, the candidate's own included. */
   readonly promises: ReadonlyMap<number, Respondent>;
-  readonly unclean: ReadonlySet<number>;
   readonly phase: CandidatePhase;
 }
 
@@ -101,7 +100,6 @@ export function startCandidate(init: CandidateInit): CandidateStep {
     inForce: setsInForce([own], proposed),
     asked: new Set([self]),
     promises,
-    unclean: own.clean ? new Set() : new Set([self]),
     phase: 'preparing',
   };
   return check(state, [{ type: 'persist-promise', p, epoch }]);
@@ -117,7 +115,8 @@ export function candidateReducer(state: CandidateState, event: CandidateEvent): 
     }
     case 'fetched': {
       if (state.phase !== 'recovering') return { state, effects: [] };
-      const own = { ...state.promises.get(state.self)!, last: event.last, history: event.history };
+      // An unclean candidate had no promise of its own: it counts once it holds the source's log.
+      const own = { commit: 0, ...state.promises.get(state.self), last: event.last, history: event.history };
       return writeStart({ ...state, promises: new Map(state.promises).set(state.self, own) }, []);
     }
     case 'message':
@@ -134,10 +133,9 @@ function onMessage(state: CandidateState, from: number, msg: ReplicationMessage)
       const inForce = setsInForce([...promises.values()], state.proposed);
       return check({ ...state, promises, inForce }, []);
     }
-    case 'unclean': {
-      const unclean = new Set(state.unclean).add(from);
-      return check({ ...state, unclean }, []);
-    }
+    // An unclean replica does not count: it is only one fewer promise to wait for.
+    case 'unclean':
+      return { state, effects: [] };
     case 'stale':
       return {
         state: { ...state, phase: 'stale' },
@@ -166,17 +164,11 @@ function check(state: CandidateState, effects: CandidateEffect[]): CandidateStep
       best = r;
     }
   }
+  // Our own log is the first `best`, replaced only by a strictly higher position: a tie keeps it.
+  if (source === state.self) return writeStart(state, effects);
   const own = state.promises.get(state.self);
-  if (source === state.self || (own !== undefined && comparePosition(own.last, best!.last) === 0)) return writeStart(state, effects);
   const after = own === undefined ? 0 : matchPoint(own.history, own.last.seq, best!.history, best!.last.seq);
   effects.push({ type: 'fetch', p: state.p, source, after, upTo: best!.last });
-  if (own === undefined) {
-    // An unclean candidate recovers like any other, then counts as clean: it holds the source's log.
-    state = {
-      ...state,
-      promises: new Map(state.promises).set(state.self, { last: { epoch: best!.last.epoch, seq: 0 }, history: [], commit: 0 }),
-    };
-  }
   return { state: { ...state, phase: 'recovering' }, effects };
 }
 

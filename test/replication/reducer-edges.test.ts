@@ -208,6 +208,16 @@ describe('candidate reducer edges', () => {
       msg: { type: 'promise', p: 0, epoch, last: { epoch: e(1, 1), seq }, history: [start(1, 1, 1)], commit },
     }) as const;
 
+  it('a timeout names only the members whose promise is missing', () => {
+    let step = startCandidate({ p: 0, self: 2, epoch: e(2, 2), proposed: S, own: { ...own, clean: false } });
+    step = candidateReducer(step.state, promise(1, 5));
+    step = candidateReducer(step.state, { type: 'message', from: 3, msg: { type: 'unclean', p: 0, epoch: e(2, 2) } });
+    expect(step.effects).toEqual([]);
+    expect(candidateReducer(step.state, { type: 'timeout' }).effects).toEqual([
+      { type: 'unavailable', p: 0, epoch: e(2, 2), missing: [2, 3] },
+    ]);
+  });
+
   it('a promise from a node it never asked is ignored', () => {
     const step = startCandidate({ p: 0, self: 2, epoch: e(2, 2), proposed: S, own: { ...own, clean: false } });
     expect(candidateReducer(step.state, promise(9, 5)).state.promises.has(9)).toBe(false);
