@@ -22,6 +22,7 @@ export default defineConfig({
       'test/persistence/journal-contract.test.ts',
       'test/persistence/memory-journal.test.ts',
       'test/actors/actor-host.test.ts',
+      'test/actors/actor-host-edges.test.ts',
       'test/actors/hostile-values.test.ts',
       'test/actors/replay.test.ts',
       'test/actors/write-pipeline.test.ts',
