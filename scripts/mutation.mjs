@@ -5,6 +5,7 @@
 //   npm run test:mutation -- mailbox ring                  named modules
 //   npm run test:mutation -- --mutate src/cluster/ring.ts  a module by its source file
 //   npm run test:mutation -- ring --force                  other flags go to Stryker as they are
+//   npm run test:mutation -- actor-host --concurrency 2    (with their values)
 //
 // One Stryker run per module, each with its own incremental file
 // (reports/mutation/<module>.incremental.json): Stryker rewrites the incremental file with the
@@ -44,6 +45,9 @@ for (let i = 0; i < args.length; i++) {
     chosen.push(name);
   } else if (arg.startsWith('-')) {
     passThrough.push(arg);
+    // A Stryker flag's value (`--concurrency 2`, `--logLevel debug`): not a module name.
+    const next = args[i + 1];
+    if (!arg.includes('=') && next !== undefined && !next.startsWith('-') && !(next in modules)) passThrough.push(args[++i]);
   } else if (arg in modules) {
     chosen.push(arg);
   } else {
