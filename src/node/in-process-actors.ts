@@ -7,14 +7,14 @@ import type { ReplyChannel } from '../actors/envelope.ts';
 import type { ActorRegistry } from '../actors/registry.ts';
 import type { RingMember } from '../cluster/ring.ts';
 import type { Clock, TimerHandle } from '../core/clock.ts';
-import { fromErrorRecord, invalidOption, toErrorRecord, troupeError, type ErrorRecord, type TroupeError } from '../core/errors.ts';
+import { fromErrorRecord, toErrorRecord, troupeError, type ErrorRecord, type TroupeError } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
 import { checkValue } from '../core/value-domain.ts';
 import { createJournal } from '../persistence/create-journal.ts';
 import type { Journal, JournalConfig } from '../persistence/journal.ts';
 import { slotOf } from '../supervisor/placement.ts';
 import type { Supervisor } from '../supervisor/supervisor.ts';
-import { ownershipOf, type LocalActors } from './local-actors.ts';
+import { ownershipOf, workerCount, type LocalActors } from './local-actors.ts';
 
 export interface InProcessActorsOptions {
   /** Actor kinds, already loaded (the node loads its modules once). */
@@ -80,10 +80,7 @@ export class InProcessActors extends EventEmitter implements LocalActors {
 
   constructor(options: InProcessActorsOptions) {
     super();
-    const workers = options.workers ?? 1;
-    if (!Number.isInteger(workers) || workers < 1 || workers > 256)
-      throw invalidOption('options.workers', 'must be an integer in [1, 256]', options.workers);
-    this.workers = workers;
+    this.workers = workerCount(options.workers, 1);
     this.o = options;
     this.defaultAskTimeoutMs = options.defaultAskTimeoutMs ?? 5_000;
   }

@@ -1,6 +1,7 @@
 import type { MessageRouter } from '../actors/actor-ref.ts';
 import type { LocalActors as RoutedActors } from '../cluster/cluster-router.ts';
 import { HashRing, type RingMember } from '../cluster/ring.ts';
+import { invalidOption } from '../core/errors.ts';
 
 /** What a node's local actors announce: a thread re-hosted or ready, an actor or slot past its restart intensity. */
 export type LocalActorsEvent = 'escalated' | 'worker-ready' | 'worker-exit';
@@ -43,4 +44,11 @@ export function ownershipOf(members: readonly RingMember[], selfId: number): (ke
   if (members.length === 0) return () => false;
   const ring = new HashRing(members);
   return (key) => ring.ownerOf(key).id === selfId;
+}
+
+/** The slot count both implementations take: `options.workers`, or `fallback` when unset. */
+export function workerCount(workers: number | undefined, fallback: number): number {
+  const n = workers ?? fallback;
+  if (!Number.isInteger(n) || n < 1 || n > 256) throw invalidOption('options.workers', 'must be an integer in [1, 256]', workers);
+  return n;
 }

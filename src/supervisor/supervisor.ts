@@ -9,7 +9,7 @@ import type { Clock, TimerHandle } from '../core/clock.ts';
 import { fromErrorRecord, invalidOption, toErrorRecord, troupeError, type ErrorRecord, type TroupeError } from '../core/errors.ts';
 import { resolveModuleSpecifier, siblingModule, sourceLoaderExecArgv } from '../core/import-module.ts';
 import { defaultLogFormat, type Logger } from '../core/logger.ts';
-import type { LocalActors } from '../node/local-actors.ts';
+import { workerCount, type LocalActors } from '../node/local-actors.ts';
 import type { JournalConfig } from '../persistence/journal.ts';
 import { slotOf } from './placement.ts';
 import { PortReader, PortWriter } from './port-protocol.ts';
@@ -111,9 +111,7 @@ export class Supervisor extends EventEmitter implements LocalActors {
 
   constructor(options: SupervisorOptions) {
     super();
-    const workers = options.workers ?? availableParallelism();
-    if (!Number.isInteger(workers) || workers < 1 || workers > 256)
-      throw invalidOption('options.workers', 'must be an integer in [1, 256]', options.workers);
+    const workers = workerCount(options.workers, availableParallelism());
     if (!Array.isArray(options.modules) || options.modules.length === 0)
       throw invalidOption('options.modules', 'must list at least one actor module', options.modules);
     this.workers = workers;
