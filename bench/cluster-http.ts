@@ -26,13 +26,20 @@
  * member that went suspect or a ring change under load is reported. The nodes are stopped with
  * SIGTERM (SIGKILL after a grace period), on failure too. Runs ~75 s.
  *
+ * The nodes run as `troupe cluster` runs them: each with its own LMDB data directory (temporary)
+ * and durability 'replicated' (every acknowledged increment committed on W = 2 of R = 3 nodes).
+ * `--durability commit` gives the unreplicated cluster (each node's actors on that node alone);
+ * `--store memory` replicates between in-memory stores (no data directories).
+ *
  *   node --import tsx bench/cluster-http.ts [--seconds 10] [--rounds 3] [--keys 3000]
+ *        [--durability replicated|replicated+flush|commit|flush] [--store lmdb|memory]
  */
 import autocannon from 'autocannon';
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { Agent, request } from 'node:http';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { forkNode } from '../src/cli/node-process.ts';
@@ -62,8 +69,19 @@ const { values: args } = parseArgs({
     seconds: { type: 'string', default: '10' },
     rounds: { type: 'string', default: '3' },
     keys: { type: 'string', default: '3000' },
+    // 'replicated' (the cluster default: R=3, W=2), 'replicated+flush', 'commit' or 'flush' (unreplicated).
+    durability: { type: 'string', default: 'replicated' },
+    // 'lmdb': each node gets a temporary --data-dir (removed at the end); 'memory': no data dir.
+    store: { type: 'string', default: 'lmdb' },
   },
 });
+const DURABILITY = args.durability!;
+const STORE = args.store!;
+check(['replicated', 'replicated+flush', 'commit', 'flush'].includes(DURABILITY), '--durability: replicated, replicated+flush, commit or flush');
+check(STORE === 'lmdb' || STORE === 'memory', '--store: lmdb or memory');
+check(STORE === 'lmdb' || DURABILITY === 'replicated', 'an in-memory store only runs with --durability replicated');
+/** Temporary data directories, one per node (removed at the end, on failure too). */
+const dataDirs: string[] = [];
 /** Seconds per round and target (plus the last answers in flight at the deadline). */
 const ROUND_SECONDS = Number(args.seconds);
 const ROUNDS = Number(args.rounds);
@@ -118,6 +136,11 @@ function collectLines(stream: NodeJS.ReadableStream, into: string[]): void {
 /** Forks `troupe start` for node `id` and resolves on its IPC `ready` message. */
 async function startNode(id: number, secret: string, seed: string | undefined): Promise<ClusterNode> {
   const args = ['start', '--id', String(id), '--port', '0', '--http', '0', '--workers', '1', '--app', app, '--log-level', 'warn'];
+  if (STORE === 'lmdb') {
+    const dir = mkdtempSync(join(tmpdir(), `troupe-bench-node${id}-`));
+    dataDirs.push(dir);
+    args.push('--data-dir', dir, '--durability', DURABILITY);
+  }
   if (seed !== undefined) args.push('--seeds', seed);
   const { child, ready } = forkNode(args, {
     cwd: repoRoot,
@@ -618,6 +641,8 @@ main(async () => {
       const fig = (s: (typeof summary)[0]) => ({ ...loadFigures(s), rounds: s.t.rounds.map((r) => Math.round(r.reqPerSec)) });
       const result = {
         bench: 'cluster-http',
+        durability: DURABILITY,
+        store: STORE,
         nodes: NODES,
         workersPerNode: 1,
         connections: CONNECTIONS,
@@ -653,6 +678,7 @@ main(async () => {
     throw e;
   } finally {
     [stopped] = await Promise.all([stopNodes(), raw?.stop()]);
+    for (const d of dataDirs) rmSync(d, { recursive: true, force: true });
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     console.log(`stopped: ${stopped.map((s) => `pid ${s.pid} ${s.how} in ${int(s.ms)} ms`).join('; ')}`);

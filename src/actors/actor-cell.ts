@@ -1,6 +1,7 @@
 import type { TimerHandle } from '../core/clock.ts';
 import type { Mailbox } from '../mailbox/mailbox.ts';
 import type { EventRecord, RecordedReply } from '../persistence/journal.ts';
+import type { Epoch } from '../replication/epoch.ts';
 import type { RestartWindow } from '../supervisor/restart-window.ts';
 import type { Envelope } from './envelope.ts';
 import type { ActorKind } from './registry.ts';
@@ -28,6 +29,12 @@ export class ActorCell {
   state: unknown = undefined;
   /** Seq of the last event applied to `state` (durable or not). */
   seq = 0;
+  /**
+   * The epoch the journal gave at activation (`ActorHistory.epoch`): every write of this
+   * activation carries it, so a journal that has seen a newer primary fences it. Undefined on a
+   * single node, whose writes carry none.
+   */
+  epoch: Epoch | undefined = undefined;
   status: CellStatus = 'activating';
   scheduled = false;
   lastActive = 0;

@@ -138,6 +138,25 @@ export class ActorHost implements MessageRouter, ReplyChannel {
     if (cell.status === 'active') this.schedule(cell);
   }
 
+  /**
+   * Resident actors `stale` selects may hold state another node has since changed (their
+   * partition's primary moved and came back, or moved away): idle ones are dropped, busy ones
+   * reload once their writes in flight settle. Their next message reads them again, through the
+   * journal, which waits until this node serves the partition or refuses (ERR_NOT_PRIMARY).
+   */
+  reloadWhere(stale: (kind: string, key: string) => boolean): number {
+    let n = 0;
+    for (const [kind, cells] of this.cells) {
+      for (const cell of [...cells.values()]) {
+        if (cell.status !== 'active' || !stale(kind, cell.key)) continue;
+        n++;
+        if (this.isIdle(cell)) this.passivate(cell);
+        else this.reload(cell, 0);
+      }
+    }
+    return n;
+  }
+
   /** Queues a system message (ahead of user messages) for a resident actor. */
   system(kind: string, key: string, op: SystemOp): boolean {
     const cell = this.cells.get(kind)?.get(key);
@@ -273,6 +292,7 @@ export class ActorHost implements MessageRouter, ReplyChannel {
         }
         cell.state = r.state;
         cell.seq = r.seq;
+        cell.epoch = history.epoch;
         cell.eventsSinceSnapshot = r.eventsSinceSnapshot;
         // No recorded replies in the journal: keep what memory has (a restart after a handler threw).
         if (r.replies !== null) cell.replies = r.replies;
@@ -300,7 +320,11 @@ export class ActorHost implements MessageRouter, ReplyChannel {
     const error = isTroupeError(e)
       ? e
       : troupeError('ERR_JOURNAL_READ', `cannot activate ${cell.kind.kind}/${cell.key}: ${errorMessage(e)}`);
-    this.o.log.error({ kind: cell.kind.kind, key: cell.key, err: error }, 'activation failed');
+    // Another node serves the actor (or none can yet): routine during failover, and the asker
+    // gets the code to resend on; an error log per message would flood a deposed node.
+    if (error.code === 'ERR_NOT_PRIMARY' || error.code === 'ERR_PARTITION_UNAVAILABLE' || error.code === 'ERR_STALE_EPOCH')
+      this.o.log.debug({ kind: cell.kind.kind, key: cell.key, code: error.code }, 'activation refused by the journal');
+    else this.o.log.error({ kind: cell.kind.kind, key: cell.key, err: error }, 'activation failed');
     for (const env of cell.mailbox.drain()) this.refuse(cell.kind.kind, cell.key, env, error);
     this.remove(cell);
   }
@@ -513,6 +537,7 @@ export class ActorHost implements MessageRouter, ReplyChannel {
     cell.pendingReplies = null;
     const write: ActorWrite = { kind: cell.kind.kind, key: cell.key, events: events ?? [] };
     if (replies !== null) write.replies = replies;
+    if (cell.epoch !== undefined) write.epoch = cell.epoch;
     if (events !== null) {
       cell.eventsSinceSnapshot += events.length;
       if (cell.eventsSinceSnapshot >= cell.kind.snapshotEvery) {
@@ -564,10 +589,18 @@ export class ActorHost implements MessageRouter, ReplyChannel {
   private writeFailed(cell: ActorCell, e: unknown): void {
     if (cell.status === 'restarting' || cell.status === 'failed') return;
     // Memory holds events the journal refused: drop them by reloading from the journal.
-    this.o.log.error({ kind: cell.kind.kind, key: cell.key, err: loggable(e) }, 'journal write failed; reloading actor');
     cell.pendingEvents = null;
     cell.pendingReplies = null;
     cell.replies = null;
+    if (isFenced(e)) {
+      // Not the actor's failure: a newer primary owns it. Reload at once and outside the restart
+      // window (ownership moving must never escalate an actor); the journal's read then says
+      // whether this node still serves it, and its error reaches the messages waiting.
+      this.o.log.warn({ kind: cell.kind.kind, key: cell.key, code: e.code }, 'journal write fenced; reloading actor');
+      this.cancelTimers(cell);
+      return this.reload(cell, 0);
+    }
+    this.o.log.error({ kind: cell.kind.kind, key: cell.key, err: loggable(e) }, 'journal write failed; reloading actor');
     this.restart(cell, isTroupeError(e) ? e : troupeError('ERR_JOURNAL_WRITE', errorMessage(e)));
   }
 
@@ -577,6 +610,11 @@ export class ActorHost implements MessageRouter, ReplyChannel {
     this.cancelTimers(cell);
     if (decision.action === 'escalate') return this.escalate(cell, reason);
     this.counters.restarts++;
+    this.reload(cell, decision.delayMs);
+  }
+
+  /** Drops the actor's memory: it activates again after `delayMs`, once its writes in flight settle; messages wait. */
+  private reload(cell: ActorCell, delayMs: number): void {
     cell.status = 'restarting';
     const generation = ++cell.generation;
     const reload = () => {
@@ -584,7 +622,7 @@ export class ActorHost implements MessageRouter, ReplyChannel {
       if (cell.inflightWrites > 0) cell.onSettled = reload;
       else this.activate(cell);
     };
-    if (decision.delayMs > 0) this.o.clock.setTimeout(reload, decision.delayMs);
+    if (delayMs > 0) this.o.clock.setTimeout(reload, delayMs);
     else reload();
   }
 
@@ -815,6 +853,11 @@ class Context implements HandlerContext<unknown, unknown> {
   now(): number {
     return this.host.clock.now();
   }
+}
+
+/** The journal refused because another primary owns the actor (REPLICATION.md: a refused primary steps down). */
+function isFenced(e: unknown): e is TroupeError {
+  return isTroupeError(e, 'ERR_STALE_EPOCH') || isTroupeError(e, 'ERR_NOT_PRIMARY');
 }
 
 function isThenable(v: unknown): v is PromiseLike<unknown> {

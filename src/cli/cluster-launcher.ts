@@ -15,6 +15,9 @@ export interface ClusterLaunch {
   dataDir: string;
   logLevel?: string;
   profile?: 'lan' | 'seed-10s';
+  durability?: string;
+  replicas?: number;
+  writeQuorum?: number;
   /** Called once every node reports ready, with their gateway URLs. */
   onReady: (urls: string[]) => void;
   /** How long the nodes get to stop before SIGKILL, ms. */
@@ -65,6 +68,9 @@ export function runCluster(o: ClusterLaunch): Promise<number> {
         ...(o.apps.length === 0 ? ['--app', fileURLToPath(demoApp)] : o.apps.flatMap((a) => ['--app', a])),
         ...(o.logLevel ? ['--log-level', o.logLevel] : []),
         ...(o.profile ? ['--profile', o.profile] : []),
+        ...(o.durability ? ['--durability', o.durability] : []),
+        ...(o.replicas !== undefined ? ['--replicas', String(o.replicas)] : []),
+        ...(o.writeQuorum !== undefined ? ['--write-quorum', String(o.writeQuorum)] : []),
       ];
       const { child, ready: started } = forkNode(args, { env: { ...process.env, TROUPE_CLUSTER_SECRET: secret } });
       children.push(child);

@@ -53,6 +53,8 @@ interface NodeFlags {
   tlsCa?: string;
   dataDir?: string;
   durability?: string;
+  replicas?: string;
+  writeQuorum?: string;
   maxResident?: string;
   logLevel?: string;
 }
@@ -65,6 +67,9 @@ interface ClusterFlags {
   app?: string[];
   profile?: string;
   dataDir?: string;
+  durability?: string;
+  replicas?: string;
+  writeQuorum?: string;
   logLevel?: string;
 }
 
@@ -95,7 +100,12 @@ function nodeCommand(program: Command, name: 'start' | 'demo', summary: string):
     .option('--tls-key <file>', 'PEM private key of --tls-cert')
     .option('--tls-ca <file>', 'PEM CA that signs every node certificate')
     .option('--data-dir <dir>', 'identity and LMDB journal (<dir>/journal) live here (default: in memory, lost on exit)')
-    .option('--durability <d>', 'with --data-dir: flush (a reply waits for the disk, default) or commit (for the commit only)')
+    .option(
+      '--durability <d>',
+      'when a reply leaves: replicated (cluster default: committed on W nodes), replicated+flush (W copies on disk), flush (this node\'s disk, single-node default) or commit',
+    )
+    .option('--replicas <n>', 'in a cluster: copies of each partition, the primary counted, 1..7 (default 3)')
+    .option('--write-quorum <n>', 'in a cluster: copies committed before a reply, 1..7 (default 2)')
     .option('--max-resident <n>', 'resident actors per worker thread before the least recently used passivate (default 1000000)')
     .option('--log-level <level>', `${LOG_LEVELS.join(', ')} (default info, or env TROUPE_LOG_LEVEL)`)
     .addHelpText(
@@ -142,6 +152,9 @@ function program(exit: { code: number }): Command {
     .option('--app <module>', 'module exporting actor definitions (repeatable; default: the demo app)', collect)
     .option('--profile <name>', 'failure detection: lan (default) or seed-10s')
     .option('--data-dir <dir>', 'each node keeps its data in <dir>/node-<i> (default .troupe)')
+    .option('--durability <d>', 'replicated (default), replicated+flush, flush or commit (see troupe start --help)')
+    .option('--replicas <n>', 'copies of each partition, the primary counted (default 3)')
+    .option('--write-quorum <n>', 'copies committed before a reply (default 2)')
     .option('--log-level <level>', `${LOG_LEVELS.join(', ')} (default info)`)
     .action(async (flags: ClusterFlags) => {
       exit.code = await startCluster(flags);
@@ -252,8 +265,13 @@ function nodeOptions(command: 'start' | 'demo', v: NodeFlags): NodeOptions {
   const cluster = clusterOptions(v);
   if (cluster === undefined && (v.profile !== undefined || v.tlsCert !== undefined || v.allowSolo))
     throw new UsageError('--profile, --tls-* and --allow-solo apply to a cluster: add --listen or --port (and --seeds)');
-  if (v.durability !== undefined && v.dataDir === undefined)
-    throw new UsageError('--durability needs --data-dir (without it the journal is in memory)');
+  const durability = v.durability !== undefined ? oneOf('--durability', v.durability, DURABILITIES) : undefined;
+  if (cluster === undefined && (durability === 'replicated' || durability === 'replicated+flush'))
+    throw new UsageError(`--durability ${durability} replicates across a cluster: add --listen or --port (and --seeds)`);
+  if (cluster === undefined && (v.replicas !== undefined || v.writeQuorum !== undefined))
+    throw new UsageError('--replicas and --write-quorum apply to a cluster: add --listen or --port (and --seeds)');
+  if ((durability === 'flush' || durability === 'commit') && v.dataDir === undefined)
+    throw new UsageError(`--durability ${durability} needs --data-dir (without it the journal is in memory)`);
   const options = {
     http: {
       port: v.http !== undefined ? portFlag('--http', v.http) : 8080,
@@ -262,7 +280,7 @@ function nodeOptions(command: 'start' | 'demo', v: NodeFlags): NodeOptions {
     ...(v.id !== undefined && { id: intFlag('--id', v.id, 0, 1023) }),
     ...(v.workers !== undefined && { workers: intFlag('--workers', v.workers, 1, 256) }),
     ...(v.dataDir !== undefined && { dataDir: v.dataDir }),
-    ...(v.durability !== undefined && { durability: oneOf('--durability', v.durability, ['flush', 'commit'] as const) }),
+    ...(durability !== undefined && { durability }),
     ...(v.maxResident !== undefined && { maxResidentPerWorker: intFlag('--max-resident', v.maxResident, 1, Number.MAX_SAFE_INTEGER) }),
     ...(v.logLevel !== undefined && { logLevel: oneOf('--log-level', v.logLevel, LOG_LEVELS) }),
     ...(cluster && { cluster }),
@@ -299,8 +317,12 @@ function clusterOptions(v: NodeFlags): ClusterOptions | undefined {
     ...(v.allowSolo && { allowSolo: true }),
     ...(v.profile !== undefined && { profile: oneOf('--profile', v.profile, ['lan', 'seed-10s'] as const) }),
     ...(v.tlsCert !== undefined && { tls: tlsFlags(v.tlsCert, v.tlsKey, v.tlsCa) }),
+    ...(v.replicas !== undefined && { replicas: intFlag('--replicas', v.replicas, 1, 7) }),
+    ...(v.writeQuorum !== undefined && { writeQuorum: intFlag('--write-quorum', v.writeQuorum, 1, 7) }),
   };
 }
+
+const DURABILITIES = ['replicated', 'replicated+flush', 'flush', 'commit'] as const;
 
 async function startCluster(v: ClusterFlags): Promise<number> {
   const nodes = v.nodes !== undefined ? intFlag('--nodes', v.nodes, 1, 64) : 3;
@@ -313,6 +335,9 @@ async function startCluster(v: ClusterFlags): Promise<number> {
     dataDir: v.dataDir ?? '.troupe',
     ...(v.logLevel !== undefined && { logLevel: oneOf('--log-level', v.logLevel, LOG_LEVELS) }),
     ...(v.profile !== undefined && { profile: oneOf('--profile', v.profile, ['lan', 'seed-10s'] as const) }),
+    ...(v.durability !== undefined && { durability: oneOf('--durability', v.durability, DURABILITIES) }),
+    ...(v.replicas !== undefined && { replicas: intFlag('--replicas', v.replicas, 1, 7) }),
+    ...(v.writeQuorum !== undefined && { writeQuorum: intFlag('--write-quorum', v.writeQuorum, 1, 7) }),
     onReady: (urls) => printDemo(urls),
   });
 }

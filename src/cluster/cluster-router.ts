@@ -1,12 +1,14 @@
 import type { MessageRouter } from '../actors/actor-ref.ts';
 import type { AnyMessage, AskOptions } from '../actors/define-actor.ts';
 import type { Clock, TimerHandle } from '../core/clock.ts';
-import { fromErrorRecord, toErrorRecord, troupeError, type ErrorRecord, type TroupeError } from '../core/errors.ts';
+import { fromErrorRecord, isTroupeError, toErrorRecord, troupeError, type ErrorRecord, type TroupeError } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
 import { checkValue } from '../core/value-domain.ts';
 import type { MembershipDriver } from './membership-driver.ts';
 import { MAX_HOPS, parseRemote, R_ASK, R_REPLY, R_TELL, type RemoteAsk, type RemoteTell } from './remote-protocol.ts';
 import { HashRing, type RingMember } from './ring.ts';
+import { PartitionTable, partitionOf } from '../replication/partition-table.ts';
+import { R_REPL } from '../replication/wire.ts';
 import type { PeerIdentity, Transport } from './transport.ts';
 
 /** The node's own actors: what the router hands local work to (the Supervisor). */
@@ -26,7 +28,19 @@ export interface ClusterRouterOptions {
   /** Virtual nodes per member on the ring. */
   virtualNodes?: number;
   defaultAskTimeoutMs?: number;
+  /** Called with every new ring of up members (and once at construction): replication follows it. */
+  onRing?: (ring: HashRing) => void;
+  /**
+   * Commands that change nothing (`readOnly`): an ask of one in flight to a node that dies may be
+   * sent again. Any other ask is resent only with a message id (then a second delivery answers
+   * from the recorded reply); without one its outcome is unknown, and it fails with
+   * ERR_NODE_UNREACHABLE rather than risk applying it twice.
+   */
+  isReadOnly?: (kind: string, command: string) => boolean;
 }
+
+/** Between resends of an ask its partition's primary refused (ERR_NOT_PRIMARY: nothing was applied), ms. */
+export const NOT_PRIMARY_RETRY_MS = 25;
 
 class RemoteAskState {
   timer: TimerHandle | null = null;
@@ -58,7 +72,8 @@ export interface RouterStats {
 }
 
 /**
- * Routes actor messages across the cluster: key → owner by the hash ring of up members, local
+ * Routes actor messages across the cluster: key → partition → its proposed primary (the hash
+ * ring of up members places partitions, see partition-table.ts), local
  * work to this node's supervisor, the rest over the transport's 'actor' lane. Asks in flight to
  * a node that leaves or dies are re-sent to the key's new owner (within their deadline); a
  * payload the transport cannot deliver is rerouted if the owner changed, or fails with
@@ -68,6 +83,7 @@ export interface RouterStats {
  */
 export class ClusterRouter implements MessageRouter {
   private ring: HashRing;
+  private table: PartitionTable;
   private epoch = 0;
   private readonly self: PeerIdentity;
   private readonly pending = new Map<number, RemoteAskState>();
@@ -82,6 +98,7 @@ export class ClusterRouter implements MessageRouter {
     this.self = o.transport.self;
     this.defaultAskTimeoutMs = o.defaultAskTimeoutMs ?? 5_000;
     this.ring = this.buildRing();
+    this.table = new PartitionTable(this.ring);
     o.transport.onMessage((from, payload, lane) => {
       if (lane === 'actor') this.onPayload(from, payload);
     });
@@ -90,10 +107,14 @@ export class ClusterRouter implements MessageRouter {
       if (c.up !== c.wasUp) this.membershipChanged();
     });
     o.local.placement?.(this.ring.members, this.self.id);
+    o.onRing?.(this.ring);
   }
 
+  /** The node that leads the key's partition, as this node's membership proposes it. */
   ownerOf(key: string): RingMember {
-    return this.ring.ownerOf(key);
+    const owner = this.safeOwner(key);
+    if (owner === undefined) throw noNodes();
+    return owner;
   }
 
   stats(): RouterStats {
@@ -111,7 +132,24 @@ export class ClusterRouter implements MessageRouter {
     return this.askRaw(kind, key, message.command, message.input, message.id, options?.timeoutMs ?? this.defaultAskTimeoutMs);
   }
 
+  /**
+   * An ask refused with ERR_NOT_PRIMARY (rings disagree for a moment, or the partition's fence
+   * moved it: nothing was applied) is resent to the partition's current primary until its
+   * deadline.
+   */
   askRaw(kind: string, key: string, command: string, input: unknown, msgId: string | undefined, timeoutMs: number): Promise<unknown> {
+    const deadline = this.o.clock.now() + timeoutMs;
+    const attempt = (): Promise<unknown> =>
+      this.askOnce(kind, key, command, input, msgId, Math.max(1, Math.ceil(deadline - this.o.clock.now()))).catch((e: unknown) => {
+        if (!isTroupeError(e, 'ERR_NOT_PRIMARY') || this.stopped) throw e;
+        if (deadline - this.o.clock.now() <= NOT_PRIMARY_RETRY_MS) throw e;
+        this.counters.rerouted++;
+        return new Promise<void>((resolve) => this.o.clock.setTimeout(() => resolve(), NOT_PRIMARY_RETRY_MS)).then(attempt);
+      });
+    return attempt();
+  }
+
+  private askOnce(kind: string, key: string, command: string, input: unknown, msgId: string | undefined, timeoutMs: number): Promise<unknown> {
     if (this.stopped) return Promise.reject(troupeError('ERR_STOPPED', 'node is stopping'));
     const owner = this.safeOwner(key);
     if (owner === undefined) return Promise.reject(noNodes());
@@ -183,6 +221,7 @@ export class ClusterRouter implements MessageRouter {
   // ── Receiving ───────────────────────────────────────────────────────────────────────────
 
   private onPayload(from: PeerIdentity, payload: unknown): void {
+    if (Array.isArray(payload) && payload[0] === R_REPL) return; // replication's, on the same lane
     const p = parseRemote(payload);
     if (p === undefined) {
       this.counters.badPayloads++;
@@ -242,7 +281,10 @@ export class ClusterRouter implements MessageRouter {
       const pending = this.pending.get(p[1]);
       if (pending === undefined || pending.targetAddress !== address) return;
       const owner = this.safeOwner(pending.key);
-      if (owner !== undefined && owner.address !== address) return this.reroute(p[1], pending, owner);
+      // Never delivered: safe to send to the key's owner now (the same address too, when the
+      // peer restarted and the frames queued for its old process were dropped).
+      const restarted = (error as TroupeError).details?.restarted === true;
+      if (owner !== undefined && (owner.address !== address || restarted)) return this.reroute(p[1], pending, owner);
       this.pending.delete(p[1]);
       const code = (error as TroupeError).code ?? 'ERR_NODE_UNREACHABLE';
       if (code === 'ERR_BAD_FRAME') {
@@ -281,11 +323,24 @@ export class ClusterRouter implements MessageRouter {
 
   private membershipChanged(): void {
     this.ring = this.buildRing();
+    this.table = new PartitionTable(this.ring);
+    this.o.onRing?.(this.ring);
     this.o.log.info({ epoch: this.epoch, members: this.ring.members.map((m) => m.id) }, 'ring changed');
     this.o.local.placement?.(this.ring.members, this.self.id);
-    // Asks waiting on a node that left the ring go to the key's new owner.
+    // Asks waiting on a node that left the ring: the node may have applied them before it died
+    // (committed on W replicas, then gone before its reply left). Only what is safe to deliver
+    // twice goes to the key's new owner.
     for (const [reqId, p] of this.pending) {
       if (this.ring.has(p.target)) continue;
+      if (p.msgId === null && !(this.o.isReadOnly?.(p.kind, p.command) ?? false)) {
+        this.pending.delete(reqId);
+        this.settle(p, false, {
+          code: 'ERR_NODE_UNREACHABLE',
+          message: `node ${p.target} left the cluster with ask ${p.kind}/${p.key} '${p.command}' in flight: it may or may not have been applied (send an idempotency key to make retries safe)`,
+          details: { node: p.target, outcome: 'unknown' },
+        });
+        continue;
+      }
       const owner = this.safeOwner(p.key);
       if (owner === undefined) continue; // no nodes: the deadline will answer
       this.reroute(reqId, p, owner);
@@ -317,7 +372,9 @@ export class ClusterRouter implements MessageRouter {
 
   /** The key's owner, or undefined while no node is up (this node has left, or not joined). */
   private safeOwner(key: string): RingMember | undefined {
-    return this.ring.size === 0 ? undefined : this.ring.ownerOf(key);
+    if (this.ring.size === 0) return undefined;
+    const id = this.table.primaryOf(partitionOf(key, this.table.partitions));
+    return this.ring.members.find((m) => m.id === id);
   }
 
   private settle(p: RemoteAskState, ok: boolean, value: unknown): void {

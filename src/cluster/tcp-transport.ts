@@ -617,6 +617,8 @@ class OutboundLink {
   private handshakeTimer: TimerHandle | null = null;
   private retryTimer: TimerHandle | null = null;
   private unreachableTimer: TimerHandle | null = null;
+  /** The peer process this link last reached (`id/incarnation`): queued frames were meant for it. */
+  private reached: string | null = null;
 
   constructor(
     private readonly t: TcpTransport,
@@ -800,7 +802,24 @@ class OutboundLink {
     this.state = 'open';
     this.attempts = 0;
     this.nextAttemptAt = 0;
-    t.logger.debug({ address: this.address, lane: this.lane, peer: this.transcript?.server.id }, 'link open');
+    const server = this.transcript!.server;
+    const reached = `${server.id}/${server.incarnation}`;
+    // A new process at this address (the peer restarted): frames queued while the link was down
+    // were meant for the old one, and an ask it may already have applied must not be applied
+    // again by its successor. They are reported undeliverable (known not delivered), so their
+    // senders resend or fail them; they are never handed to the new process.
+    if (this.reached !== null && this.reached !== reached && this.frames.length > this.head) {
+      t.logger.info({ address: this.address, lane: this.lane, from: this.reached, to: reached }, 'peer restarted; dropping frames queued for its old process');
+      this.failQueued(
+        troupeError('ERR_NODE_UNREACHABLE', `node ${this.reached} at ${this.address} restarted as ${reached} before its frames were sent`, {
+          address: this.address,
+          lane: this.lane,
+          restarted: true,
+        }),
+      );
+    }
+    this.reached = reached;
+    t.logger.debug({ address: this.address, lane: this.lane, peer: server.id }, 'link open');
     this.flush();
   }
 

@@ -44,6 +44,10 @@ export const ErrorCodes = {
   ERR_UPCAST: 'ERR_UPCAST',
   // Cluster
   ERR_NOT_OWNER: 'ERR_NOT_OWNER',
+  /** This node does not (or no longer) lead the key's partition; nothing was applied: resend to its primary. */
+  ERR_NOT_PRIMARY: 'ERR_NOT_PRIMARY',
+  /** The partition has no established primary (too few live replicas, or a fence in progress past its bound). */
+  ERR_PARTITION_UNAVAILABLE: 'ERR_PARTITION_UNAVAILABLE',
   ERR_NODE_UNREACHABLE: 'ERR_NODE_UNREACHABLE',
   ERR_UNKNOWN_NODE: 'ERR_UNKNOWN_NODE',
   ERR_NO_NODES: 'ERR_NO_NODES',

@@ -12,7 +12,9 @@ import type { Logger } from '../core/logger.ts';
 import { checkValue } from '../core/value-domain.ts';
 import { createJournal } from '../persistence/create-journal.ts';
 import type { Journal, JournalConfig } from '../persistence/journal.ts';
+import { partitionOf } from '../replication/partition-table.ts';
 import { slotOf } from '../supervisor/placement.ts';
+import { journalServiceDefaults, journalServiceOf, type ServiceJournal } from '../supervisor/port-journal.ts';
 import type { Supervisor } from '../supervisor/supervisor.ts';
 import { ownershipOf, workerCount, type LocalActors } from './local-actors.ts';
 
@@ -21,8 +23,15 @@ export interface InProcessActorsOptions {
   registry: ActorRegistry;
   /** Hosts (slots) in this thread; default 1. Keys are placed on them as on worker threads. */
   workers?: number;
-  /** Each host builds its own journal from it, as each worker thread does. */
+  /** Each host builds its own journal from it, as each worker thread does; with 'node', every host uses `journalService`. */
   journal: JournalConfig;
+  /**
+   * With `journal: { type: 'node' }` (and only then, required): the node's journal service (the
+   * replication driver), handed to every host. Not closed by `stop`: its owner closes it.
+   */
+  journalService?: Journal;
+  /** How long `stop` waits for the journal service to answer calls in flight, ms on `clock`; default 2,000. */
+  journalStopGraceMs?: number;
   /** Drives every deadline, restart backoff and idle sweep: a `SimulatedClock` in tests. */
   clock: Clock;
   log: Logger;
@@ -67,7 +76,9 @@ export class InProcessActors extends EventEmitter implements LocalActors {
   readonly workers: number;
   private readonly o: InProcessActorsOptions;
   private readonly hosts: ActorHost[] = [];
+  /** The journal of each host (the same `served` for all with journal type 'node'). */
   private readonly journals: Journal[] = [];
+  private readonly served: ServiceJournal | undefined;
   /** Each host's reply channel for asks it relayed to another host (replies cloned on the way back). */
   private readonly backChannels: ReplyChannel[] = [];
   private readonly asks = new Map<number, PendingAsk>();
@@ -83,13 +94,14 @@ export class InProcessActors extends EventEmitter implements LocalActors {
     this.workers = workerCount(options.workers, 1);
     this.o = options;
     this.defaultAskTimeoutMs = options.defaultAskTimeoutMs ?? 5_000;
+    this.served = journalServiceOf(options.journal, options.journalService, options.journalStopGraceMs);
   }
 
   async start(): Promise<void> {
     if (this.started) return;
     this.started = true;
     for (let slot = 0; slot < this.workers; slot++) {
-      const journal = createJournal(this.o.journal);
+      const journal = this.served ?? createJournal(this.o.journal);
       this.journals.push(journal);
       this.hosts.push(
         new ActorHost({
@@ -143,6 +155,11 @@ export class InProcessActors extends EventEmitter implements LocalActors {
     });
   }
 
+  reloadPartitions(partitions: readonly number[], count: number): void {
+    const stale = new Set(partitions);
+    for (const host of this.hosts) host.reloadWhere((_kind, key) => stale.has(partitionOf(key, count)));
+  }
+
   placement(members: readonly RingMember[], selfId: number): void {
     const owns = ownershipOf(members, selfId);
     for (const host of this.hosts) host.setOwnership(owns);
@@ -162,8 +179,14 @@ export class InProcessActors extends EventEmitter implements LocalActors {
   async stop(): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
+    // Hosts wait for their writes in flight; a service that does not answer within the grace
+    // fails them (Supervisor.stop's twin), and is left open for its owner to close.
+    const served = this.served;
+    const grace = served && this.o.clock.setTimeout(() => served.stop(), this.o.journalStopGraceMs ?? journalServiceDefaults.stopGraceMs);
     await Promise.all(this.hosts.map((h) => h.stop()));
-    await Promise.all(this.journals.map((j) => j.close()));
+    if (grace) this.o.clock.clearTimeout(grace);
+    if (served) served.stop();
+    else await Promise.all(this.journals.map((j) => j.close()));
     for (const [askId, p] of this.asks) {
       this.asks.delete(askId);
       this.o.clock.clearTimeout(p.timer);

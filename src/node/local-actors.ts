@@ -2,6 +2,7 @@ import type { MessageRouter } from '../actors/actor-ref.ts';
 import type { LocalActors as RoutedActors } from '../cluster/cluster-router.ts';
 import { HashRing, type RingMember } from '../cluster/ring.ts';
 import { invalidOption } from '../core/errors.ts';
+import { PartitionTable, partitionOf } from '../replication/partition-table.ts';
 
 /** What a node's local actors announce: a thread re-hosted or ready, an actor or slot past its restart intensity. */
 export type LocalActorsEvent = 'escalated' | 'worker-ready' | 'worker-exit';
@@ -29,6 +30,11 @@ export interface LocalActors extends MessageRouter, RoutedActors {
   slotOf(key: string): number;
   /** New ring: slots keep same-node traffic local only for keys this node owns. */
   placement(members: readonly RingMember[], selfId: number): void;
+  /**
+   * Replication: this node's copies of these partitions (of `count`) changed hands, so resident
+   * actors of them may hold stale state; each slot drops its idle ones and reloads the busy ones.
+   */
+  reloadPartitions(partitions: readonly number[], count: number): void;
   /** One record per slot (the actor host's stats and the journal it runs with), for GET /stats. */
   stats(): Promise<unknown[]>;
   /** Thread id hosting each slot (all the same for in-process actors). */
@@ -38,12 +44,12 @@ export interface LocalActors extends MessageRouter, RoutedActors {
 
 /**
  * The ownership rule every slot applies when the ring changes: a key is this node's when the
- * ring's owner of it is `selfId`; with no members (not joined yet) nothing is.
+ * ring places the key's partition on `selfId` first; with no members (not joined yet) nothing is.
  */
 export function ownershipOf(members: readonly RingMember[], selfId: number): (key: string) => boolean {
   if (members.length === 0) return () => false;
-  const ring = new HashRing(members);
-  return (key) => ring.ownerOf(key).id === selfId;
+  const table = new PartitionTable(new HashRing(members));
+  return (key) => table.primaryOf(partitionOf(key, table.partitions)) === selfId;
 }
 
 /** The slot count both implementations take: `options.workers`, or `fallback` when unset. */

@@ -11,6 +11,7 @@ import { NodeIdentity } from '../cluster/node-identity.ts';
 import { SnowflakeGenerator } from '../cluster/snowflake.ts';
 import { parseAddress, TcpTransport, type TcpTransportOptions } from '../cluster/tcp-transport.ts';
 import type { Transport } from '../cluster/transport.ts';
+import type { HashRing } from '../cluster/ring.ts';
 import { systemClock, type Clock, type TimerHandle } from '../core/clock.ts';
 import { invalidOption, isTroupeError, troupeError, type TroupeError } from '../core/errors.ts';
 import { createLogger, type Logger } from '../core/logger.ts';
@@ -18,6 +19,10 @@ import { gatewayDefaults, HttpGateway, type GatewayOptions, type Sender } from '
 import type { JournalConfig } from '../persistence/journal.ts';
 import type { RestartPolicy } from '../supervisor/restart-window.ts';
 import { Supervisor } from '../supervisor/supervisor.ts';
+import { LmdbPartitionStore } from '../replication/lmdb-partition-store.ts';
+import { MemoryPartitionStore } from '../replication/memory-partition-store.ts';
+import type { PartitionStore } from '../replication/partition-store.ts';
+import { ReplicationDriver } from '../replication/replication-driver.ts';
 import { InProcessActors } from './in-process-actors.ts';
 import type { LocalActors } from './local-actors.ts';
 
@@ -40,6 +45,10 @@ export interface ClusterOptions {
   tls?: TcpTransportOptions['tls'];
   /** A ready transport instead of TCP (the in-memory network in tests). */
   transport?: Transport;
+  /** R: copies of each partition's log, the primary counted (default 3, capped by the cluster size). */
+  replicas?: number;
+  /** W: copies committed before a write is acknowledged (default 2, capped by the replica set). */
+  writeQuorum?: number;
   /**
    * With seeds: serve alone if no seed answers within `joinTimeoutMs`. Off by default: a node
    * that serves alone owns every key, a second cluster beside the real one (split brain), so
@@ -81,8 +90,13 @@ export interface NodeOptions {
    * data directory, in memory (state lives as long as its thread).
    */
   journal?: JournalConfig;
-  /** With the default LMDB journal: 'flush' (a reply waits for the disk, default) or 'commit'. */
-  durability?: 'flush' | 'commit';
+  /**
+   * When a reply may leave. In a cluster the default is 'replicated': committed on W nodes'
+   * stores (fsync in the background), so any one process or host may die; 'replicated+flush'
+   * waits for W copies on disk. 'flush' (on this node's disk, the single-node default) and
+   * 'commit' keep each node's actors on that node alone: its death loses them until it returns.
+   */
+  durability?: Durability;
   /** Resident actors per worker before the least recently used passivate (default 1M). */
   maxResidentPerWorker?: number;
   /** Heap in use per worker (bytes) above which the idle sweep sheds least recently used actors. */
@@ -97,6 +111,8 @@ export interface NodeOptions {
   /** Aborting it while `start` runs (or waits for seeds) stops the node; `start` then rejects with ERR_STOPPED. */
   signal?: AbortSignal;
 }
+
+export type Durability = 'replicated' | 'replicated+flush' | 'flush' | 'commit';
 
 interface ClusterParts {
   transport: Transport;
@@ -123,6 +139,8 @@ export class TroupeNode implements MessageRouter {
   private serving = false;
   private notServingReason = 'node is starting';
   private abortJoin: (() => void) | undefined;
+  /** Replicated partition logs (clusters with 'replicated' durability): the workers' journal. */
+  private replication: { driver: ReplicationDriver; store: PartitionStore } | undefined;
   private constructor(
     readonly id: number,
     readonly identity: NodeIdentity,
@@ -146,7 +164,8 @@ export class TroupeNode implements MessageRouter {
     if (!Number.isInteger(id) || id < 0 || id > 1023) throw invalidOption('options.id', 'must be an integer in [0, 1023]', id);
     const clock = options.clock ?? systemClock;
     const log = options.log ?? createLogger({ node: id }, options.logLevel);
-    const journal = journalOf(options);
+    const replicated = replicationOf(options);
+    const journal: JournalConfig = replicated ? { type: 'node' } : journalOf(options);
     const host = hostLimitsOf(options);
     const where = actorsOf(options);
     log.debug(
@@ -165,8 +184,33 @@ export class TroupeNode implements MessageRouter {
       askRaw: (kind: string, key: string, command: string, input: unknown, msgId: string | undefined, timeoutMs: number) =>
         node!.router.askRaw(kind, key, command, input, msgId, timeoutMs),
     };
+    // Takes the data directory's lock: from here on, a failure must release it.
+    const identity = await NodeIdentity.load(id, options.dataDir, clock);
+    let replication: { driver: ReplicationDriver; store: PartitionStore } | undefined;
+    // The driver announces partitions whose resident actors may be stale; the actors exist later.
+    let reloadPartitions: (ps: number[], count: number) => void = () => undefined;
+    if (replicated) {
+      try {
+        const store = replicated.path !== undefined ? new LmdbPartitionStore({ path: replicated.path, durability: replicated.durability }) : new MemoryPartitionStore();
+        const c = options.cluster!;
+        const driver = await ReplicationDriver.open({
+          self: id,
+          store,
+          clock,
+          log,
+          ...(c.replicas !== undefined && { replicas: c.replicas }),
+          ...(c.writeQuorum !== undefined && { writeQuorum: c.writeQuorum }),
+          onStale: (ps) => reloadPartitions(ps, driver.partitions),
+        });
+        replication = { driver, store };
+      } catch (e) {
+        await identity.close();
+        throw e;
+      }
+    }
     const shared = {
       journal,
+      ...(replication && { journalService: replication.driver }),
       clock,
       log,
       node: id,
@@ -185,15 +229,17 @@ export class TroupeNode implements MessageRouter {
             ...(options.resourceLimits && { resourceLimits: options.resourceLimits }),
             ...(options.logLevel !== undefined && { logLevel: options.logLevel }),
           });
-    // Takes the data directory's lock: from here on, a failure must release it.
-    const identity = await NodeIdentity.load(id, options.dataDir, clock);
+    reloadPartitions = (ps, count) => actors.reloadPartitions(ps, count);
     try {
       await actors.start();
     } catch (e) {
+      await replication?.driver.close();
+      await replication?.store.close();
       await identity.close(); // the data directory's lock: a retry in this process may take it
       throw e;
     }
     node = new TroupeNode(id, identity, registry, actors, log, snowflakes(id, identity, clock, log));
+    node.replication = replication;
     const started = node;
     const onAbort = () => void started.stop();
     options.signal?.addEventListener('abort', onAbort, { once: true });
@@ -222,7 +268,11 @@ export class TroupeNode implements MessageRouter {
         http: node.url,
         cluster: node.cluster?.transport.self.address,
         incarnation: identity.incarnation,
-        journal: journal.type === 'lmdb' ? { type: 'lmdb', path: journal.path, durability: journal.durability } : journal,
+        journal: replicated
+          ? { type: 'replicated', path: replicated.path, durability: options.durability ?? 'replicated' }
+          : journal.type === 'lmdb'
+            ? { type: 'lmdb', path: journal.path, durability: journal.durability }
+            : journal,
         ...(host && { host }),
       },
       'node started',
@@ -255,12 +305,16 @@ export class TroupeNode implements MessageRouter {
       throw clusterListenError(e, c);
     });
     const membership = new MembershipDriver({ transport, clock, profile: c.profile ?? 'lan', logger: this.log });
+    const driver = this.replication?.driver;
+    driver?.attach(transport);
     const router = new ClusterRouter({
       transport,
       membership,
       local: this.actors,
       clock,
       log: this.log,
+      ...(driver && { onRing: (ring: HashRing) => driver.setMembers(ring) }),
+      isReadOnly: (kind: string, command: string) => this.registry.get(kind)?.commands.get(command)?.readOnly === true,
       ...(defaultAskTimeoutMs !== undefined && { defaultAskTimeoutMs }),
     });
     this.cluster = { transport, membership, router };
@@ -389,6 +443,10 @@ export class TroupeNode implements MessageRouter {
       await transport.close();
     }
     await this.actors.stop();
+    if (this.replication) {
+      await this.replication.driver.close();
+      await this.replication.store.close();
+    }
     await this.identity.close(); // the data directory's lock, once the journal is closed
     this.log.info('node stopped');
   }
@@ -398,7 +456,12 @@ export class TroupeNode implements MessageRouter {
       // Per worker: resident and evicted actors, queues, and the journal each thread runs with.
       '/stats': async () => ({ node: this.id, serving: this.serving, workers: await this.actors.stats() }),
       '/cluster/members': () => ({ self: this.id, incarnation: this.identity.incarnation, members: this.members() }),
-      '/cluster/ring': () => this.cluster?.router.stats() ?? { epoch: 0, members: 1 },
+      '/cluster/ring': () => ({
+        ...(this.cluster?.router.stats() ?? { epoch: 0, members: 1 }),
+        ...(this.replication && { replication: this.replication.driver.stats() }),
+      }),
+      // Every partition this node holds a copy of: role, epoch, log end, commit and applied points.
+      '/cluster/partitions': () => ({ node: this.id, partitions: this.replication?.driver.describe() ?? [] }),
       // Frames, writes (frames ÷ writes = coalescing), queued bytes, rejected connections by reason.
       '/cluster/transport': () => (this.cluster?.transport as { stats?: () => unknown } | undefined)?.stats?.() ?? {},
     };
@@ -437,13 +500,36 @@ function snowflakes(id: number, identity: NodeIdentity, clock: Clock, log: Logge
   });
 }
 
+const DURABILITIES: readonly string[] = ['replicated', 'replicated+flush', 'flush', 'commit'];
+
+/**
+ * Replication's store, for a clustered node whose durability is 'replicated' (the cluster
+ * default) or 'replicated+flush': its LMDB directory (undefined: in memory) and the durability
+ * a local append waits for. Undefined when the node does not replicate.
+ */
+function replicationOf(options: NodeOptions): { path: string | undefined; durability: 'commit' | 'flush' } | undefined {
+  const d = options.durability;
+  if (d !== undefined && !DURABILITIES.includes(d))
+    throw invalidOption('options.durability', "must be 'replicated', 'replicated+flush', 'flush' or 'commit'", d);
+  if (options.cluster === undefined) {
+    if (d === 'replicated' || d === 'replicated+flush')
+      throw invalidOption('options.durability', 'replicates across a cluster: it needs options.cluster', d);
+    return undefined;
+  }
+  if (d === 'flush' || d === 'commit') return undefined;
+  const j = options.journal;
+  if (j !== undefined && j.type === 'memory') return { path: undefined, durability: 'commit' };
+  const path = j?.type === 'lmdb' ? j.path : options.dataDir !== undefined ? join(options.dataDir, JOURNAL_DIR) : undefined;
+  return { path, durability: d === 'replicated+flush' || (d === undefined && j?.type === 'lmdb' && j.durability === 'flush') ? 'flush' : 'commit' };
+}
+
 /** The journal the workers build: `options.journal`, else LMDB under `dataDir`, else memory. */
 function journalOf(options: NodeOptions): JournalConfig {
   const d = options.durability;
-  if (d !== undefined && d !== 'flush' && d !== 'commit') throw invalidOption('options.durability', "must be 'flush' or 'commit'", d);
   const journal: JournalConfig =
     options.journal ?? (options.dataDir !== undefined ? { type: 'lmdb', path: join(options.dataDir, JOURNAL_DIR) } : { type: 'memory' });
   if (d === undefined) return journal;
+  if (d !== 'flush' && d !== 'commit') throw invalidOption('options.durability', "must be 'flush' or 'commit' on a single node", d);
   if (journal.type !== 'lmdb')
     throw invalidOption('options.durability', 'needs a durable journal (options.dataDir or an lmdb options.journal)', d);
   if (journal.durability !== undefined && journal.durability !== d)

@@ -25,6 +25,13 @@ function buildJournal(config: JournalConfig, options: LmdbJournalOptions): Journ
       return new MemoryJournal();
     case 'lmdb':
       return new LmdbJournal(config, options);
+    case 'node':
+      // Not built in a thread at all: the main thread's journal service answers (port-journal.ts).
+      throw invalidOption(
+        'config.type',
+        "must be 'memory' or 'lmdb' here: 'node' names the main thread's journal service, which the Supervisor or InProcessActors take as options.journalService",
+        config.type,
+      );
     default:
       throw invalidOption('config.type', "must be 'memory' or 'lmdb'", (config as { type: unknown }).type);
   }

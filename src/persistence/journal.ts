@@ -101,6 +101,12 @@ export interface ActorHistory {
 /** Serializable journal choice, sent to worker threads which build their own instance. */
 export type JournalConfig =
   | { type: 'memory' }
+  /**
+   * The node's main thread serves the journal (replicated clusters): workers send their reads
+   * and writes over their port to the `journalService` given to the `Supervisor` (or to
+   * `InProcessActors`, whose hosts call it directly). See src/supervisor/port-journal.ts.
+   */
+  | { type: 'node' }
   | {
       type: 'lmdb';
       /** Directory of the node's LMDB environment. */

@@ -17,7 +17,16 @@ import { open, type Database, type RootDatabase } from 'lmdb';
  * │                                                        and the actor's epoch (absent in
  * │                                                        older records: epoch zero); one
  * │                                                        point read per write, no cursor
- * └─ meta       name              → value                 node metadata (incarnation, …)
+ * ├─ meta       name              → value                 node metadata (incarnation, …)
+ * ├─ plog       [p, seq]          → [term, node, data?, start?]   partition p's replicated log:
+ * │                                                        entry seq written in epoch
+ * │                                                        (term, node); data: the turn's
+ * │                                                        ActorWrites; start: an epoch's
+ * │                                                        opening (LmdbPartitionStore)
+ * └─ pmeta      p                 → PartitionMeta         promise, epoch history, last, commit,
+ *                                                          applied, clean: one record per
+ *                                                          partition, written in the same
+ *                                                          transaction as its plog change
  * ```
  */
 export interface LmdbEnv {
@@ -28,6 +37,8 @@ export interface LmdbEnv {
   readonly replies: Database;
   readonly heads: Database;
   readonly meta: Database;
+  readonly plog: Database;
+  readonly pmeta: Database;
   /** Set when the last commit failed (say, disk full), cleared by the next one that succeeds. */
   lastCommitFailed: boolean;
 }
@@ -75,6 +86,8 @@ export function acquireEnv(path: string, options: LmdbEnvOptions = {}): LmdbEnv 
     replies: root.openDB('replies', {}),
     heads: root.openDB('heads', {}),
     meta: root.openDB('meta', {}),
+    plog: root.openDB('plog', {}),
+    pmeta: root.openDB('pmeta', {}),
     lastCommitFailed: false,
   };
   held.set(abs, { env, refs: 1 });

@@ -346,6 +346,19 @@ export class LmdbJournal implements Journal {
     );
   }
 
+  /**
+   * One write with every check `write` makes, run inside a write transaction the caller already
+   * holds on this journal's environment (an `LmdbPartitionStore.apply` applying many entries at
+   * once). Throws the write's TroupeError when it fails a check; the caller's (child)
+   * transaction must then abort, since earlier writes of the same transaction stay otherwise.
+   */
+  applyInTransaction(w: ActorWrite): void {
+    if (this.closed) throw troupeError('ERR_STOPPED', 'journal is closed', { path: this.path });
+    const invalid = checkWrite(w) ?? this.unencodable(w);
+    if (invalid) throw invalid;
+    this.apply(w);
+  }
+
   /** A value msgpack cannot encode, found before the transaction so no write is half-applied. */
   private unencodable(w: ActorWrite): TroupeError | undefined {
     const encoder = (this.env.events as unknown as { encoder: { encode(v: unknown): unknown } }).encoder;

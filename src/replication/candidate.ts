@@ -175,7 +175,8 @@ function check(state: CandidateState, effects: CandidateEffect[]): CandidateStep
 /** Step 5: the start entry names C and S′ (joint); it commits only on W of every one of them. */
 function writeStart(state: CandidateState, effects: CandidateEffect[]): CandidateStep {
   const own = state.promises.get(state.self)!;
-  const sets = dedupeSets([...state.inForce, state.proposed]);
+  // S′ is named last: once the epoch is established, it alone is in force (see setsInForce).
+  const sets = [...dedupeSets(state.inForce).filter((s) => !sameSet(s, state.proposed)), state.proposed];
   const start: EpochStart = { epoch: state.epoch, startSeq: own.last.seq + 1, sets };
   // Shipping starts from what each respondent is known to share with the candidate's log.
   const known = new Map<number, number>();
@@ -201,16 +202,21 @@ export function setsInForce(respondents: readonly Respondent[], proposed: Replic
     }
   }
   if (starts.length === 0) return [proposed];
-  const sets: ReplicaSet[] = established ? [...established.sets] : [];
+  // Once an epoch is established its start entry committed on W of every set it named, so no
+  // older W-set can form any more: only its own new set (named last) stays in force.
+  const sets: ReplicaSet[] = established ? [established.sets[established.sets.length - 1]!] : [];
   for (const s of starts) if (established === undefined || compareEpoch(s.epoch, established.epoch) > 0) sets.push(...s.sets);
   return dedupeSets(sets);
 }
 
 function dedupeSets(sets: readonly ReplicaSet[]): ReplicaSet[] {
   const out: ReplicaSet[] = [];
-  for (const s of sets) {
-    const key = `${s.w}:${[...s.members].sort((a, b) => a - b).join(',')}`;
-    if (!out.some((o) => `${o.w}:${[...o.members].sort((a, b) => a - b).join(',')}` === key)) out.push(s);
-  }
+  for (const s of sets) if (!out.some((o) => sameSet(o, s))) out.push(s);
   return out;
+}
+
+/** Same members (in any order) and the same W. */
+export function sameSet(a: ReplicaSet, b: ReplicaSet): boolean {
+  if (a.w !== b.w || a.members.length !== b.members.length) return false;
+  return a.members.every((m) => b.members.includes(m));
 }

@@ -40,8 +40,8 @@ export type PrimaryEvent =
   /** The local store committed through `seq`. */
   | { type: 'durable'; seq: number }
   | { type: 'message'; from: number; msg: ReplicationMessage }
-  /** A retransmission timer: ship again to every member that has not confirmed the tail. */
-  | { type: 'resend' };
+  /** A retransmission timer: ship again to `to` (default: every member) if it has not confirmed the tail. */
+  | { type: 'resend'; to?: number };
 
 export type PrimaryEffect =
   /** Send entries `after + 1 .. last` to `to`, with the commit point. */
@@ -96,8 +96,12 @@ export function primaryReducer(state: PrimaryState, event: PrimaryEvent): Primar
     }
     case 'durable':
       return advance({ ...state, durable: Math.max(state.durable, event.seq) }, []);
-    case 'resend':
-      return ship({ ...state, shipped: new Map(state.matched) }, [], (after) => after < state.last);
+    case 'resend': {
+      const to = event.to;
+      const shipped = new Map(state.shipped);
+      for (const [m, seq] of state.matched) if (to === undefined || m === to) shipped.set(m, seq);
+      return ship({ ...state, shipped }, [], (after, m) => (to === undefined || m === to) && after < state.last);
+    }
     case 'message':
       return onMessage(state, event.from, event.msg);
   }
@@ -139,10 +143,15 @@ function ship(state: PrimaryState, effects: PrimaryEffect[], want: (after: numbe
   return { state: shipped ? { ...state, shipped } : state, effects };
 }
 
-/** Moves the commit point to the highest seq W members of every set hold. */
+/**
+ * Moves the commit point to the highest seq W members of every set hold — every set until the
+ * start entry commits; after that the epoch's own set (named last) alone, since its start entry
+ * reached W of every older set and so fenced them.
+ */
 function advance(state: PrimaryState, effects: PrimaryEffect[]): PrimaryStep {
   let commit = Infinity;
-  for (const set of state.sets) {
+  const sets = state.commit >= state.startSeq ? state.sets.slice(-1) : state.sets;
+  for (const set of sets) {
     const held = set.members.map((m) => (m === state.self ? state.durable : (state.matched.get(m) ?? 0))).sort((a, b) => b - a);
     commit = Math.min(commit, held[set.w - 1] ?? 0);
   }

@@ -18,6 +18,11 @@ import { checkValue } from '../core/value-domain.ts';
  *   OP_REPLY_ERR  op askId ErrorRecord
  *   OP_CONTROL    op askId name arg               (main → worker: stats, stop, placement, ...)
  *   OP_EVENT      op name data                    (worker → main: ready, escalated, failed)
+ *
+ * Journal requests (`journal: { type: 'node' }`, see port-journal.ts) go worker → main as
+ * OP_CONTROL with a negative askId ('journal.read', 'journal.readFrom', 'journal.writeMany') and
+ * come back as OP_REPLY_OK / OP_REPLY_ERR with that id: negative ids are the journal's, positive
+ * ones the host's asks, so the two never collide on one port.
  */
 export const OP_DEFINE = 0;
 export const OP_TELL = 1;

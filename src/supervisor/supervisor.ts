@@ -10,8 +10,9 @@ import { fromErrorRecord, invalidOption, toErrorRecord, troupeError, type ErrorR
 import { resolveModuleSpecifier, siblingModule, sourceLoaderExecArgv } from '../core/import-module.ts';
 import { defaultLogFormat, type Logger } from '../core/logger.ts';
 import { workerCount, type LocalActors } from '../node/local-actors.ts';
-import type { JournalConfig } from '../persistence/journal.ts';
+import type { Journal, JournalConfig } from '../persistence/journal.ts';
 import { slotOf } from './placement.ts';
+import { journalServiceDefaults, journalServiceOf, serveJournalRequest, type ServiceJournal } from './port-journal.ts';
 import { PortReader, PortWriter } from './port-protocol.ts';
 import { decideRestart, validateRestartPolicy, workerRestartPolicy, type RestartPolicy, type RestartWindow } from './restart-window.ts';
 import type { WorkerTask } from './worker-host.ts';
@@ -22,6 +23,14 @@ export interface SupervisorOptions {
   /** Module specifiers (file URLs or package names) exporting actor definitions. */
   modules: string[];
   journal: JournalConfig;
+  /**
+   * With `journal: { type: 'node' }` (and only then, required): the journal this main thread
+   * serves to every worker's actors (the replication driver). Not closed by `stop`: its owner
+   * closes it.
+   */
+  journalService?: Journal;
+  /** How long `stop` waits for the journal service to answer requests in flight, ms; default 2,000. */
+  journalStopGraceMs?: number;
   clock: Clock;
   log: Logger;
   /** Node id or name, for logs. */
@@ -106,6 +115,8 @@ export class Supervisor extends EventEmitter implements LocalActors {
   /** Until every slot is ready once: a thread that fails now fails the start instead of restarting. */
   private starting = true;
   private readonly defaultAskTimeoutMs: number;
+  /** The journal service the workers' requests go to (journal type 'node'). */
+  private readonly served: ServiceJournal | undefined;
   /** Re-sent to a re-hosted slot, which starts without it. */
   private lastPlacement: { members: readonly { id: number; address: string }[]; selfId: number } | undefined;
 
@@ -120,6 +131,7 @@ export class Supervisor extends EventEmitter implements LocalActors {
     this.restart = { ...workerRestartPolicy, ...options.restart };
     validateRestartPolicy(this.restart, 'options.restart');
     this.defaultAskTimeoutMs = options.defaultAskTimeoutMs ?? 5_000;
+    this.served = journalServiceOf(options.journal, options.journalService, options.journalStopGraceMs);
   }
 
   async start(): Promise<void> {
@@ -202,6 +214,11 @@ export class Supervisor extends EventEmitter implements LocalActors {
     });
   }
 
+  /** Resident actors of these partitions may be stale: every worker drops or reloads them. */
+  reloadPartitions(partitions: readonly number[], count: number): void {
+    for (const s of this.slots) s.writer.control(0, 'reload-partitions', { partitions, count });
+  }
+
   /** Tells every worker which keys this node owns, so actors on it keep local traffic local. */
   placement(members: readonly { id: number; address: string }[], selfId: number): void {
     for (const s of this.slots) s.writer.control(0, 'placement', { members, selfId });
@@ -220,7 +237,13 @@ export class Supervisor extends EventEmitter implements LocalActors {
   async stop(): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
+    // Workers finish their journal writes before they stop; a service that does not answer
+    // them within the grace fails them, so that no thread waits on it for ever.
+    const served = this.served;
+    const grace = served && this.o.clock.setTimeout(() => served.stop(), this.o.journalStopGraceMs ?? journalServiceDefaults.stopGraceMs);
     await Promise.allSettled(this.slots.filter((s) => s.up).map((s) => this.control(s.index, 'stop', undefined, 10_000)));
+    if (grace) this.o.clock.clearTimeout(grace);
+    served?.stop();
     for (const [id, p] of this.asks) {
       this.asks.delete(id);
       this.settle(p, false, { code: 'ERR_STOPPED', message: 'node stopped' });
@@ -263,7 +286,7 @@ export class Supervisor extends EventEmitter implements LocalActors {
         this.asks.delete(askId);
         this.settle(p, ok, value);
       },
-      control: () => undefined,
+      control: (askId, name, arg) => this.journalRequest(slot, askId, name, arg),
       event: (name, data) => {
         if (name === 'ready') {
           slot.up = true;
@@ -275,7 +298,10 @@ export class Supervisor extends EventEmitter implements LocalActors {
         } else if (name === 'failed') {
           const { message } = data as ErrorRecord;
           this.o.log.error({ worker: slot.index, error: data }, 'worker failed to start');
-          this.emit('start-failed', troupeError('ERR_WORKER_START', `worker thread ${slot.index} could not start: ${message}`, { slot: slot.index }));
+          this.emit(
+            'start-failed',
+            troupeError('ERR_WORKER_START', `worker thread ${slot.index} could not start: ${message}`, { slot: slot.index }),
+          );
         }
       },
     });
@@ -301,6 +327,23 @@ export class Supervisor extends EventEmitter implements LocalActors {
     upstream.askRaw(kind, key, command, input, msgId, this.defaultAskTimeoutMs * 2).then(
       (value) => from.generation === generation && from.writer.reply(askId, true, value),
       (e: unknown) => from.generation === generation && from.writer.reply(askId, false, toErrorRecord(e)),
+    );
+  }
+
+  /** A worker's journal request (port-journal.ts), answered on its port unless the thread was replaced meanwhile. */
+  private journalRequest(slot: Slot, id: number, name: string, arg: unknown): void {
+    const generation = slot.generation;
+    const answer = (ok: boolean, value: unknown) => slot.generation === generation && slot.writer.reply(id, ok, value);
+    if (this.served === undefined) {
+      answer(false, {
+        code: 'ERR_INVALID_OPTION',
+        message: `worker ${slot.index} sent '${name}', but this node serves no journal (options.journal { type: 'node' } with options.journalService)`,
+      } satisfies ErrorRecord);
+      return;
+    }
+    serveJournalRequest(this.served, name, arg).then(
+      (value) => answer(true, value),
+      (e: unknown) => answer(false, toErrorRecord(e)),
     );
   }
 
@@ -330,7 +373,10 @@ export class Supervisor extends EventEmitter implements LocalActors {
     slot.port.close();
     if (this.stopping) return;
     if (this.starting) {
-      this.emit('start-failed', troupeError('ERR_WORKER_START', `worker thread ${slot.index} exited while starting: ${error.message}`, { slot: slot.index }));
+      this.emit(
+        'start-failed',
+        troupeError('ERR_WORKER_START', `worker thread ${slot.index} exited while starting: ${error.message}`, { slot: slot.index }),
+      );
       return;
     }
     // A thread's uncaught DOMException (a DataCloneError) arrives here as a bare `{}`: say so, not `err:{}`.

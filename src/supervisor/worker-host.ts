@@ -13,9 +13,11 @@ import { toErrorRecord } from '../core/errors.ts';
 import { createLogger, type LogFormat } from '../core/logger.ts';
 import type { Journal, JournalConfig } from '../persistence/journal.ts';
 import { createJournal } from '../persistence/create-journal.ts';
+import { PortJournal } from './port-journal.ts';
 import { PortReader, PortWriter } from './port-protocol.ts';
 import type { RingMember } from '../cluster/ring.ts';
 import { ownershipOf } from '../node/local-actors.ts';
+import { partitionOf } from '../replication/partition-table.ts';
 
 export interface WorkerTask {
   port: MessagePort;
@@ -35,11 +37,13 @@ export default async function hostSlot(task: WorkerTask): Promise<void> {
   const { port } = task;
   const log = createLogger({ node: task.node, worker: task.slot, thread: threadId }, task.logLevel, task.logFormat ?? 'json');
   const writer = new PortWriter(port);
+  // With `journal: { type: 'node' }` the main thread serves the journal over this same port.
+  const portJournal = task.journal.type === 'node' ? PortJournal.over(writer) : undefined;
   let host: ActorHost;
   let journal: Journal;
   try {
     const registry = await loadActorModules(task.modules);
-    journal = createJournal(task.journal);
+    journal = portJournal ?? createJournal(task.journal);
     host = new ActorHost({
       registry,
       journal,
@@ -73,7 +77,8 @@ export default async function hostSlot(task: WorkerTask): Promise<void> {
     const reader = new PortReader({
       msg: (kind, key, command, input, askId, msgId) =>
         host.deliver(kind, key, command, input, askId, msgId, askId === 0 ? undefined : fromMain),
-      reply: (askId, ok, value) => host.reply(askId, ok, value),
+      // Negative ids answer this thread's journal requests; positive ones the host's asks.
+      reply: (askId, ok, value) => (askId < 0 ? portJournal?.answer(askId, ok, value) : host.reply(askId, ok, value)),
       control: (askId, name, arg) => {
         // The journal's own durability, so a test can see that `--durability` reached the thread.
         if (name === 'stats') {
@@ -83,6 +88,10 @@ export default async function hostSlot(task: WorkerTask): Promise<void> {
         else if (name === 'placement') {
           const { members, selfId } = arg as { members: RingMember[]; selfId: number };
           host.setOwnership(ownershipOf(members, selfId));
+        } else if (name === 'reload-partitions') {
+          const { partitions, count } = arg as { partitions: number[]; count: number };
+          const stale = new Set(partitions);
+          host.reloadWhere((_kind, key) => stale.has(partitionOf(key, count)));
         } else if (name === 'restart-actor') {
           const { kind, key } = arg as { kind: string; key: string };
           writer.reply(askId, true, host.system(kind, key, 'restart'));

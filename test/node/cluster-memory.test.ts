@@ -96,15 +96,21 @@ describe('three nodes over the in-memory network', () => {
     expect(state.entries).toEqual(Array.from({ length: 50 }, (_, i) => i));
   });
 
-  it('an ask in flight to a node that becomes unreachable is rerouted to the new owner', async () => {
+  it('an ask in flight to a node that becomes unreachable is rerouted to the new owner (with an id), or fails as unknown (without)', async () => {
     const key = keys.find((k) => nodes[0]!.clusterRouter!.ownerOf(k).id === 3)!;
+    const other = keys.find((k) => k !== key && nodes[0]!.clusterRouter!.ownerOf(k).id === 3)!;
+    const { n } = (await nodes[0]!.ask('counter', key, { command: 'get' })) as { n: number };
     net.partition(['mem:3'], ['mem:1', 'mem:2']);
     const started = Date.now();
-    const reply = nodes[0]!.ask('counter', key, { command: 'incr' }, { timeoutMs: 8_000 });
+    const reply = nodes[0]!.ask('counter', key, { command: 'incr', id: 'in-flight-1' }, { timeoutMs: 8_000 });
+    // No id: node 3 might have applied it before it went away, so it is not sent twice.
+    const unknown = nodes[0]!.ask('counter', other, { command: 'incr' }, { timeoutMs: 8_000 });
+    const unknownFailed = expect(unknown).rejects.toMatchObject({ code: 'ERR_NODE_UNREACHABLE', details: { outcome: 'unknown' } });
     await until(nodes.slice(0, 2), () => nodes.slice(0, 2).every((n) => upIds(n).join() === '1,2'), 5_000, 'node 3 down on 1 and 2');
     expect(Date.now() - started).toBeLessThan(3_000); // lan profile: down within 1.5 s (+ slack for a loaded box)
-    // Node 3's state is gone from this side of the partition (no replication yet): a fresh actor.
-    await expect(reply).resolves.toEqual({ n: 1 });
+    // Node 3's counter comes back on its new primary from the replicated log, state included.
+    await expect(reply).resolves.toEqual({ n: n + 1 });
+    await unknownFailed;
     expect(nodes[0]!.clusterRouter!.stats().rerouted).toBeGreaterThan(0);
     const newOwner = nodes[0]!.clusterRouter!.ownerOf(key).id;
     expect([1, 2]).toContain(newOwner);

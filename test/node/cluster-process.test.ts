@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { forkNode } from '../../src/cli/node-process.ts';
+import { exited, stopChild } from '../helpers/processes.ts';
 
 const app = fileURLToPath(new URL('../../src/demo/app.ts', import.meta.url));
 const secret = randomBytes(24).toString('base64url');
@@ -61,20 +62,6 @@ async function eventually(check: () => Promise<boolean>, timeoutMs: number, what
   throw new Error(`not within ${timeoutMs} ms: ${what}`);
 }
 
-function exited(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise((resolve) => child.once('exit', () => resolve()));
-}
-
-/** SIGTERM, SIGKILL if it has not exited after 5 s; resolves once it has exited. */
-async function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const done = exited(child);
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
-  await done;
-  clearTimeout(timer);
-}
 
 const incr = async (url: string, key: string) => {
   const res = await fetch(`${url}/actors/counter/${key}/incr`, { method: 'POST', body: '{"by":1}' });

@@ -83,6 +83,8 @@ async function start(id: number, seeds: string[]): Promise<{ started: Promise<Tr
 const upIds = (n: TroupeNode) => n.membership!.upMembers().map((m) => m.id);
 const ownerOf = (key: string, via = 1) => node(via).clusterRouter!.ownerOf(key).id;
 const keys = Array.from({ length: 30 }, (_, i) => `k-${i}`);
+/** The counter the relay test increments once more. */
+let relayTarget = '';
 
 /** Resident counters per node, summed over its hosts. */
 async function residentCounters(id: number): Promise<number> {
@@ -156,12 +158,12 @@ describe('three in-process nodes on one simulated clock over the memory network'
   });
 
   it('an actor asks an actor owned by another node (host → router → network → host)', async () => {
-    const target = keys.find((k) => ownerOf(k) === 3)!;
+    const target = (relayTarget = keys.find((k) => ownerOf(k) === 3)!);
     const relayKey = Array.from({ length: 100 }, (_, i) => `relay-${i}`).find((k) => ownerOf(k) === 1)!;
     await expect(settle(node(2).ask('relay', relayKey, { command: 'relay', input: { to: target } }))).resolves.toEqual({ n: 4 });
   });
 
-  it('a node whose links are cut is down at both survivors within the lan bound, and its keys are served again', async () => {
+  it('a node whose links are cut is down at both survivors within the lan bound, and its keys are served again with their state', async () => {
     const downAt = new Map<number, number>();
     const offs = [1, 2].map((id) =>
       node(id).membership!.onMemberChanged((c) => {
@@ -170,12 +172,20 @@ describe('three in-process nodes on one simulated clock over the memory network'
     );
     const lost = keys.filter((k) => ownerOf(k) === 3);
     const kept = keys.filter((k) => ownerOf(k) !== 3);
-    expect(lost.length).toBeGreaterThan(0);
+    expect(lost.length).toBeGreaterThan(1);
 
     net.partition(['mem:3'], ['mem:1', 'mem:2']);
     const cutAt = clock.now();
-    // Sent after the cut, before anyone knows: it waits, then follows the key to its new owner.
-    const inFlight = node(1).ask('counter', lost[0]!, { command: 'incr' }, { timeoutMs: 5_000 });
+    // Sent after the cut, before anyone knows. With a message id it waits, then follows the key
+    // to its new owner (a second delivery would answer from the recorded reply). Without one
+    // its outcome is unknown once node 3 is gone (node 3 may have applied it), so it fails
+    // rather than risk applying it twice.
+    const inFlight = node(1).ask('counter', lost[0]!, { command: 'incr', id: 'in-flight-1' }, { timeoutMs: 5_000 });
+    const unknown = node(1).ask('counter', lost[1]!, { command: 'incr' }, { timeoutMs: 5_000 });
+    const unknownOutcome = unknown.then(
+      () => 'resolved',
+      (e: { code?: string; details?: { outcome?: string } }) => `${e.code}/${e.details?.outcome}`,
+    );
     await runUntil(() => downAt.size === 2, 3 * LAN_CLAIM_MS, 'node 3 down at nodes 1 and 2');
     offs.forEach((off) => off());
     for (const id of [1, 2]) {
@@ -184,13 +194,15 @@ describe('three in-process nodes on one simulated clock over the memory network'
       expect(elapsed, `node ${id}`).toBeGreaterThanOrEqual(LAN_PROFILE.suspicionTimeout);
     }
 
-    // No replication yet (issue 7): node 3's counters restart from nothing on their new owner.
-    // When failover restores state, this becomes { n: 4 }.
-    await expect(settle(inFlight)).resolves.toEqual({ n: 1 });
+    // Failover: node 3's counters come back on their new primaries from the replicated logs,
+    // state included (3 increments each, one more for the relay test's target).
+    const before = (k: string) => (k === relayTarget ? 4 : 3);
+    await expect(settle(inFlight)).resolves.toEqual({ n: before(lost[0]!) + 1 });
+    await expect(settle(unknownOutcome)).resolves.toBe('ERR_NODE_UNREACHABLE/unknown');
     expect(node(1).clusterRouter!.stats().rerouted).toBeGreaterThan(0);
     for (const k of lost) expect([1, 2]).toContain(ownerOf(k, 2));
     const after = (await settle(Promise.all(lost.map((k) => node(2).ask('counter', k, { command: 'incr' }))))) as Array<{ n: number }>;
-    expect(after.map((r) => r.n)).toEqual(lost.map((k) => (k === lost[0] ? 2 : 1)));
+    expect(after.map((r) => r.n)).toEqual(lost.map((k) => before(k) + (k === lost[0] ? 2 : 1)));
     // Keys that never lived on node 3 keep their state.
     const still = (await settle(Promise.all(kept.map((k) => node(1).ask('counter', k, { command: 'get' }))))) as Array<{ n: number }>;
     expect(still.map((r) => r.n)).toEqual(kept.map(() => 3));
@@ -285,9 +297,12 @@ describe('InProcessActors', () => {
       { id: 1, address: 'mem:1' },
       { id: 2, address: 'mem:2' },
     ]);
+    // The ring places partitions; a key goes where its partition's primary is.
+    const { PartitionTable, partitionOf } = await import('../../src/replication/partition-table.ts');
+    const table = new PartitionTable(ring);
     const names = Array.from({ length: 100 }, (_, i) => `o-${i}`);
-    const mine = names.filter((k) => ring.ownerOf(k).id === 1);
-    const theirs = names.find((k) => ring.ownerOf(k).id === 2)!;
+    const mine = names.filter((k) => table.primaryOf(partitionOf(k)) === 1);
+    const theirs = names.find((k) => table.primaryOf(partitionOf(k)) === 2)!;
     await expect(a.ask('relay', mine[0]!, { command: 'relay', input: { to: theirs } })).resolves.toEqual({ n: 42 });
     await expect(a.ask('relay', mine[0]!, { command: 'relay', input: { to: mine[1] } })).resolves.toEqual({ n: 1 });
     expect(upstreamKeys).toEqual([theirs]);

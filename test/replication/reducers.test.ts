@@ -194,7 +194,8 @@ describe('candidate reducer', () => {
       {
         type: 'write-start',
         p: 0,
-        start: { epoch: e(2, 2), startSeq: 6, sets: [S, { members: [2, 3, 1], w: 2 }].slice(0, 1) },
+        // The same members as the old set S: one set, the proposed one (candidate first), named last.
+        start: { epoch: e(2, 2), startSeq: 6, sets: [{ members: [2, 3, 1], w: 2 }] },
         known: new Map([[3, 4]]),
       },
     ]);

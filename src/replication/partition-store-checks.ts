@@ -1,0 +1,170 @@
+import { troupeError, type TroupeError } from '../core/errors.ts';
+import { compareEpoch, epochAt, sameEpoch, type Epoch } from './epoch.ts';
+import type { LogEntry } from './messages.ts';
+import type { PartitionMeta } from './partition-store.ts';
+
+/**
+ * The checks every `PartitionStore` makes the same way, so `MemoryPartitionStore` and
+ * `LmdbPartitionStore` cannot drift apart on them (as `journal-checks.ts` does for journals).
+ * Shape checks need nothing stored; `badAgainstStored` needs the partition's stored meta, and the
+ * LMDB store runs it inside the write transaction, where that meta is exact.
+ */
+
+export interface PersistChange {
+  truncateAfter?: number;
+  entries?: readonly LogEntry[];
+  meta: PartitionMeta;
+}
+
+/** `ERR_JOURNAL_WRITE` naming the malformed argument of `persist`, or undefined. */
+export function badPersistShape(p: number, change: PersistChange): TroupeError | undefined {
+  const bad = (message: string): TroupeError => troupeError('ERR_JOURNAL_WRITE', message, { p });
+  if (!isCount(p)) return troupeError('ERR_JOURNAL_WRITE', 'p must be a non-negative integer', {});
+  if (change === null || typeof change !== 'object') return bad('change must be an object');
+  const { truncateAfter, entries } = change;
+  if (truncateAfter !== undefined && !isCount(truncateAfter)) return bad('change.truncateAfter must be a non-negative integer');
+  if (entries !== undefined) {
+    if (!Array.isArray(entries)) return bad('change.entries must be an array');
+    for (let i = 0; i < entries.length; i++) {
+      const e = entries[i] as LogEntry | null;
+      const at = `change.entries[${i}]`;
+      if (e === null || typeof e !== 'object') return bad(`${at} must be an object`);
+      if (!isCount(e.seq) || e.seq < 1) return bad(`${at}.seq must be a positive integer`);
+      if (i > 0 && e.seq !== entries[i - 1]!.seq + 1) return bad(`${at}.seq ${e.seq} does not follow ${entries[i - 1]!.seq}`);
+      if (!isEpoch(e.epoch)) return bad(`${at}.epoch must have non-negative integer term and node`);
+      // One primary per epoch writes one sequence, and epochs only grow along a log (I1, I4).
+      if (i > 0 && compareEpoch(e.epoch, entries[i - 1]!.epoch) < 0) return bad(`${at}.epoch is below the epoch of the entry before it`);
+      if (e.data !== undefined && !Array.isArray(e.data)) return bad(`${at}.data must be an array of actor writes`);
+      if (e.start !== undefined) {
+        const s = e.start as LogEntry['start'] | null;
+        if (s === null || typeof s !== 'object' || !isEpoch(s!.epoch) || !Array.isArray(s!.sets)) {
+          return bad(`${at}.start must have an epoch and sets`);
+        }
+        if (!sameEpoch(s!.epoch, e.epoch) || s!.startSeq !== e.seq) return bad(`${at}.start must name the entry's own epoch and seq`);
+      }
+    }
+  }
+  const m = change.meta as PartitionMeta | null;
+  if (m === null || typeof m !== 'object') return bad('change.meta must be an object');
+  if (!isEpoch(m.promised)) return bad('change.meta.promised must have non-negative integer term and node');
+  if (!Array.isArray(m.history)) return bad('change.meta.history must be an array');
+  if (m.last === null || typeof m.last !== 'object' || !isEpoch(m.last.epoch) || !isCount(m.last.seq)) {
+    return bad('change.meta.last must have an epoch and a non-negative integer seq');
+  }
+  if (!isCount(m.commit)) return bad('change.meta.commit must be a non-negative integer');
+  if (!isCount(m.applied)) return bad('change.meta.applied must be a non-negative integer');
+  if (m.applied > m.commit) return bad(`change.meta.applied ${m.applied} is past change.meta.commit ${m.commit}`);
+  if (typeof m.clean !== 'boolean') return bad('change.meta.clean must be a boolean');
+  return undefined;
+}
+
+/**
+ * `ERR_JOURNAL_WRITE` when the change does not fit what partition `p` holds: entries must
+ * continue the log (after the truncation point, if any), no applied entry may be truncated (the
+ * actor tables hold exactly the applied prefix), and `meta.last` must describe the resulting log.
+ */
+export function badAgainstStored(p: number, change: PersistChange, stored: PartitionMeta): TroupeError | undefined {
+  const { truncateAfter, meta } = change;
+  const entries = change.entries ?? [];
+  if (truncateAfter !== undefined && truncateAfter < stored.applied) {
+    return troupeError(
+      'ERR_JOURNAL_WRITE',
+      `change.truncateAfter ${truncateAfter} is below the applied point ${stored.applied} of partition ${p}: applied entries are in the actor tables and cannot be truncated`,
+      { p, truncateAfter, applied: stored.applied },
+    );
+  }
+  const base = truncateAfter === undefined ? stored.last.seq : Math.min(truncateAfter, stored.last.seq);
+  const first = entries[0];
+  if (first !== undefined) {
+    if (first.seq !== base + 1) {
+      return troupeError('ERR_JOURNAL_WRITE', `change.entries[0].seq ${first.seq} does not follow ${base}, the end of partition ${p}'s log`, {
+        p,
+        expected: base + 1,
+        got: first.seq,
+      });
+    }
+    const before: Epoch = base === stored.last.seq ? stored.last.epoch : epochAt(stored.history, base);
+    if (compareEpoch(first.epoch, before) < 0) {
+      return troupeError('ERR_JOURNAL_WRITE', `change.entries[0].epoch is below the epoch of entry ${base} of partition ${p}`, { p });
+    }
+  }
+  const end = base + entries.length;
+  if (meta.last.seq !== end) {
+    return troupeError('ERR_JOURNAL_WRITE', `change.meta.last.seq ${meta.last.seq} is not ${end}, where partition ${p}'s log ends after this change`, {
+      p,
+      expected: end,
+      got: meta.last.seq,
+    });
+  }
+  const lastEntry = entries[entries.length - 1];
+  if (lastEntry !== undefined && !sameEpoch(meta.last.epoch, lastEntry.epoch)) {
+    return troupeError('ERR_JOURNAL_WRITE', `change.meta.last.epoch is not the epoch of the last entry of partition ${p}`, { p });
+  }
+  if (meta.commit < stored.applied) {
+    return troupeError('ERR_JOURNAL_WRITE', `change.meta.commit ${meta.commit} is below the applied point ${stored.applied} of partition ${p}`, {
+      p,
+      commit: meta.commit,
+      applied: stored.applied,
+    });
+  }
+  return undefined;
+}
+
+/** `ERR_JOURNAL_WRITE` when `apply(p, upTo)` asks for entries the partition cannot apply yet, or undefined. */
+export function badApplyTarget(p: number, upTo: number, stored: PartitionMeta): TroupeError | undefined {
+  if (upTo > stored.last.seq) {
+    return troupeError('ERR_JOURNAL_WRITE', `apply up to ${upTo} is past the end ${stored.last.seq} of partition ${p}'s log`, {
+      p,
+      upTo,
+      last: stored.last.seq,
+    });
+  }
+  // Only committed entries reach the actor tables: that is what keeps truncation log-only.
+  if (upTo > stored.commit) {
+    return troupeError('ERR_JOURNAL_WRITE', `apply up to ${upTo} is past the commit point ${stored.commit} of partition ${p}`, {
+      p,
+      upTo,
+      commit: stored.commit,
+    });
+  }
+  return undefined;
+}
+
+/** `ERR_JOURNAL_WRITE` naming the bad argument of `apply`, or undefined. */
+export function badApplyArgs(p: number, upTo: number): TroupeError | undefined {
+  if (!isCount(p)) return troupeError('ERR_JOURNAL_WRITE', 'p must be a non-negative integer', {});
+  if (!isCount(upTo)) return troupeError('ERR_JOURNAL_WRITE', 'upTo must be a non-negative integer', { p });
+  return undefined;
+}
+
+/** `ERR_JOURNAL_READ` naming the bad argument of `entries`, or undefined. */
+export function badEntriesRange(p: number, after: number, limit: number): TroupeError | undefined {
+  if (!isCount(p)) return troupeError('ERR_JOURNAL_READ', 'p must be a non-negative integer', {});
+  if (!isCount(after)) return troupeError('ERR_JOURNAL_READ', 'after must be a non-negative integer', { p, after });
+  if (!isCount(limit) || limit < 1) return troupeError('ERR_JOURNAL_READ', 'limit must be a positive integer', { p, limit });
+  return undefined;
+}
+
+/** The stored meta after a persist: `applied` is the store's own, moved by `apply` alone (see the stores). */
+export function metaAfterPersist(meta: PartitionMeta, stored: PartitionMeta): PartitionMeta {
+  return meta.applied === stored.applied ? meta : { ...meta, applied: stored.applied };
+}
+
+/** The `ERR_JOURNAL_WRITE` an `apply` rejects with when an entry's actor write fails its checks. */
+export function applyFailed(p: number, seq: number, cause: unknown): TroupeError {
+  const c = cause as { code?: unknown; message?: unknown } | null;
+  const why = typeof c?.message === 'string' ? c.message : String(cause);
+  return troupeError('ERR_JOURNAL_WRITE', `applying entry ${seq} of partition ${p} failed: ${why}`, {
+    p,
+    seq,
+    ...(typeof c?.code === 'string' ? { cause: c.code } : {}),
+  });
+}
+
+function isEpoch(e: unknown): e is Epoch {
+  return e !== null && typeof e === 'object' && isCount((e as Epoch).term) && isCount((e as Epoch).node);
+}
+
+function isCount(n: unknown): n is number {
+  return Number.isSafeInteger(n) && (n as number) >= 0;
+}

@@ -1,0 +1,61 @@
+import type { Epoch } from './epoch.ts';
+import type { LogEntry, ReplicationMessage } from './messages.ts';
+
+/**
+ * Replication on the wire: one transport payload per peer per event-loop turn,
+ * `[R_REPL, messages]`, on the 'actor' lane (the 'system' lane stays free for heartbeats, which
+ * a large catch-up must never delay). Besides the reducers' messages, a candidate fetches the
+ * entries it lacks from the respondent with the highest position (REPLICATION.md step 4).
+ */
+export const R_REPL = 20;
+
+export type FetchMessage =
+  /** Send me your entries (after, upTo]. */
+  | { type: 'fetch'; p: number; epoch: Epoch; reqId: number; after: number; upTo: number }
+  /** Some of them, in order; `done` on the last page (a short answer means the source lacks them). */
+  | { type: 'entries'; p: number; epoch: Epoch; reqId: number; entries: LogEntry[]; done: boolean };
+
+export type WireMessage = ReplicationMessage | FetchMessage;
+
+const isCount = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0;
+const isEpoch = (v: unknown): v is Epoch =>
+  typeof v === 'object' && v !== null && isCount((v as Epoch).term) && isCount((v as Epoch).node);
+const isPosition = (v: unknown): boolean =>
+  typeof v === 'object' && v !== null && isEpoch((v as { epoch: unknown }).epoch) && isCount((v as { seq: unknown }).seq);
+const isEntries = (v: unknown): v is LogEntry[] =>
+  Array.isArray(v) && v.every((e) => typeof e === 'object' && e !== null && isCount(e.seq) && isEpoch(e.epoch));
+const isHistory = (v: unknown): boolean =>
+  Array.isArray(v) &&
+  v.every((h) => typeof h === 'object' && h !== null && isEpoch(h.epoch) && isCount(h.startSeq) && Array.isArray(h.sets));
+
+/**
+ * The message if it is well formed for a node with `partitions` partitions, else undefined. An
+ * authenticated peer can still run buggy or older code: every field the driver reads is checked.
+ */
+export function parseWireMessage(m: unknown, partitions: number): WireMessage | undefined {
+  if (typeof m !== 'object' || m === null) return undefined;
+  const msg = m as Record<string, unknown>;
+  if (!isCount(msg.p) || msg.p >= partitions || !isEpoch(msg.epoch)) return undefined;
+  switch (msg.type) {
+    case 'prepare':
+      return m as WireMessage;
+    case 'promise':
+      return isPosition(msg.last) && isHistory(msg.history) && isCount(msg.commit) ? (m as WireMessage) : undefined;
+    case 'unclean':
+      return m as WireMessage;
+    case 'stale':
+      return isEpoch(msg.promised) ? (m as WireMessage) : undefined;
+    case 'append':
+      return isPosition(msg.prev) && isEntries(msg.entries) && isCount(msg.commit) ? (m as WireMessage) : undefined;
+    case 'appended':
+      return isCount(msg.seq) ? (m as WireMessage) : undefined;
+    case 'mismatch':
+      return isPosition(msg.last) && isHistory(msg.history) ? (m as WireMessage) : undefined;
+    case 'fetch':
+      return isCount(msg.reqId) && isCount(msg.after) && isCount(msg.upTo) ? (m as WireMessage) : undefined;
+    case 'entries':
+      return isCount(msg.reqId) && isEntries(msg.entries) && typeof msg.done === 'boolean' ? (m as WireMessage) : undefined;
+    default:
+      return undefined;
+  }
+}

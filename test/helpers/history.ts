@@ -1,0 +1,159 @@
+/**
+ * A history of client operations and the checkers the replication tests run over it (Jepsen's
+ * model): each operation has an outcome — ok (acknowledged), failed (known not applied: a
+ * refusal before anything was written), or unknown (a timeout, a dropped connection, a 5xx whose
+ * write may or may not have been applied).
+ *
+ * Counters: every `incr` adds 1 and returns the new count. For each key, with A acknowledged
+ * increments, U unknown ones and a final count F read after the cluster is quiet:
+ *   - A ≤ F ≤ A + U            (no acknowledged write lost, nothing applied from nowhere)
+ *   - acknowledged counts are distinct (no two acknowledged increments returned the same count:
+ *     a lost-then-reapplied write, or two primaries serving one key, would return one twice)
+ *   - every acknowledged count ≤ F
+ */
+export type Outcome = 'ok' | 'failed' | 'unknown';
+
+export interface Operation {
+  key: string;
+  /** The count an acknowledged increment returned. */
+  value?: number;
+  outcome: Outcome;
+  /** What went wrong, for the report (an error code or message). */
+  error?: string;
+  start: number;
+  end: number;
+  /** The node the client sent it through (in-process tests), for checks about one side of a partition. */
+  via?: number;
+}
+
+export class History {
+  readonly ops: Operation[] = [];
+
+  record(op: Operation): void {
+    this.ops.push(op);
+  }
+
+  /** Runs an increment through `run` and records its outcome; `known` says which errors mean "not applied". */
+  async incr(key: string, run: () => Promise<number>, known: (e: unknown) => boolean, now: () => number = Date.now): Promise<void> {
+    const start = now();
+    try {
+      const value = await run();
+      this.record({ key, value, outcome: 'ok', start, end: now() });
+    } catch (e) {
+      const error = (e as { code?: string }).code ?? (e as Error).message ?? String(e);
+      this.record({ key, outcome: known(e) ? 'failed' : 'unknown', error, start, end: now() });
+    }
+  }
+
+  counts(): { ok: number; failed: number; unknown: number } {
+    const c = { ok: 0, failed: 0, unknown: 0 };
+    for (const op of this.ops) c[op.outcome]++;
+    return c;
+  }
+}
+
+export interface CounterViolation {
+  key: string;
+  problem: string;
+}
+
+/** Checks counter histories against the final counts; returns every violation (empty: the history is valid). */
+export function checkCounters(history: History, finals: ReadonlyMap<string, number>): CounterViolation[] {
+  const byKey = new Map<string, Operation[]>();
+  for (const op of history.ops) {
+    let list = byKey.get(op.key);
+    if (list === undefined) byKey.set(op.key, (list = []));
+    list.push(op);
+  }
+  const out: CounterViolation[] = [];
+  for (const [key, ops] of byKey) {
+    const final = finals.get(key);
+    if (final === undefined) {
+      out.push({ key, problem: 'no final count (the key is not served)' });
+      continue;
+    }
+    const acked = ops.filter((o) => o.outcome === 'ok');
+    const unknown = ops.filter((o) => o.outcome === 'unknown').length;
+    if (final < acked.length) out.push({ key, problem: `final ${final} < ${acked.length} acknowledged increments (acknowledged writes lost)` });
+    if (final > acked.length + unknown)
+      out.push({ key, problem: `final ${final} > ${acked.length} acknowledged + ${unknown} unknown (applied from nowhere)` });
+    const seen = new Set<number>();
+    for (const o of acked) {
+      if (seen.has(o.value!)) out.push({ key, problem: `two acknowledged increments returned ${o.value}` });
+      seen.add(o.value!);
+      if (o.value! > final) out.push({ key, problem: `an acknowledged increment returned ${o.value}, above the final ${final}` });
+    }
+  }
+  return out;
+}
+
+/**
+ * When each key was served again after `since` (a node killed, a partition healed): a key counts
+ * as served at the end of its first acknowledged operation that started at or after `since`.
+ * `latestMs` is the slowest key's time from `since` (0 when none was served); `missing` lists the
+ * keys with no such operation yet.
+ */
+export function servedAgain(history: History, since: number, keys: readonly string[]): { latestMs: number; missing: string[] } {
+  const first = new Map<string, number>();
+  for (const op of history.ops) {
+    if (op.outcome !== 'ok' || op.start < since) continue;
+    const seen = first.get(op.key);
+    if (seen === undefined || op.end < seen) first.set(op.key, op.end);
+  }
+  let latestMs = 0;
+  const missing: string[] = [];
+  for (const key of keys) {
+    const end = first.get(key);
+    if (end === undefined) missing.push(key);
+    else latestMs = Math.max(latestMs, end - since);
+  }
+  return { latestMs, missing };
+}
+
+/** A node's log line `partition P: primary in epoch (t,n)`: it wrote that epoch's start entry. */
+export interface EpochClaim {
+  /** When it was logged (simulated ms, or the line's time). */
+  at: number;
+  /** The node that logged it. */
+  node: number;
+  p: number;
+  epoch: { term: number; node: number };
+  startSeq: number;
+}
+
+/**
+ * Invariant I1 from the nodes' logs: for each partition, no epoch is claimed twice (by two nodes,
+ * or twice by one), an epoch names the node that claimed it, and the epochs claimed increase —
+ * per node, and across nodes in the order they were claimed (term first, then node id). `claims`
+ * must be in the order they were logged.
+ */
+export function checkEpochClaims(claims: readonly EpochClaim[]): string[] {
+  const out: string[] = [];
+  const fmt = (e: { term: number; node: number }) => `(${e.term},${e.node})`;
+  const after = (a: { term: number; node: number }, b: { term: number; node: number }) => a.term > b.term || (a.term === b.term && a.node > b.node);
+  const byPartition = new Map<number, EpochClaim[]>();
+  for (const c of claims) {
+    let list = byPartition.get(c.p);
+    if (list === undefined) byPartition.set(c.p, (list = []));
+    list.push(c);
+  }
+  for (const [p, list] of byPartition) {
+    const seen = new Map<string, number>();
+    const lastOf = new Map<number, EpochClaim>();
+    let previous: EpochClaim | undefined;
+    for (const c of list) {
+      const e = fmt(c.epoch);
+      if (c.epoch.node !== c.node) out.push(`partition ${p}: node ${c.node} claimed epoch ${e}, which names node ${c.epoch.node}`);
+      const other = seen.get(e);
+      if (other !== undefined) out.push(`partition ${p}: epoch ${e} claimed by node ${other} and again by node ${c.node}`);
+      seen.set(e, c.node);
+      const mine = lastOf.get(c.node);
+      if (mine !== undefined && !after(c.epoch, mine.epoch)) out.push(`partition ${p}: node ${c.node} claimed ${e} after ${fmt(mine.epoch)}`);
+      lastOf.set(c.node, c);
+      if (previous !== undefined && previous.node !== c.node && !after(c.epoch, previous.epoch))
+        out.push(`partition ${p}: node ${c.node} claimed ${e} after node ${previous.node} claimed ${fmt(previous.epoch)}`);
+      previous = c;
+    }
+  }
+  return out;
+}
