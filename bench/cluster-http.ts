@@ -145,7 +145,8 @@ async function startNode(id: number, secret: string, seed: string | undefined): 
   const { child, ready } = forkNode(args, {
     cwd: repoRoot,
     // As `troupe cluster` runs it: no loader flags of ours (bin/troupe.js registers tsx).
-    execArgv: [],
+    // BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" profiles the nodes.
+    execArgv: process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? [],
     env: { ...process.env, TROUPE_CLUSTER_SECRET: secret },
     stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
     readyTimeoutMs: READY_DEADLINE_MS,
@@ -201,7 +202,7 @@ interface Member {
   incarnation: number;
   status: string;
 }
-type RingStats = RouterStats;
+type RingStats = RouterStats & { replication?: Record<string, number> };
 
 async function getJson<T>(url: string): Promise<T> {
   const res = await fetch(url, { signal: AbortSignal.timeout(5_000) });
@@ -541,7 +542,11 @@ main(async () => {
       }
     const ringsStable = ringAfter.every((s, i) => s.epoch === ringBefore[i]!.epoch && s.members === NODES);
     const membersStable = membersAfter.every(allAlive);
-    const ringDelta = (k: keyof RingStats) => ringAfter.reduce((a, s, i) => a + (s[k] - ringBefore[i]![k]), 0);
+    const ringDelta = (k: keyof RouterStats) => ringAfter.reduce((a, s, i) => a + (s[k] - ringBefore[i]![k]), 0);
+    // Replication on each node: fences run (lazily, on a partition's first use), fences that
+    // failed, primaries deposed. After the warm-up none should happen under a steady load.
+    for (const [i, s] of ringAfter.entries())
+      if (s.replication) console.log(`  node ${nodes[i]!.id} replication: ${JSON.stringify(s.replication)}`);
 
     report = () => {
       const summary = targets.map((t) => {

@@ -51,6 +51,14 @@ export interface LmdbEnvOptions {
    * open in this thread.
    */
   mapSize?: number;
+  /**
+   * Commit without fsync (LMDB's MDB_NOSYNC): a commit costs ~0.06 ms instead of ~2.5 ms here,
+   * and the owner syncs in the background (`root.sync`). A process crash loses nothing (the
+   * page cache holds every commit); an OS crash or power loss may lose the last unsynced
+   * commits. Only replication's 'replicated' durability asks for it, where W copies on other
+   * hosts stand in for the disk. Ignored when the environment is already open in this thread.
+   */
+  noSync?: boolean;
 }
 
 interface Held {
@@ -77,6 +85,7 @@ export function acquireEnv(path: string, options: LmdbEnvOptions = {}): LmdbEnv 
     // write thread picks them up runs in the same LMDB transaction.
     eventTurnBatching: false,
     ...(options.mapSize === undefined ? {} : { mapSize: options.mapSize }),
+    ...(options.noSync === true && { noSync: true }),
   });
   const env: LmdbEnv = {
     path: abs,

@@ -1,5 +1,5 @@
 import { invalidOption, troupeError, type TroupeError } from '../core/errors.ts';
-import { systemClock, type Clock } from '../core/clock.ts';
+import { systemClock, type Clock, type TimerHandle } from '../core/clock.ts';
 import { silentLogger, type Logger } from '../core/logger.ts';
 import type { ActorWrite } from '../persistence/journal.ts';
 import { acquireEnv, flushedNow, releaseEnv, type LmdbEnv } from '../persistence/lmdb-env.ts';
@@ -61,6 +61,9 @@ type StoredEntry = [term: number, node: number, data?: readonly ActorWrite[], st
  *   await store.actors.read('cart', 'c1');
  *   await store.close();
  */
+/** How often a 'commit' store fsyncs in the background, ms: an OS crash loses at most this much. */
+export const backgroundSyncMs = 100;
+
 export class LmdbPartitionStore implements PartitionStore {
   readonly path: string;
   readonly durability: 'commit' | 'flush';
@@ -74,6 +77,8 @@ export class LmdbPartitionStore implements PartitionStore {
   private closing: Promise<void> | undefined;
   private inFlight = 0;
   private drained: (() => void) | undefined;
+  private syncTimer: TimerHandle | undefined;
+  private syncing: Promise<void> | undefined;
 
   /** Opens (or joins, in this thread) the environment at `options.path`; throws on a bad option. */
   constructor(options: LmdbPartitionStoreOptions) {
@@ -93,10 +98,12 @@ export class LmdbPartitionStore implements PartitionStore {
     this.clock = options.clock ?? systemClock;
     this.logger = options.logger ?? silentLogger;
     try {
-      this.env = acquireEnv(this.path);
+      // 'commit' (the 'replicated' durability): commits without fsync, synced in the background.
+      this.env = acquireEnv(this.path, { noSync: durability === 'commit' });
     } catch (e) {
       throw toReadError(e, this.path, 'opening the partition store');
     }
+    if (durability === 'commit') this.armSync();
     try {
       this.actors = new LmdbJournal({ type: 'lmdb', path: this.path, durability }, { clock: this.clock, logger: this.logger });
     } catch (e) {
@@ -193,7 +200,8 @@ export class LmdbPartitionStore implements PartitionStore {
           }
         }
         if (seq !== upTo) throw applyFailed(p, seq + 1, 'the entry is missing from the log');
-        const next: PartitionMeta = { ...stored, applied: upTo };
+        // The caller applies only what it knows committed; the record learns that commit point too.
+        const next: PartitionMeta = { ...stored, applied: upTo, commit: Math.max(stored.commit, upTo) };
         void pmeta.put(p, next);
         this.known.set(p, next);
         return upTo;
@@ -203,12 +211,41 @@ export class LmdbPartitionStore implements PartitionStore {
     );
   }
 
+  /** Every `backgroundSyncMs`, an fsync of what committed since the last one. */
+  private armSync(): void {
+    this.syncTimer = this.clock.setTimeout(() => {
+      this.syncTimer = undefined;
+      if (this.closed) return;
+      void this.syncInBackground().then(() => {
+        if (!this.closed) this.armSync();
+      });
+    }, backgroundSyncMs);
+  }
+
+  /** fsync of what committed since the last one ('commit' durability: commits do not sync). */
+  private syncInBackground(): Promise<void> {
+    if (this.syncing !== undefined) return this.syncing;
+    const done = new Promise<void>((resolve) =>
+      // lmdb-js has `sync` on the root (mdb_env_sync in its thread pool); its types omit it.
+      (this.env.root as unknown as { sync(cb: (error: unknown) => void): void }).sync((error: unknown) => {
+        if (error) this.logger.warn({ err: error, path: this.path }, 'background sync of the partition store failed');
+        resolve();
+      }),
+    );
+    this.syncing = done.finally(() => (this.syncing = undefined));
+    return this.syncing;
+  }
+
   /** Waits for the calls in flight, closes `actors`, then releases this store's handle on the environment. */
   close(): Promise<void> {
     if (this.closing) return this.closing;
     this.closed = true;
     this.closing = (async () => {
       if (this.inFlight > 0) await new Promise<void>((r) => (this.drained = r));
+      if (this.durability === 'commit') {
+        if (this.syncTimer !== undefined) this.clock.clearTimeout(this.syncTimer);
+        await this.syncInBackground(); // a graceful stop leaves everything on disk
+      }
       await this.actors.close();
       const clean = await releaseEnv(this.env, this.closeTimeoutMs, (fn, ms) => this.arm(fn, ms));
       if (!clean) this.logger.warn({ path: this.path }, 'lmdb environment did not close in time');

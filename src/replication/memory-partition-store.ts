@@ -109,7 +109,7 @@ export class MemoryPartitionStore implements PartitionStore {
       const results = await this.actors.writeMany(writes);
       const failed = results.findIndex((r) => r !== null);
       if (failed >= 0) throw applyFailed(p, seqs[failed]!, results[failed]);
-      this.metas.set(p, { ...stored, applied: upTo });
+      this.metas.set(p, { ...stored, applied: upTo, commit: Math.max(stored.commit, upTo) });
       return upTo;
     });
   }

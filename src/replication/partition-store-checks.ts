@@ -119,14 +119,6 @@ export function badApplyTarget(p: number, upTo: number, stored: PartitionMeta): 
       last: stored.last.seq,
     });
   }
-  // Only committed entries reach the actor tables: that is what keeps truncation log-only.
-  if (upTo > stored.commit) {
-    return troupeError('ERR_JOURNAL_WRITE', `apply up to ${upTo} is past the commit point ${stored.commit} of partition ${p}`, {
-      p,
-      upTo,
-      commit: stored.commit,
-    });
-  }
   return undefined;
 }
 

@@ -61,9 +61,12 @@ export interface PartitionStore {
   entries(p: number, after: number, limit: number): Promise<LogEntry[]>;
   /**
    * Applies the actor writes of entries (applied, upTo] of `p` to the actor tables and records
-   * `applied = upTo`, in one transaction. Idempotent: entries at or below the stored `applied`
-   * are skipped, so a crash between two applies never applies one twice. Resolves with the new
-   * applied point. Entry epochs reach the actor tables (`ActorWrite.epoch`).
+   * `applied = upTo`, in one transaction. The caller passes only a committed `upTo` (only
+   * committed entries ever reach the actor tables: that keeps truncation log-only); the stored
+   * commit point rises to it. Idempotent: entries at or below the stored `applied` are skipped,
+   * so a crash between two applies never applies one twice. Resolves with the new applied point.
+   * Entry epochs reach the actor tables (`ActorWrite.epoch`). `persist` never moves `applied`:
+   * the store owns it.
    */
   apply(p: number, upTo: number): Promise<number>;
   /** The actor tables (snapshot, events, recorded replies per actor): what activation reads. */

@@ -28,6 +28,8 @@ export const replicationDefaults = {
   resendMs: 300,
   /** Entries per append or fetch page. */
   page: 256,
+  /** A replica applies committed entries to its actor tables at most this often, ms (batched). */
+  replicaApplyMs: 50,
   /** Entries kept in memory per partition for shipping; older ones are read from the store. */
   recentEntries: 4_096,
 };
@@ -106,12 +108,14 @@ class Cell {
   fetch: Fetch | undefined;
   fenceTimer: TimerHandle | undefined;
   retryTimer: TimerHandle | undefined;
+  /** Reads waiting for the actor tables to hold every entry up to `seq`. */
+  applyWaiters: Array<{ seq: number; resolve(): void; reject(e: Error): void }> = [];
+  /** A replica's deferred apply. */
+  applyTimer: TimerHandle | undefined;
   /** Highest term seen in any message about this partition. */
   maxTerm = 0;
   /** Member → last time its confirmed position grew (primary only). */
   progress = new Map<number, number>();
-  /** The commit point of the last persist queued. */
-  storedCommit = 0;
   /** The last store change queued: sends of a step leave only after it is durable. */
   lastPersist: Promise<void> = Promise.resolve();
 
@@ -264,12 +268,14 @@ export class ReplicationDriver implements Journal {
 
   async read(kind: string, key: string): Promise<ActorHistory> {
     const cell = await this.ready(partitionOf(key, this.partitions));
+    await this.appliedThrough(cell, cell.replica.commit);
     const history = await this.store.actors.read(kind, key);
     return { ...history, epoch: cell.actorEpoch };
   }
 
   async readFrom(kind: string, key: string, afterSeq: number, limit: number): Promise<EventRecord[]> {
-    await this.ready(partitionOf(key, this.partitions));
+    const cell = await this.ready(partitionOf(key, this.partitions));
+    await this.appliedThrough(cell, cell.replica.commit);
     return this.store.actors.readFrom(kind, key, afterSeq, limit);
   }
 
@@ -292,6 +298,9 @@ export class ReplicationDriver implements Journal {
       this.clearTimers(cell);
       this.rejectWaiters(cell, stopped);
       this.failPending(cell, stopped);
+      const applyWaiters = cell.applyWaiters;
+      cell.applyWaiters = [];
+      for (const w of applyWaiters) w.reject(stopped);
     }
     await Promise.allSettled([...this.cells.values()].map((c) => c.lastPersist));
   }
@@ -596,6 +605,9 @@ export class ReplicationDriver implements Journal {
           break;
         case 'commit':
           cell.replica = { ...cell.replica, commit: Math.max(cell.replica.commit, e.seq) };
+          // Committed on W: the writes are acknowledged now; applying them to the actor tables
+          // follows (reads of the tables wait for it, see appliedThrough).
+          this.settlePending(cell);
           this.scheduleApply(cell);
           break;
         case 'established':
@@ -661,33 +673,72 @@ export class ReplicationDriver implements Journal {
 
   // ── Applying committed entries ───────────────────────────────────────────────────────────
 
+  /**
+   * Applies what is committed to the actor tables, one apply in flight per partition (so applies
+   * batch under load). A primary applies at once: its activations wait for it. A replica, whose
+   * tables nobody reads until it leads, batches: an apply transaction per append would double
+   * its write load.
+   */
   private scheduleApply(cell: Cell): void {
-    if (cell.applying || cell.replica.commit <= cell.applied) return;
+    if (cell.applying || cell.applyTimer !== undefined || cell.replica.commit <= cell.applied) return;
+    if (cell.role === 'idle' && cell.applyWaiters.length === 0) {
+      cell.applyTimer = this.clock.setTimeout(() => {
+        cell.applyTimer = undefined;
+        this.scheduleApply(cell);
+      }, replicationDefaults.replicaApplyMs);
+      return;
+    }
     cell.applying = true;
     const target = Math.min(cell.replica.commit, cell.replica.last.seq);
-    // The store applies only what it knows committed: record the commit point, then apply (in
-    // call order, after the persists queued so far, so the entries are in the store by then).
-    if (cell.storedCommit < target) this.persist(cell, {});
+    // After the persists queued so far: the entries to apply are in the store by then.
     const applied = cell.lastPersist.then(() => this.store.apply(cell.p, target));
     applied.then(
       (upTo) => {
         cell.applying = false;
         cell.applied = Math.max(cell.applied, upTo);
-        this.settlePending(cell);
+        this.releaseApplyWaiters(cell);
         if (cell.waiters.length > 0) this.advance(cell);
         this.scheduleApply(cell);
       },
       (e: unknown) => {
         cell.applying = false;
+        const waiters = cell.applyWaiters;
+        cell.applyWaiters = [];
+        for (const w of waiters) w.reject(e as Error);
         this.log.error({ p: cell.p, err: e }, `partition ${cell.p}: cannot apply committed entries`);
         if (cell.role === 'primary') this.depose(cell, 'apply failed', e as Error);
       },
     );
   }
 
+  /** Resolves once the actor tables hold every entry up to `seq` (applying now if need be). */
+  private appliedThrough(cell: Cell, seq: number): Promise<void> {
+    if (cell.applied >= seq) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      cell.applyWaiters.push({ seq, resolve, reject });
+      if (cell.applyTimer !== undefined) {
+        this.clock.clearTimeout(cell.applyTimer);
+        cell.applyTimer = undefined;
+      }
+      this.scheduleApply(cell);
+    });
+  }
+
+  private releaseApplyWaiters(cell: Cell): void {
+    if (cell.applyWaiters.length === 0) return;
+    const still = [];
+    for (const w of cell.applyWaiters) {
+      if (w.seq <= cell.applied) w.resolve();
+      else still.push(w);
+    }
+    cell.applyWaiters = still;
+  }
+
+  /** Acknowledges the writes of every entry up to the commit point. */
   private settlePending(cell: Cell): void {
     let n = 0;
-    while (n < cell.pending.length && cell.pending[n]!.seq <= cell.applied) {
+    const commit = cell.primary?.commit ?? cell.replica.commit;
+    while (n < cell.pending.length && cell.pending[n]!.seq <= commit) {
       for (const s of cell.pending[n]!.settle) s(null);
       n++;
     }
@@ -825,7 +876,6 @@ export class ReplicationDriver implements Journal {
     const r = cell.replica;
     const meta: PartitionMeta = { promised: r.promised, history: r.history, last: r.last, commit: r.commit, applied: cell.applied, clean: r.clean };
     const done = this.store.persist(cell.p, { ...change, meta });
-    cell.storedCommit = r.commit;
     // A failed change fails its own step; later sends must not wait forever on it.
     cell.lastPersist = done.catch(() => undefined);
     return done;
@@ -896,7 +946,8 @@ export class ReplicationDriver implements Journal {
   private clearTimers(cell: Cell): void {
     if (cell.fenceTimer !== undefined) this.clock.clearTimeout(cell.fenceTimer);
     if (cell.retryTimer !== undefined) this.clock.clearTimeout(cell.retryTimer);
-    cell.fenceTimer = cell.retryTimer = undefined;
+    if (cell.applyTimer !== undefined) this.clock.clearTimeout(cell.applyTimer);
+    cell.fenceTimer = cell.retryTimer = cell.applyTimer = undefined;
   }
 }
 

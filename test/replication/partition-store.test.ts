@@ -167,16 +167,32 @@ describe.each(subjects)('$name', (subject) => {
         () => ({ truncateAfter: 1, entries: turns(3, 3), meta: metaAt(3, E1, 1) }),
         /entries\[0\]\.seq 3 does not follow 1/,
       ],
-      ['entries with a hole among them', () => ({ entries: [...turns(4, 4), ...turns(6, 6)], meta: metaAt(6, E1, 3) }), /entries\[1\]\.seq 6 does not follow 4/],
+      [
+        'entries with a hole among them',
+        () => ({ entries: [...turns(4, 4), ...turns(6, 6)], meta: metaAt(6, E1, 3) }),
+        /entries\[1\]\.seq 6 does not follow 4/,
+      ],
       ['meta.last not where the log ends', () => ({ entries: turns(4, 4), meta: metaAt(5, E1, 3) }), /meta\.last\.seq 5 is not 4/],
       [
         'meta.applied past meta.commit',
         () => ({ entries: turns(4, 4), meta: { ...metaAt(4, E1, 3), applied: 4 } }),
         /change\.meta\.applied 4 is past change\.meta\.commit 3/,
       ],
-      ['entries from an older epoch than the log', () => ({ entries: turns(4, 4, { term: 0, node: 9 }), meta: metaAt(4, { term: 0, node: 9 }, 3) }), /epoch/],
-      ['a bad truncateAfter', () => ({ truncateAfter: -1, meta: metaAt(3, E1, 3) }), /change\.truncateAfter must be a non-negative integer/],
-      ['entry data that is not actor writes', () => ({ entries: [{ seq: 4, epoch: E1, data: 'x' }], meta: metaAt(4, E1, 3) }), /entries\[0\]\.data must be an array/],
+      [
+        'entries from an older epoch than the log',
+        () => ({ entries: turns(4, 4, { term: 0, node: 9 }), meta: metaAt(4, { term: 0, node: 9 }, 3) }),
+        /epoch/,
+      ],
+      [
+        'a bad truncateAfter',
+        () => ({ truncateAfter: -1, meta: metaAt(3, E1, 3) }),
+        /change\.truncateAfter must be a non-negative integer/,
+      ],
+      [
+        'entry data that is not actor writes',
+        () => ({ entries: [{ seq: 4, epoch: E1, data: 'x' }], meta: metaAt(4, E1, 3) }),
+        /entries\[0\]\.data must be an array/,
+      ],
     ];
     it.each(cases)('%s', async (_, change, message) => {
       const store = subject.make();
@@ -259,7 +275,12 @@ describe.each(subjects)('$name', (subject) => {
     const store = subject.make();
     const history = [startOf(1, E1), startOf(3, E2)];
     await store.persist(6, {
-      entries: [start(1, E1), turn(2, E1, [cart('a', 1, 1)]), start(3, E2), turn(4, E2, [cart('a', 2, 2, { epoch: { term: 0, node: 0 } })])],
+      entries: [
+        start(1, E1),
+        turn(2, E1, [cart('a', 1, 1)]),
+        start(3, E2),
+        turn(4, E2, [cart('a', 2, 2, { epoch: { term: 0, node: 0 } })]),
+      ],
       meta: metaAt(4, E2, 4, history),
     });
     await store.apply(6, 2);
@@ -282,17 +303,24 @@ describe.each(subjects)('$name', (subject) => {
     expect(a.replies.map((r) => r.msgId)).toEqual(['a-1', 'a-2']);
   });
 
-  it.each([
-    ['past the commit point', 4, /apply up to 4 is past the commit point 3 of partition 2/],
-    ['past the end of the log', 6, /apply up to 6 is past the end 5 of partition 2's log/],
-  ])('apply %s is refused with ERR_JOURNAL_WRITE and applies nothing', async (_, upTo, message) => {
+  it('apply past the stored commit point raises it: the caller applies only what it knows committed', async () => {
     const store = subject.make();
     await append(store, 2, [start(1, E1), ...turns(2, 5)], 3);
-    await expectCode(store.apply(2, upTo), 'ERR_JOURNAL_WRITE', message);
-    expect((await store.loadAll()).get(2)!.applied).toBe(0);
-    expect((await store.actors.read('cart', 'c2')).events).toEqual([]);
-    expect(await store.apply(2, 3)).toBe(3);
+    expect(await store.apply(2, 4)).toBe(4);
+    expect((await store.loadAll()).get(2)).toMatchObject({ applied: 4, commit: 4 });
   });
+
+  it.each([['past the end of the log', 6, /apply up to 6 is past the end 5 of partition 2's log/]])(
+    'apply %s is refused with ERR_JOURNAL_WRITE and applies nothing',
+    async (_, upTo, message) => {
+      const store = subject.make();
+      await append(store, 2, [start(1, E1), ...turns(2, 5)], 3);
+      await expectCode(store.apply(2, upTo), 'ERR_JOURNAL_WRITE', message);
+      expect((await store.loadAll()).get(2)!.applied).toBe(0);
+      expect((await store.actors.read('cart', 'c2')).events).toEqual([]);
+      expect(await store.apply(2, 3)).toBe(3);
+    },
+  );
 
   it('apply of an entry whose actor write fails its checks is refused naming the partition and seq, and applies none of the batch', async () => {
     const store = subject.make();
@@ -315,11 +343,7 @@ describe.each(subjects)('$name', (subject) => {
     for (let page; (page = await store.entries(3, after, 3)).length > 0; after = page[page.length - 1]!.seq) {
       seen.push(page.map((e) => e.seq));
     }
-    expect(seen).toEqual([
-      [1, 2, 3],
-      [4, 5, 6],
-      [7],
-    ]);
+    expect(seen).toEqual([[1, 2, 3], [4, 5, 6], [7]]);
     expect(await store.entries(3, 7, 3)).toEqual([]);
     expect(await store.entries(4, 0, 3)).toEqual([]);
     await expectCode(store.entries(3, 0, 0), 'ERR_JOURNAL_READ', /limit must be a positive integer/);
