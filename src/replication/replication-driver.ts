@@ -679,12 +679,12 @@ export class ReplicationDriver implements Journal {
    * tables nobody reads until it leads, batches: an apply transaction per append would double
    * its write load.
    */
-  private scheduleApply(cell: Cell): void {
+  private scheduleApply(cell: Cell, deferred = false): void {
     if (cell.applying || cell.applyTimer !== undefined || cell.replica.commit <= cell.applied) return;
-    if (cell.role === 'idle' && cell.applyWaiters.length === 0) {
+    if (!deferred && cell.role === 'idle' && cell.applyWaiters.length === 0) {
       cell.applyTimer = this.clock.setTimeout(() => {
         cell.applyTimer = undefined;
-        this.scheduleApply(cell);
+        this.scheduleApply(cell, true);
       }, replicationDefaults.replicaApplyMs);
       return;
     }

@@ -194,3 +194,66 @@ describe('NodeOptions the CLI flags map to are validated by the node, naming the
     await expect(start).rejects.toMatchObject({ code: 'ERR_INVALID_OPTION', message: expect.stringContaining(message) });
   });
 });
+
+describe('replication flags reach the replication driver', () => {
+  const secret = 'replication-flags-secret-0123456789';
+  /** Node 1 and node 2 (seeded by node 1), each `troupe demo` with `extra` flags. */
+  async function pair(extra: string[]) {
+    const env = ['--secret', secret, '--workers', '1', ...extra];
+    const a = await startDemo(['--id', '1', '--port', '0', ...env]);
+    const b = await startDemo(['--id', '2', '--port', '0', '--seeds', a.ready.cluster!, ...env]);
+    return { a, b };
+  }
+  /** A key whose partition node 1 leads when the up set is {1, 2} (ring positions depend on ids only). */
+  async function keyLedBy(id: number): Promise<string> {
+    const { HashRing } = await import('../../src/cluster/ring.ts');
+    const { PartitionTable, partitionOf } = await import('../../src/replication/partition-table.ts');
+    const table = new PartitionTable(new HashRing([{ id: 1, address: 'a' }, { id: 2, address: 'b' }]));
+    for (let i = 0; ; i++) if (table.primaryOf(partitionOf(`rf-${i}`)) === id) return `rf-${i}`;
+  }
+  const incrWithin = (url: string, key: string, timeoutMs: number) =>
+    fetch(`${url}/actors/counter/${key}/incr`, { method: 'POST', body: '{"by":1}', headers: { 'x-timeout-ms': String(timeoutMs) } });
+  const partitionsOf = async (url: string) =>
+    ((await (await fetch(`${url}/cluster/partitions`)).json()) as { partitions: Array<{ p: number; proposed: number[] }> }).partitions;
+
+  it('--write-quorum 2: with the other replica stopped (SIGSTOP) a write is never acknowledged; --write-quorum 1: it is', async () => {
+    const key = await keyLedBy(1);
+    for (const [w, acknowledged] of [
+      ['2', false],
+      ['1', true],
+    ] as const) {
+      const { a, b } = await pair(['--replicas', '2', '--write-quorum', w]);
+      try {
+        expect((await incrWithin(a.ready.url, key, 5_000)).status).toBe(200); // establishes the partition on both
+        b.child.kill('SIGSTOP');
+        const res = await incrWithin(a.ready.url, key, 700);
+        if (acknowledged) expect(res.status).toBe(200);
+        else expect(((await res.json()) as { error: { code: string } }).error.code).toBe('ERR_ASK_TIMEOUT');
+      } finally {
+        b.child.kill('SIGCONT');
+        await Promise.all([stopNode(b.child), stopNode(a.child)]);
+      }
+    }
+  }, 60_000);
+
+  it('--replicas 1: the other node holds no copy of a partition node 1 leads; by default (3, capped at 2) it does', async () => {
+    const key = await keyLedBy(1);
+    const { partitionOf } = await import('../../src/replication/partition-table.ts');
+    for (const [extra, copies] of [
+      [['--replicas', '1', '--write-quorum', '1'], 1],
+      [[], 2],
+    ] as const) {
+      const { a, b } = await pair([...extra]);
+      try {
+        expect((await incrWithin(a.ready.url, key, 5_000)).status).toBe(200);
+        const onA = (await partitionsOf(a.ready.url)).find((p) => p.p === partitionOf(key));
+        expect(onA?.proposed).toHaveLength(copies);
+        const onB = (await partitionsOf(b.ready.url)).find((p) => p.p === partitionOf(key));
+        if (copies === 1) expect(onB).toBeUndefined();
+        else expect(onB).toBeDefined();
+      } finally {
+        await Promise.all([stopNode(b.child), stopNode(a.child)]);
+      }
+    }
+  }, 60_000);
+});
