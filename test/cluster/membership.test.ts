@@ -519,16 +519,19 @@ describe('membership over the in-memory network', () => {
 // ---------------------------------------------------------------------------------------------
 // 1,000 nodes: rounds are counted in gossip intervals (lan: 20 ms)
 
-describe('membership at 1,000 nodes', () => {
-  const N = 1000;
+describe(`membership at ${Number(process.env.TROUPE_SIM_NODES ?? 1000).toLocaleString('en')} nodes`, () => {
+  // The mutation run (vitest.mutation.config.ts) sets 100: every mutant these cover reruns them,
+  // and 1,000 nodes take ~9 s per pass. The round bounds hold at both sizes (they grow with log N).
+  const N = Number(process.env.TROUPE_SIM_NODES ?? 1000);
   const rounds = (ms: number) => ms / lan.gossipInterval;
+  const stalledId = Math.floor(N * 0.777);
 
   it('converges on a graceful leave within 12 gossip rounds', () => {
     const sim = new SimCluster({ size: N, seed: 101 });
     sim.run(300);
-    void sim.drivers.get(500)!.leave();
-    const others = sim.others([500]);
-    const elapsed = sim.runUntil(() => sim.count(others, 500, 'left') === others.length, 12 * lan.gossipInterval);
+    void sim.drivers.get(N / 2)!.leave();
+    const others = sim.others([N / 2]);
+    const elapsed = sim.runUntil(() => sim.count(others, N / 2, 'left') === others.length, 12 * lan.gossipInterval);
     expect(rounds(elapsed)).toBeLessThanOrEqual(12);
   });
 
@@ -548,7 +551,7 @@ describe('membership at 1,000 nodes', () => {
   it('spreads a death within 12 gossip rounds of the first suspicion, and all mark it down within the lan bound', () => {
     const sim = new SimCluster({ size: N, seed: 103 });
     sim.run(300);
-    const victim = 333;
+    const victim = Math.floor(N / 3);
     sim.kill(victim);
     const others = sim.others();
     const killedAt = sim.clock.now();
@@ -570,16 +573,16 @@ describe('membership at 1,000 nodes', () => {
     const sim = new SimCluster({ size: N, seed: 104 });
     sim.run(500);
     sim.recordChanges = true;
-    const stalled = sim.drivers.get(777)!;
+    const stalled = sim.drivers.get(stalledId)!;
     stalled.pause();
     sim.run(1000);
     // While it was stalled, the cluster suspected it (as it must: it was silent for 1 s).
-    expect(sim.count(sim.others([777]), 777, 'suspect')).toBeGreaterThan(N / 2);
+    expect(sim.count(sim.others([stalledId]), stalledId, 'suspect')).toBeGreaterThan(N / 2);
     stalled.resume();
     sim.run(2000);
     expect(sim.changes.filter((c) => c.change.member.status === 'down')).toEqual([]);
     expect(stalled.state.incarnation).toBe(1); // it refuted once
-    expect(sim.count(sim.others([777]), 777, 'alive')).toBe(N - 1);
+    expect(sim.count(sim.others([stalledId]), stalledId, 'alive')).toBe(N - 1);
     expect([...stalled.state.members.values()].every((m) => m.status === 'alive')).toBe(true);
   });
 });
