@@ -7,6 +7,7 @@ import { commitCause, isCommitFailure, toReadError, toWriteError } from './stora
 import { backupEnv, type BackupOptions } from './backup.ts';
 import { badEpoch, badReadRange, epochAfter, fenced } from './journal-checks.ts';
 import { ZERO_EPOCH, type Epoch } from '../replication/epoch.ts';
+import type { ActorImage } from '../replication/partition-store.ts';
 
 export type LmdbJournalConfig = Extract<JournalConfig, { type: 'lmdb' }>;
 
@@ -357,6 +358,59 @@ export class LmdbJournal implements Journal {
     const invalid = checkWrite(w) ?? this.unencodable(w);
     if (invalid) throw invalid;
     this.apply(w);
+  }
+
+  /**
+   * Inside a write transaction the caller holds: every stored actor `select` picks, as `read`
+   * returns it plus its last seq (a replication partition snapshot). Scans `heads` (one record
+   * per actor): rare, so a scan is fine.
+   */
+  imagesInTransaction(select: (kind: string, key: string) => boolean): ActorImage[] {
+    const { heads, snapshots, events, replies } = this.env;
+    const picked: Array<[string, string, StoredHead]> = [];
+    for (const { key: k, value } of heads.getRange({})) {
+      const [kind, key] = k as [string, string];
+      if (select(kind, key)) picked.push([kind, key, value as StoredHead]);
+    }
+    return picked.map(([kind, key, head]) => {
+      const image: ActorImage = { kind, key, lastSeq: head[0], events: [], replies: [] };
+      const epoch = storedEpoch(head);
+      if (epoch !== undefined) image.epoch = epoch;
+      const snap = snapshots.get([kind, key]) as StoredSnapshot | undefined;
+      if (snap) image.snapshot = { seq: snap[0], v: snap[1], state: snap[2] };
+      for (const { key: ek, value } of events.getRange({ start: [kind, key, snap ? snap[0] + 1 : 1], end: [kind, key, MAX_SEQ] })) {
+        image.events.push(toEventRecord(ek, value as StoredEvent));
+      }
+      const recent = replies.getRange({ start: [kind, key, MAX_SEQ], end: [kind, key, 0], reverse: true, limit: this.recentReplies });
+      for (const { value } of recent) image.replies.push(toRecordedReply(value as StoredReply));
+      image.replies.reverse();
+      return image;
+    });
+  }
+
+  /**
+   * Inside a write transaction the caller holds: replaces every row of actor (kind, key) by
+   * `image` (none: the actor is removed). A replica installing a partition snapshot.
+   */
+  replaceInTransaction(kind: string, key: string, image: ActorImage | undefined): void {
+    const invalid = checkActorKey(kind, key, 'ERR_JOURNAL_WRITE');
+    if (invalid) throw invalid;
+    const { events, snapshots, replies, heads } = this.env;
+    for (const k of [...events.getKeys({ start: [kind, key, 0], end: [kind, key, MAX_SEQ] })]) void events.remove(k);
+    for (const k of [...replies.getKeys({ start: [kind, key, 0], end: [kind, key, MAX_SEQ] })]) void replies.remove(k);
+    void snapshots.remove([kind, key]);
+    void heads.remove([kind, key]);
+    if (image === undefined) return;
+    if (image.snapshot) void snapshots.put([kind, key], [image.snapshot.seq, image.snapshot.v, image.snapshot.state] satisfies StoredSnapshot);
+    for (const e of image.events) void events.put([kind, key, e.seq], [e.v, e.event] satisfies StoredEvent);
+    let n = 0;
+    for (const r of image.replies) {
+      const stored: StoredReply = [r.msgId, r.ok, r.value, r.error];
+      if (r.fingerprint !== undefined) stored.push(r.fingerprint);
+      void replies.put([kind, key, ++n], stored);
+    }
+    const e = image.epoch;
+    void heads.put([kind, key], (e === undefined ? [image.lastSeq, n] : [image.lastSeq, n, e.term, e.node]) satisfies StoredHead);
   }
 
   /** A value msgpack cannot encode, found before the transaction so no write is half-applied. */

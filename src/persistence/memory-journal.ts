@@ -1,5 +1,6 @@
 import { troupeError } from '../core/errors.ts';
 import { ZERO_EPOCH, type Epoch } from '../replication/epoch.ts';
+import type { ActorImage } from '../replication/partition-store.ts';
 import type { ActorHistory, ActorWrite, EventRecord, Journal, RecordedReply, SnapshotRecord } from './journal.ts';
 import { badEpoch, badReadRange, epochAfter, fenced } from './journal-checks.ts';
 
@@ -124,6 +125,31 @@ export class MemoryJournal implements Journal {
     if (bad) return Promise.reject(bad);
     const log = this.logs.get(kind)?.get(key);
     return Promise.resolve(log ? after(log.events, afterSeq, limit) : []);
+  }
+
+  /** Every stored actor `select` picks, as `read` returns it plus its last seq (a replication partition snapshot). */
+  images(select: (kind: string, key: string) => boolean): ActorImage[] {
+    const out: ActorImage[] = [];
+    for (const [kind, byKey] of this.logs) {
+      for (const [key, log] of byKey) {
+        if (!select(kind, key)) continue;
+        const image: ActorImage = { kind, key, lastSeq: log.lastSeq, events: after(log.events, log.snapshot?.seq ?? 0, log.events.length), replies: log.replies.slice() };
+        if (log.snapshot) image.snapshot = log.snapshot;
+        if (log.epoch) image.epoch = log.epoch;
+        out.push(image);
+      }
+    }
+    return out;
+  }
+
+  /** Replaces everything stored for actor (kind, key) by `image` (none: removes it). A replica installing a partition snapshot. */
+  replace(kind: string, key: string, image: ActorImage | undefined): void {
+    const byKey = this.logs.get(kind);
+    byKey?.delete(key);
+    if (image === undefined) return;
+    const log: Log = { snapshot: image.snapshot, events: image.events.slice(), lastSeq: image.lastSeq, replies: image.replies.slice(-this.recentReplies), epoch: image.epoch };
+    if (byKey === undefined) this.logs.set(kind, new Map([[key, log]]));
+    else byKey.set(key, log);
   }
 
   close(): Promise<void> {

@@ -5,19 +5,25 @@ import type { ActorWrite } from '../persistence/journal.ts';
 import { acquireEnv, flushedNow, releaseEnv, type LmdbEnv } from '../persistence/lmdb-env.ts';
 import { LmdbJournal } from '../persistence/lmdb-journal.ts';
 import { commitCause, isCommitFailure, toReadError, toWriteError } from '../persistence/storage-errors.ts';
-import type { EpochStart } from './epoch.ts';
+import { truncateHistory, type EpochStart, type Position } from './epoch.ts';
 import type { LogEntry } from './messages.ts';
 import {
   applyFailed,
   badAgainstStored,
   badApplyArgs,
   badApplyTarget,
+  badEntriesAfterBase,
   badEntriesRange,
+  badInstall,
   badPersistShape,
+  badTruncateArgs,
+  badTruncateTarget,
+  baseAt,
   metaAfterPersist,
   type PersistChange,
 } from './partition-store-checks.ts';
-import { emptyPartitionMeta, type PartitionMeta, type PartitionStore } from './partition-store.ts';
+import { baseOf, emptyPartitionMeta, type InstallResult, type PartitionMeta, type PartitionSnapshot, type PartitionStore } from './partition-store.ts';
+import { PARTITIONS, partitionOf } from './partition-table.ts';
 
 export interface LmdbPartitionStoreOptions {
   /** The node's LMDB environment directory: the one its `LmdbJournal` opens. */
@@ -26,6 +32,8 @@ export interface LmdbPartitionStoreOptions {
   durability?: 'commit' | 'flush';
   /** Milliseconds `close()` waits for lmdb-js to finish; 10 s, as `LmdbJournal` waits. */
   closeTimeoutMs?: number;
+  /** Partition count keys map to (`partitionOf`), as the replication driver's; default PARTITIONS. */
+  partitions?: number;
   clock?: Clock;
   logger?: Logger;
 }
@@ -67,6 +75,7 @@ export const backgroundSyncMs = 100;
 export class LmdbPartitionStore implements PartitionStore {
   readonly path: string;
   readonly durability: 'commit' | 'flush';
+  readonly partitions: number;
   readonly actors: LmdbJournal;
   private readonly env: LmdbEnv;
   private readonly closeTimeoutMs: number;
@@ -92,6 +101,9 @@ export class LmdbPartitionStore implements PartitionStore {
     if (!Number.isSafeInteger(closeTimeoutMs) || closeTimeoutMs < 1) {
       throw invalidOption('options.closeTimeoutMs', 'must be a positive integer', closeTimeoutMs);
     }
+    const partitions = options.partitions ?? PARTITIONS;
+    if (!Number.isSafeInteger(partitions) || partitions < 1) throw invalidOption('options.partitions', 'must be a positive integer', partitions);
+    this.partitions = partitions;
     this.path = options.path;
     this.durability = durability;
     this.closeTimeoutMs = closeTimeoutMs;
@@ -160,6 +172,8 @@ export class LmdbPartitionStore implements PartitionStore {
     if (bad) return Promise.reject(bad);
     try {
       this.env.root.resetReadTxn();
+      const below = badEntriesAfterBase(p, after, (this.env.pmeta.get(p) as PartitionMeta | undefined) ?? emptyPartitionMeta());
+      if (below) return Promise.reject(below);
       const out: LogEntry[] = [];
       for (const { key, value } of this.env.plog.getRange({ start: [p, after + 1], end: [p, MAX_SEQ], limit })) {
         out.push(toEntry((key as [number, number])[1], value as StoredEntry));
@@ -208,6 +222,72 @@ export class LmdbPartitionStore implements PartitionStore {
       },
       `apply of partition ${p}`,
       { p, upTo },
+    );
+  }
+
+  truncatePrefix(p: number, upTo: number): Promise<Position> {
+    if (this.closed) return Promise.reject(this.stopped());
+    const bad = badTruncateArgs(p, upTo);
+    if (bad) return Promise.reject(bad);
+    const { plog, pmeta } = this.env;
+    return this.commit(
+      () => {
+        const stored = this.metaInTxn(p);
+        const base = baseOf(stored);
+        if (upTo <= base.seq) return base;
+        const beyond = badTruncateTarget(p, upTo, stored);
+        if (beyond) throw beyond;
+        for (const k of [...plog.getKeys({ start: [p, base.seq + 1], end: [p, upTo + 1] })]) void plog.remove(k);
+        const next: PartitionMeta = { ...stored, base: baseAt(stored, upTo) };
+        void pmeta.put(p, next);
+        this.known.set(p, next);
+        return next.base!;
+      },
+      `prefix truncation of partition ${p}`,
+      { p, upTo },
+    );
+  }
+
+  snapshot(p: number): Promise<PartitionSnapshot> {
+    if (this.closed) return Promise.reject(this.stopped());
+    if (!Number.isSafeInteger(p) || p < 0) return Promise.reject(troupeError('ERR_JOURNAL_READ', 'p must be a non-negative integer', {}));
+    // Read inside a (writeless) child transaction: queued after every apply issued before it, so
+    // the actor rows are exactly those of the applied point it reports.
+    return this.commit(
+      () => {
+        const stored = this.metaInTxn(p);
+        const actors = this.actors.imagesInTransaction((_kind, key) => partitionOf(key, this.partitions) === p);
+        return { base: baseAt(stored, stored.applied), history: truncateHistory(stored.history, stored.applied), actors };
+      },
+      `snapshot of partition ${p}`,
+      { p },
+    );
+  }
+
+  install(p: number, snap: PartitionSnapshot, meta: PartitionMeta): Promise<InstallResult> {
+    if (this.closed) return Promise.reject(this.stopped());
+    const bad = badInstall(p, snap, meta);
+    if (bad) return Promise.reject(bad);
+    const foreign = snap.actors.findIndex((a) => partitionOf(a.key, this.partitions) !== p);
+    if (foreign >= 0) return Promise.reject(troupeError('ERR_JOURNAL_WRITE', `snap.actors[${foreign}] belongs to another partition than ${p}`, { p }));
+    const { plog, pmeta } = this.env;
+    return this.commit(
+      () => {
+        const stored = this.metaInTxn(p);
+        if (stored.applied >= snap.base.seq) return { installed: false, applied: stored.applied };
+        for (const a of this.actors.imagesInTransaction((_kind, key) => partitionOf(key, this.partitions) === p)) {
+          this.actors.replaceInTransaction(a.kind, a.key, undefined);
+        }
+        for (const a of snap.actors) this.actors.replaceInTransaction(a.kind, a.key, a);
+        for (const k of [...plog.getKeys({ start: [p, 0], end: [p, MAX_SEQ] })]) void plog.remove(k);
+        const b = snap.base;
+        const next: PartitionMeta = { ...meta, history: truncateHistory(snap.history, b.seq), last: b, base: b, applied: b.seq, commit: Math.max(meta.commit, b.seq) };
+        void pmeta.put(p, next);
+        this.known.set(p, next);
+        return { installed: true, applied: b.seq };
+      },
+      `snapshot install of partition ${p}`,
+      { p, base: snap.base.seq },
     );
   }
 

@@ -2,23 +2,31 @@ import { troupeError } from '../core/errors.ts';
 import type { ActorWrite } from '../persistence/journal.ts';
 import { epochAfter, fenced } from '../persistence/journal-checks.ts';
 import { MemoryJournal } from '../persistence/memory-journal.ts';
-import { ZERO_EPOCH, type Epoch } from './epoch.ts';
+import { truncateHistory, ZERO_EPOCH, type Epoch, type Position } from './epoch.ts';
 import type { LogEntry } from './messages.ts';
 import {
   applyFailed,
   badAgainstStored,
   badApplyArgs,
   badApplyTarget,
+  badEntriesAfterBase,
   badEntriesRange,
+  badInstall,
   badPersistShape,
+  badTruncateArgs,
+  badTruncateTarget,
+  baseAt,
   metaAfterPersist,
   type PersistChange,
 } from './partition-store-checks.ts';
-import { emptyPartitionMeta, type PartitionMeta, type PartitionStore } from './partition-store.ts';
+import { baseOf, emptyPartitionMeta, type InstallResult, type PartitionMeta, type PartitionSnapshot, type PartitionStore } from './partition-store.ts';
+import { PARTITIONS, partitionOf } from './partition-table.ts';
 
 export interface MemoryPartitionStoreOptions {
   /** The actor tables; a fresh `MemoryJournal` when absent (then `close()` closes it too). */
   actors?: MemoryJournal;
+  /** Partition count keys map to (`partitionOf`), as the replication driver's; default PARTITIONS. */
+  partitions?: number;
 }
 
 /**
@@ -42,9 +50,10 @@ export interface MemoryPartitionStoreOptions {
 export class MemoryPartitionStore implements PartitionStore {
   readonly actors: MemoryJournal;
   readonly durability = 'commit' as const;
+  readonly partitions: number;
   private readonly ownsActors: boolean;
   private readonly metas = new Map<number, PartitionMeta>();
-  /** Entry seq s of partition p sits at index s - 1 (logs start at seq 1 and have no holes). */
+  /** Entry seq s of partition p sits at index s - base - 1 (logs start after the base and have no holes). */
   private readonly logs = new Map<number, LogEntry[]>();
   private tail: Promise<unknown> = Promise.resolve();
   private closed = false;
@@ -52,6 +61,7 @@ export class MemoryPartitionStore implements PartitionStore {
   constructor(options: MemoryPartitionStoreOptions = {}) {
     this.ownsActors = options.actors === undefined;
     this.actors = options.actors ?? new MemoryJournal();
+    this.partitions = options.partitions ?? PARTITIONS;
   }
 
   loadAll(): Promise<Map<number, PartitionMeta>> {
@@ -69,7 +79,8 @@ export class MemoryPartitionStore implements PartitionStore {
       if (bad) throw bad;
       let log = this.logs.get(p);
       if (log === undefined) this.logs.set(p, (log = []));
-      if (change.truncateAfter !== undefined && change.truncateAfter < log.length) log.length = change.truncateAfter;
+      const base = baseOf(stored).seq;
+      if (change.truncateAfter !== undefined && change.truncateAfter - base < log.length) log.length = change.truncateAfter - base;
       if (change.entries) for (const e of change.entries) log.push(e);
       this.metas.set(p, metaAfterPersist(change.meta, stored));
     });
@@ -77,10 +88,59 @@ export class MemoryPartitionStore implements PartitionStore {
 
   entries(p: number, after: number, limit: number): Promise<LogEntry[]> {
     return this.queue(() => {
-      const bad = badEntriesRange(p, after, limit);
+      const stored = this.metas.get(p) ?? emptyPartitionMeta();
+      const bad = badEntriesRange(p, after, limit) ?? badEntriesAfterBase(p, after, stored);
       if (bad) throw bad;
-      return (this.logs.get(p) ?? []).slice(after, after + limit);
+      const base = baseOf(stored).seq;
+      return (this.logs.get(p) ?? []).slice(after - base, after - base + limit);
     });
+  }
+
+  truncatePrefix(p: number, upTo: number): Promise<Position> {
+    return this.queue(() => {
+      const bad = badTruncateArgs(p, upTo);
+      if (bad) throw bad;
+      const stored = this.metas.get(p) ?? emptyPartitionMeta();
+      const base = baseOf(stored);
+      if (upTo <= base.seq) return base;
+      const beyond = badTruncateTarget(p, upTo, stored);
+      if (beyond) throw beyond;
+      const next = baseAt(stored, upTo);
+      const log = this.logs.get(p) ?? [];
+      this.logs.set(p, log.slice(upTo - base.seq));
+      this.metas.set(p, { ...stored, base: next });
+      return next;
+    });
+  }
+
+  snapshot(p: number): Promise<PartitionSnapshot> {
+    return this.queue(() => {
+      const stored = this.metas.get(p) ?? emptyPartitionMeta();
+      const applied = stored.applied;
+      const base = baseAt(stored, applied);
+      const actors = this.actors.images((_kind, key) => partitionOf(key, this.partitions) === p);
+      return { base, history: truncateHistory(stored.history, applied), actors };
+    });
+  }
+
+  install(p: number, snap: PartitionSnapshot, meta: PartitionMeta): Promise<InstallResult> {
+    return this.queue(() => {
+      const bad = badInstall(p, snap, meta) ?? this.foreignActor(p, snap);
+      if (bad) throw bad;
+      const stored = this.metas.get(p) ?? emptyPartitionMeta();
+      if (stored.applied >= snap.base.seq) return { installed: false, applied: stored.applied };
+      for (const a of this.actors.images((_kind, key) => partitionOf(key, this.partitions) === p)) this.actors.replace(a.kind, a.key, undefined);
+      for (const a of snap.actors) this.actors.replace(a.kind, a.key, a);
+      this.logs.set(p, []);
+      const b = snap.base;
+      this.metas.set(p, { ...meta, history: truncateHistory(snap.history, b.seq), last: b, base: b, applied: b.seq, commit: Math.max(meta.commit, b.seq) });
+      return { installed: true, applied: b.seq };
+    });
+  }
+
+  private foreignActor(p: number, snap: PartitionSnapshot) {
+    const i = snap.actors.findIndex((a) => partitionOf(a.key, this.partitions) !== p);
+    return i < 0 ? undefined : troupeError('ERR_JOURNAL_WRITE', `snap.actors[${i}] belongs to another partition than ${p}`, { p });
   }
 
   apply(p: number, upTo: number): Promise<number> {
@@ -92,10 +152,11 @@ export class MemoryPartitionStore implements PartitionStore {
       const beyond = badApplyTarget(p, upTo, stored);
       if (beyond) throw beyond;
       const log = this.logs.get(p) ?? [];
+      const base = baseOf(stored).seq;
       const writes: ActorWrite[] = [];
       const seqs: number[] = [];
       for (let seq = stored.applied + 1; seq <= upTo; seq++) {
-        const entry = log[seq - 1]!;
+        const entry = log[seq - base - 1]!;
         if (entry.data === undefined) continue; // a start entry opens an epoch and writes no actor
         for (const w of entry.data as readonly ActorWrite[]) {
           writes.push({ ...w, epoch: entry.epoch });

@@ -26,8 +26,12 @@ export type ReplicationMessage =
   | { type: 'unclean'; p: number; epoch: Epoch }
   /** Refused: the replica promised a later epoch. The sender steps down or backs off. */
   | { type: 'stale'; p: number; epoch: Epoch; promised: Epoch }
-  /** Entries after `prev`, and the primary's commit point. */
-  | { type: 'append'; p: number; epoch: Epoch; prev: Position; entries: readonly LogEntry[]; commit: number }
+  /**
+   * Entries after `prev`, and the primary's commit point. `truncate`: every member of the set
+   * holds the log through it and the primary applied it (I5): the replica may drop its prefix up
+   * to it (never past what it applied itself).
+   */
+  | { type: 'append'; p: number; epoch: Epoch; prev: Position; entries: readonly LogEntry[]; commit: number; truncate?: number }
   /** Every entry up to `seq` is committed in the replica's store (sent after its commit). */
   | { type: 'appended'; p: number; epoch: Epoch; seq: number }
   /** `prev` did not match; here is what the replica holds, so the primary finds the match point by epoch. */

@@ -1,7 +1,7 @@
 import { troupeError, type TroupeError } from '../core/errors.ts';
-import { compareEpoch, epochAt, sameEpoch, type Epoch } from './epoch.ts';
+import { compareEpoch, epochAt, sameEpoch, type Epoch, type Position } from './epoch.ts';
 import type { LogEntry } from './messages.ts';
-import type { PartitionMeta } from './partition-store.ts';
+import { baseOf, type PartitionMeta, type PartitionSnapshot } from './partition-store.ts';
 
 /**
  * The checks every `PartitionStore` makes the same way, so `MemoryPartitionStore` and
@@ -137,9 +137,79 @@ export function badEntriesRange(p: number, after: number, limit: number): Troupe
   return undefined;
 }
 
-/** The stored meta after a persist: `applied` is the store's own, moved by `apply` alone (see the stores). */
+/**
+ * The stored meta after a persist: `applied` and `base` are the store's own, moved by `apply`,
+ * `truncatePrefix` and `install` alone (see the stores).
+ */
 export function metaAfterPersist(meta: PartitionMeta, stored: PartitionMeta): PartitionMeta {
-  return meta.applied === stored.applied ? meta : { ...meta, applied: stored.applied };
+  const { base: _ignored, ...rest } = meta;
+  const next: PartitionMeta = rest.applied === stored.applied ? rest : { ...rest, applied: stored.applied };
+  return stored.base === undefined ? next : { ...next, base: stored.base };
+}
+
+/**
+ * `entries(p, after)` below the log's base: those entries were truncated (every member held them,
+ * the actor tables have them). ERR_JOURNAL_READ with `truncated: true`: the caller sends a
+ * partition snapshot instead (see `isTruncatedRead`).
+ */
+export function badEntriesAfterBase(p: number, after: number, stored: PartitionMeta): TroupeError | undefined {
+  const base = baseOf(stored).seq;
+  if (after >= base) return undefined;
+  return troupeError('ERR_JOURNAL_READ', `entries after ${after} of partition ${p} were truncated: its log starts after ${base} (send a snapshot)`, {
+    p,
+    after,
+    base,
+    truncated: true,
+  });
+}
+
+/** True for the error `entries` rejects with when the entries asked for were truncated. */
+export function isTruncatedRead(e: unknown): boolean {
+  const x = e as { code?: unknown; details?: { truncated?: unknown } } | null;
+  return x?.code === 'ERR_JOURNAL_READ' && x.details?.truncated === true;
+}
+
+/** `ERR_JOURNAL_WRITE` naming the bad argument of `truncatePrefix`, or undefined. */
+export function badTruncateArgs(p: number, upTo: number): TroupeError | undefined {
+  if (!isCount(p)) return troupeError('ERR_JOURNAL_WRITE', 'p must be a non-negative integer', {});
+  if (!isCount(upTo)) return troupeError('ERR_JOURNAL_WRITE', 'upTo must be a non-negative integer', { p });
+  return undefined;
+}
+
+/** `ERR_JOURNAL_WRITE` when `truncatePrefix(p, upTo)` would delete entries not yet applied (the actor tables lack them). */
+export function badTruncateTarget(p: number, upTo: number, stored: PartitionMeta): TroupeError | undefined {
+  if (upTo <= stored.applied) return undefined;
+  return troupeError(
+    'ERR_JOURNAL_WRITE',
+    `truncatePrefix upTo ${upTo} is past the applied point ${stored.applied} of partition ${p}: only applied entries may be truncated`,
+    { p, upTo, applied: stored.applied },
+  );
+}
+
+/** The base after truncating through `upTo` (the epoch comes from the history, which is kept whole). */
+export function baseAt(stored: PartitionMeta, upTo: number): Position {
+  const base = baseOf(stored);
+  if (upTo <= base.seq) return base;
+  return { epoch: upTo === stored.last.seq ? stored.last.epoch : epochAt(stored.history, upTo), seq: upTo };
+}
+
+/** `ERR_JOURNAL_WRITE` naming the malformed part of `install(p, snap, meta)`, or undefined. */
+export function badInstall(p: number, snap: PartitionSnapshot, meta: PartitionMeta): TroupeError | undefined {
+  const bad = (message: string): TroupeError => troupeError('ERR_JOURNAL_WRITE', message, { p });
+  if (!isCount(p)) return troupeError('ERR_JOURNAL_WRITE', 'p must be a non-negative integer', {});
+  if (snap === null || typeof snap !== 'object') return bad('snap must be an object');
+  const b = snap.base as Position | null;
+  if (b === null || typeof b !== 'object' || !isEpoch(b.epoch) || !isCount(b.seq)) return bad('snap.base must have an epoch and a non-negative integer seq');
+  if (!Array.isArray(snap.history)) return bad('snap.history must be an array');
+  if (!Array.isArray(snap.actors)) return bad('snap.actors must be an array');
+  for (let i = 0; i < snap.actors.length; i++) {
+    const a = snap.actors[i];
+    if (a === null || typeof a !== 'object' || typeof a.kind !== 'string' || typeof a.key !== 'string') return bad(`snap.actors[${i}] must have a kind and a key`);
+    if (!isCount(a.lastSeq) || !Array.isArray(a.events) || !Array.isArray(a.replies)) {
+      return bad(`snap.actors[${i}] must have a lastSeq, an events array and a replies array`);
+    }
+  }
+  return badPersistShape(p, { meta: { ...meta, commit: Math.max(meta.commit, b.seq), applied: 0 } });
 }
 
 /** The `ERR_JOURNAL_WRITE` an `apply` rejects with when an entry's actor write fails its checks. */

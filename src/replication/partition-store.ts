@@ -1,4 +1,4 @@
-import type { ActorWrite, Journal } from '../persistence/journal.ts';
+import type { ActorWrite, EventRecord, Journal, RecordedReply, SnapshotRecord } from '../persistence/journal.ts';
 import type { Epoch, EpochHistory, Position } from './epoch.ts';
 import type { LogEntry } from './messages.ts';
 
@@ -19,10 +19,55 @@ export interface PartitionMeta {
   applied: number;
   /** False while this store may have lost acknowledged entries (REPLICATION.md, Unclean replicas). */
   clean: boolean;
+  /**
+   * Where the log starts: the last entry deleted by `truncatePrefix` (or installed by a snapshot);
+   * the log holds base.seq + 1 .. last. Absent: seq 0 (nothing truncated; records written before
+   * truncation existed). Like `applied`, the store owns it: `persist` keeps the stored value.
+   */
+  base?: Position;
 }
 
 export function emptyPartitionMeta(): PartitionMeta {
   return { promised: { term: 0, node: 0 }, history: [], last: { epoch: { term: 0, node: 0 }, seq: 0 }, commit: 0, applied: 0, clean: true };
+}
+
+/** Where a partition's log starts (seq 0 when nothing was ever truncated). */
+export function baseOf(meta: PartitionMeta): Position {
+  return meta.base ?? { epoch: { term: 0, node: 0 }, seq: 0 };
+}
+
+/**
+ * One actor as the actor tables hold it: what `Journal.read` returns (the latest snapshot, the
+ * events after it, the most recent recorded replies, the epoch) plus where its log ends. A
+ * partition snapshot carries one per actor, recorded replies included (I6 across truncation).
+ */
+export interface ActorImage {
+  kind: string;
+  key: string;
+  /** The seq of the actor's last event (or of its snapshot when no event follows it). */
+  lastSeq: number;
+  snapshot?: SnapshotRecord;
+  events: EventRecord[];
+  replies: RecordedReply[];
+  epoch?: Epoch;
+}
+
+/**
+ * A partition's applied state at one log position, for a member whose log is behind the base of
+ * the log it must catch up from: the actor tables' rows of the partition's actors, the position
+ * they hold (`base`: the applied point, so every entry ≤ base.seq is in them), and the epoch
+ * history (kept whole: matching logs by epoch needs it, and it is small).
+ */
+export interface InstallResult {
+  /** False: the store had applied through the snapshot's base already, and nothing changed. */
+  installed: boolean;
+  applied: number;
+}
+
+export interface PartitionSnapshot {
+  base: Position;
+  history: EpochHistory;
+  actors: ActorImage[];
 }
 
 /**
@@ -57,7 +102,11 @@ export interface PartitionStore {
    * storage error (ERR_JOURNAL_WRITE, ERR_STORAGE_FULL) and then nothing of it is applied.
    */
   persist(p: number, change: { truncateAfter?: number; entries?: readonly LogEntry[]; meta: PartitionMeta }): Promise<void>;
-  /** Stored entries of `p` with seq > after, ascending, at most `limit` (persisted ones only). */
+  /**
+   * Stored entries of `p` with seq > after, ascending, at most `limit` (persisted ones only).
+   * With `after` below the base the entries are gone: rejects with ERR_JOURNAL_READ whose
+   * details say `truncated: true` and give `base` (see `isTruncatedRead`): send a snapshot.
+   */
   entries(p: number, after: number, limit: number): Promise<LogEntry[]>;
   /**
    * Applies the actor writes of entries (applied, upTo] of `p` to the actor tables and records
@@ -69,6 +118,30 @@ export interface PartitionStore {
    * the store owns it.
    */
   apply(p: number, upTo: number): Promise<number>;
+  /**
+   * Deletes the log's entries with seq ≤ `upTo` and records `base = (epoch of entry upTo, upTo)`
+   * (I5: the caller passes a point every member of the current set holds). Only applied entries
+   * may go (`upTo` ≤ applied, else ERR_JOURNAL_WRITE): the actor tables hold them. At or below
+   * the stored base it changes nothing. Resolves with the base afterwards. Not on the hot path:
+   * the driver calls it in batches.
+   */
+  truncatePrefix(p: number, upTo: number): Promise<Position>;
+  /**
+   * The partition's applied state, read in one consistent view after every call queued before
+   * it: base = the applied point. Lists the actors of the actor tables whose key falls in
+   * partition `p` (of `partitions`), so it scans them: rare (a member far behind), keep it so.
+   */
+  snapshot(p: number): Promise<PartitionSnapshot>;
+  /**
+   * Replaces partition `p` by `snap` in one transaction: every actor of the partition in the
+   * actor tables is removed and `snap.actors` written, the log emptied, and the meta becomes
+   * `meta` with base = last = applied = snap.base (commit at least that). Skipped when the store
+   * already applied through snap.base.seq (a late or duplicated transfer must not move it back).
+   * Resolves with whether it was installed and the applied point afterwards (≥ snap.base.seq).
+   */
+  install(p: number, snap: PartitionSnapshot, meta: PartitionMeta): Promise<InstallResult>;
+  /** Partition count the store maps keys with (`partitionOf(key, partitions)`), as the driver does. */
+  readonly partitions: number;
   /** The actor tables (snapshot, events, recorded replies per actor): what activation reads. */
   readonly actors: Journal;
   /** 'commit' or 'flush': what a resolved `persist` promises. */

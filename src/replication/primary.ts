@@ -12,7 +12,11 @@ import type { ReplicationMessage } from './messages.ts';
  *   an older epoch's copies directly is Raft's figure-8 bug).
  * - `stale` from any member: a later epoch exists; step down at once, and the driver fails the
  *   replies still waiting with a retryable error.
- * - `mismatch`: find the match point by epoch and ship from there.
+ * - `mismatch`: find the match point by epoch and ship from there — or, when that point is below
+ *   the base of the primary's log (the prefix was truncated), send a partition snapshot instead
+ *   and ship nothing more to that member until it confirms a seq at or past the base.
+ * - Truncation (I5): `truncationPoint` is the highest seq every member of the epoch's own set
+ *   holds and the primary applied; the log prefix up to it may go everywhere.
  */
 export interface PrimaryState {
   readonly p: number;
@@ -31,6 +35,10 @@ export interface PrimaryState {
   readonly matched: ReadonlyMap<number, number>;
   /** Member → highest seq shipped to it (pipelining; rewound on mismatch or resend). */
   readonly shipped: ReadonlyMap<number, number>;
+  /** Entries ≤ base are gone from the primary's log (truncated, or installed from a snapshot). */
+  readonly base: number;
+  /** Members a snapshot is on its way to: no appends until one confirms a seq ≥ base. */
+  readonly snapshotting: ReadonlySet<number>;
   readonly status: 'serving' | 'deposed';
 }
 
@@ -41,11 +49,15 @@ export type PrimaryEvent =
   | { type: 'durable'; seq: number }
   | { type: 'message'; from: number; msg: ReplicationMessage }
   /** A retransmission timer: ship again to `to` (default: every member) if it has not confirmed the tail. */
-  | { type: 'resend'; to?: number };
+  | { type: 'resend'; to?: number }
+  /** The primary's own log now starts after `base` (it asked its store to truncate through it). */
+  | { type: 'truncated'; base: number };
 
 export type PrimaryEffect =
   /** Send entries `after + 1 .. last` to `to`, with the commit point. */
   | { type: 'ship'; to: number; after: number; last: number; commit: number }
+  /** Send `to` a snapshot of the partition's applied state: it lacks entries the log no longer has. */
+  | { type: 'snapshot'; to: number }
   | { type: 'commit'; p: number; seq: number }
   | { type: 'established'; p: number; epoch: Epoch }
   | { type: 'step-down'; p: number; epoch: Epoch; promised: Epoch };
@@ -66,6 +78,8 @@ export interface PrimaryInit {
   durable: number;
   /** What each member is known to hold (from the fence's promises): shipping starts there. */
   known?: ReadonlyMap<number, number>;
+  /** Where the primary's log starts (default 0: nothing truncated). */
+  base?: number;
 }
 
 export function createPrimaryState(init: PrimaryInit): PrimaryState {
@@ -83,6 +97,8 @@ export function createPrimaryState(init: PrimaryInit): PrimaryState {
     commit: 0,
     matched: new Map(peers.map((m) => [m, 0])),
     shipped,
+    base: init.base ?? 0,
+    snapshotting: new Set(),
     status: 'serving',
   };
 }
@@ -100,8 +116,12 @@ export function primaryReducer(state: PrimaryState, event: PrimaryEvent): Primar
       const to = event.to;
       const shipped = new Map(state.shipped);
       for (const [m, seq] of state.matched) if (to === undefined || m === to) shipped.set(m, seq);
-      return ship({ ...state, shipped }, [], (after, m) => (to === undefined || m === to) && after < state.last);
+      // A snapshot that got no answer is abandoned: the next mismatch sends a fresh one.
+      const snapshotting = new Set([...state.snapshotting].filter((m) => to !== undefined && m !== to));
+      return ship({ ...state, shipped, snapshotting }, [], (after, m) => (to === undefined || m === to) && after < state.last);
     }
+    case 'truncated':
+      return { state: event.base > state.base ? { ...state, base: event.base } : state, effects: [] };
     case 'message':
       return onMessage(state, event.from, event.msg);
   }
@@ -113,6 +133,15 @@ function onMessage(state: PrimaryState, from: number, msg: ReplicationMessage): 
     case 'appended': {
       if (!sameEpoch(msg.epoch, state.epoch)) return { state, effects: [] }; // an older epoch's answer
       const had = state.matched.get(from)!;
+      if (state.snapshotting.has(from) && msg.seq >= state.base) {
+        // The snapshot is installed: appends go on from where the member now ends.
+        const snapshotting = new Set(state.snapshotting);
+        snapshotting.delete(from);
+        const shipped = new Map(state.shipped).set(from, Math.min(msg.seq, state.last));
+        const matched = msg.seq > had ? new Map(state.matched).set(from, Math.min(msg.seq, state.last)) : state.matched;
+        const next = advance({ ...state, matched, shipped, snapshotting }, []);
+        return ship(next.state, next.effects, (after, to) => to === from && after < next.state.last);
+      }
       if (msg.seq <= had) return { state, effects: [] };
       const matched = new Map(state.matched).set(from, Math.min(msg.seq, state.last));
       return advance({ ...state, matched }, []);
@@ -124,6 +153,10 @@ function onMessage(state: PrimaryState, from: number, msg: ReplicationMessage): 
     case 'mismatch': {
       if (!sameEpoch(msg.epoch, state.epoch)) return { state, effects: [] };
       const match = matchPoint(state.history, state.last, msg.history, msg.last.seq);
+      if (match < state.base) {
+        if (state.snapshotting.has(from)) return { state, effects: [] }; // one is on its way
+        return { state: { ...state, snapshotting: new Set(state.snapshotting).add(from) }, effects: [{ type: 'snapshot', to: from }] };
+      }
       const shipped = new Map(state.shipped).set(from, match);
       return ship({ ...state, shipped }, [], (after, to) => to === from && after < state.last);
     }
@@ -132,12 +165,15 @@ function onMessage(state: PrimaryState, from: number, msg: ReplicationMessage): 
   }
 }
 
-/** Ships the tail to every peer `want` selects, and marks it shipped. */
+/**
+ * Ships the tail to every peer `want` selects, and marks it shipped. A peer behind the base gets
+ * the entries after the base: it answers `mismatch` if it lacks the base, and then a snapshot.
+ */
 function ship(state: PrimaryState, effects: PrimaryEffect[], want: (after: number, to: number) => boolean): PrimaryStep {
   let shipped: Map<number, number> | undefined;
   for (const [to, after] of state.shipped) {
-    if (!want(after, to)) continue;
-    effects.push({ type: 'ship', to, after, last: state.last, commit: state.commit });
+    if (state.snapshotting.has(to) || !want(after, to)) continue;
+    effects.push({ type: 'ship', to, after: Math.max(after, state.base), last: state.last, commit: state.commit });
     (shipped ??= new Map(state.shipped)).set(to, state.last);
   }
   return { state: shipped ? { ...state, shipped } : state, effects };
@@ -159,4 +195,15 @@ function advance(state: PrimaryState, effects: PrimaryEffect[]): PrimaryStep {
   effects.push({ type: 'commit', p: state.p, seq: commit });
   if (state.commit < state.startSeq) effects.push({ type: 'established', p: state.p, epoch: state.epoch });
   return { state: { ...state, commit }, effects };
+}
+
+/**
+ * Where the log may be truncated (I5): the highest seq the primary applied and every member of
+ * the epoch's own set (named last) confirmed in this epoch. A member that is down holds it back
+ * until membership replaces it (the next epoch's set no longer names it).
+ */
+export function truncationPoint(state: PrimaryState, applied: number): number {
+  let t = Math.min(applied, state.last);
+  for (const m of state.sets[state.sets.length - 1]!.members) if (m !== state.self) t = Math.min(t, state.matched.get(m) ?? 0);
+  return t;
 }

@@ -1,17 +1,29 @@
 import type { HashRing, RingMember } from '../cluster/ring.ts';
 import type { PeerIdentity, Transport } from '../cluster/transport.ts';
 import type { Clock, TimerHandle } from '../core/clock.ts';
-import { troupeError } from '../core/errors.ts';
+import { invalidOption, troupeError } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
 import type { ActorHistory, ActorWrite, EventRecord, Journal } from '../persistence/journal.ts';
 import { startCandidate, candidateReducer, sameSet, type CandidateEffect, type CandidateEvent, type CandidateState } from './candidate.ts';
-import { compareEpoch, epochAt, sameEpoch, truncateHistory, ZERO_EPOCH, type Epoch, type EpochStart, type ReplicaSet } from './epoch.ts';
+import {
+  compareEpoch,
+  EMPTY_POSITION,
+  epochAt,
+  sameEpoch,
+  truncateHistory,
+  ZERO_EPOCH,
+  type Epoch,
+  type EpochStart,
+  type Position,
+  type ReplicaSet,
+} from './epoch.ts';
 import type { LogEntry, ReplicationMessage } from './messages.ts';
 import { PartitionTable, partitionOf, PARTITIONS } from './partition-table.ts';
-import type { PartitionMeta, PartitionStore } from './partition-store.ts';
-import { createPrimaryState, primaryReducer, type PrimaryEvent, type PrimaryState } from './primary.ts';
+import { isTruncatedRead } from './partition-store-checks.ts';
+import { baseOf, type ActorImage, type PartitionMeta, type PartitionSnapshot, type PartitionStore } from './partition-store.ts';
+import { createPrimaryState, primaryReducer, truncationPoint, type PrimaryEvent, type PrimaryState } from './primary.ts';
 import { createReplicaState, replicaReducer, type ReplicaState } from './replica.ts';
-import { parseWireMessage, R_REPL, type FetchMessage, type WireMessage } from './wire.ts';
+import { parseWireMessage, R_REPL, type FetchMessage, type SnapshotMessage, type WireMessage } from './wire.ts';
 
 export const replicationDefaults = {
   /** R: copies of each partition, the primary counted (capped by the cluster size). */
@@ -32,6 +44,17 @@ export const replicationDefaults = {
   replicaApplyMs: 50,
   /** Entries kept in memory per partition for shipping; older ones are read from the store. */
   recentEntries: 4_096,
+  /**
+   * A log prefix every member holds is truncated once it is this many entries long: in batches,
+   * so the hot path gains no transaction; a log stays within about this plus what is in flight.
+   */
+  truncateBatch: 256,
+  /** …or, if anything can go at all, when this long passed since the last truncation, ms. */
+  truncateEveryMs: 2_000,
+  /** Actor images per snapshot page, by their JSON length (msgpack is smaller): far below the 8 MiB frame limit. */
+  snapshotPageBytes: 1 << 20,
+  /** A member that has not confirmed a snapshot sent this long ago gets the next mismatch's fresh one, ms. */
+  snapshotTimeoutMs: 5_000,
 };
 
 export interface ReplicationOptions {
@@ -75,6 +98,21 @@ interface Fetch {
   after: number;
   upTo: number;
   got: LogEntry[];
+  /** The source had truncated below `after`: its snapshot comes first, then the entries after its base. */
+  image?: Incoming;
+}
+
+/** A partition snapshot arriving in pages. */
+interface Incoming {
+  from: number;
+  reqId: number;
+  epoch: Epoch;
+  /** The next page expected. */
+  next: number;
+  base: Position;
+  history: EpochStart[];
+  actors: ActorImage[];
+  done: boolean;
 }
 
 /** Everything this node knows and does about one partition. */
@@ -118,6 +156,17 @@ class Cell {
   progress = new Map<number, number>();
   /** The last store change queued: sends of a step leave only after it is durable. */
   lastPersist: Promise<void> = Promise.resolve();
+  /** Where the log starts: entries ≤ base.seq were truncated (every member held them) or came as a snapshot. */
+  base: Position;
+  /** A prefix truncation is in flight (one at a time). */
+  truncating = false;
+  lastTruncateAt = 0;
+  /** As a replica: the truncation point the primary announced (I5); truncated only up to what this node applied. */
+  truncateTarget = 0;
+  /** A snapshot from the primary arriving in pages. */
+  incoming: Incoming | undefined;
+  /** While a snapshot is being installed: replica messages wait here, then run in order. */
+  held: Array<{ from: number; msg: ReplicationMessage }> | undefined;
 
   constructor(
     readonly p: number,
@@ -126,6 +175,7 @@ class Cell {
     this.replica = createReplicaState(p, meta && { promised: meta.promised, last: meta.last, history: meta.history, commit: meta.commit, clean: meta.clean });
     this.applied = meta?.applied ?? 0;
     this.maxTerm = meta?.promised.term ?? 0;
+    this.base = meta ? baseOf(meta) : EMPTY_POSITION;
   }
 }
 
@@ -140,6 +190,12 @@ export interface ReplicationStats {
   depositions: number;
   appendsSent: number;
   badMessages: number;
+  /** Prefix truncations done, partition snapshots sent (to members and fetching candidates) and installed. */
+  truncations: number;
+  snapshotsSent: number;
+  snapshotsInstalled: number;
+  /** Entries held in the logs of this node, summed over partitions (last − base). */
+  logEntries: number;
 }
 
 /**
@@ -186,7 +242,7 @@ export class ReplicationDriver implements Journal {
   private resendTimer: TimerHandle | undefined;
   private readonly onStale: ((partitions: number[]) => void) | undefined;
   private stale = new Set<number>();
-  private readonly counters = { fences: 0, failedFences: 0, depositions: 0, appendsSent: 0, badMessages: 0 };
+  private readonly counters = { fences: 0, failedFences: 0, depositions: 0, appendsSent: 0, badMessages: 0, truncations: 0, snapshotsSent: 0, snapshotsInstalled: 0 };
 
   private constructor(o: ReplicationOptions, metas: Map<number, PartitionMeta>) {
     this.self = o.self;
@@ -207,6 +263,10 @@ export class ReplicationDriver implements Journal {
 
   /** Loads every partition's stored state (promises, histories, positions) before serving. */
   static async open(o: ReplicationOptions): Promise<ReplicationDriver> {
+    // A snapshot lists a partition's actors by `partitionOf(key, store.partitions)`: it must be ours.
+    if (o.store.partitions !== (o.partitions ?? PARTITIONS)) {
+      throw invalidOption('options.partitions', `must equal the store's partition count ${o.store.partitions}`, o.partitions);
+    }
     return new ReplicationDriver(o, await o.store.loadAll());
   }
 
@@ -241,13 +301,15 @@ export class ReplicationDriver implements Journal {
     let established = 0;
     let candidates = 0;
     let pendingEntries = 0;
+    let logEntries = 0;
     for (const c of this.cells.values()) {
+      logEntries += c.replica.last.seq - c.base.seq;
       if (c.role === 'primary') primaries++;
       if (this.isReady(c)) established++;
       if (c.role === 'candidate') candidates++;
       pendingEntries += c.pending.length;
     }
-    return { partitions: this.cells.size, primaries, established, candidates, pendingEntries, ...this.counters };
+    return { partitions: this.cells.size, primaries, established, candidates, pendingEntries, logEntries, ...this.counters };
   }
 
   /** Per partition this node holds: role, epoch, log end, commit and applied points. */
@@ -258,6 +320,7 @@ export class ReplicationDriver implements Journal {
       ready: this.isReady(c),
       epoch: c.primary?.epoch ?? c.candidate?.epoch ?? c.replica.promised,
       last: c.replica.last.seq,
+      base: c.base.seq,
       commit: c.replica.commit,
       applied: c.applied,
       proposed: this.table?.replicasOf(c.p),
@@ -420,7 +483,7 @@ export class ReplicationDriver implements Journal {
   private advance(cell: Cell): void {
     if (this.isReady(cell)) return this.releaseWaiters(cell);
     if (this.closed || this.table === undefined || this.table.primaryOf(cell.p) !== this.self) return;
-    if (cell.role === 'candidate' || cell.retryTimer !== undefined) return;
+    if (cell.role === 'candidate' || cell.retryTimer !== undefined || cell.held !== undefined) return;
     const primary = cell.primary;
     if (cell.role === 'primary' && primary !== undefined && primary.status === 'serving') {
       if (!cell.placementMoved && this.placedAsEpoch(cell.p, primary)) return; // established soon, or applying: a commit or apply calls advance again
@@ -537,6 +600,7 @@ export class ReplicationDriver implements Journal {
       last: seq,
       durable: seq - 1,
       known,
+      base: cell.base.seq,
     });
     const now = this.clock.now();
     for (const m of cell.primary.matched.keys()) cell.progress.set(m, now);
@@ -596,12 +660,18 @@ export class ReplicationDriver implements Journal {
     cell.primary = step.state;
     if (event.type === 'message' && event.msg.type === 'appended') {
       const had = before.matched.get(event.from) ?? 0;
-      if ((step.state.matched.get(event.from) ?? 0) > had) cell.progress.set(event.from, this.clock.now());
+      if ((step.state.matched.get(event.from) ?? 0) > had) {
+        cell.progress.set(event.from, this.clock.now());
+        this.maybeTruncate(cell);
+      }
     }
     for (const e of step.effects) {
       switch (e.type) {
         case 'ship':
           this.ship(cell, e.to, e.after, e.last, e.commit);
+          break;
+        case 'snapshot':
+          this.shipSnapshot(cell, e.to);
           break;
         case 'commit':
           cell.replica = { ...cell.replica, commit: Math.max(cell.replica.commit, e.seq) };
@@ -634,19 +704,93 @@ export class ReplicationDriver implements Journal {
         if (cell.primary !== primary) return;
         this.sendPages(cell, to, primary.epoch, after, [...older, ...fromRecent(firstRecent - 1)], commit);
       },
-      (e: unknown) => this.log.warn({ p: cell.p, err: e }, 'cannot read entries to ship'),
+      (e: unknown) => {
+        // Truncated meanwhile: the resend timer ships again from the new base (or a snapshot follows).
+        if (!isTruncatedRead(e)) this.log.warn({ p: cell.p, err: e }, 'cannot read entries to ship');
+      },
+    );
+  }
+
+  /** A member lacks entries this log no longer has: send it the partition's applied state instead. */
+  private shipSnapshot(cell: Cell, to: number): void {
+    const primary = cell.primary!;
+    const reqId = ++this.nextReq;
+    cell.progress.set(to, this.clock.now());
+    // After what is queued: the snapshot's base (the applied point) is then at or past the log's base.
+    void cell.lastPersist
+      .then(() => this.store.snapshot(cell.p))
+      .then(
+        (snap) => {
+          if (cell.role !== 'primary' || cell.primary === undefined || !sameEpoch(cell.primary.epoch, primary.epoch)) return;
+          this.sendSnapshot(to, cell.p, primary.epoch, reqId, snap);
+          this.log.info({ p: cell.p, to, base: snap.base.seq, actors: snap.actors.length }, `partition ${cell.p}: snapshot sent to node ${to}`);
+        },
+        (e: unknown) => this.log.warn({ p: cell.p, err: e }, 'cannot read a partition snapshot'),
+      );
+  }
+
+  /** Pages of at most `snapshotPageBytes` of actor images, each its own payload (the transport bounds a frame). */
+  private sendSnapshot(to: number, p: number, epoch: Epoch, reqId: number, snap: PartitionSnapshot): void {
+    this.counters.snapshotsSent++;
+    const { base, history } = snap;
+    let part = 0;
+    let page: ActorImage[] = [];
+    let bytes = 0;
+    const flush = (done: boolean) => {
+      const msg: SnapshotMessage = { type: 'snapshot', p, epoch, reqId, part: part++, base, history: [...history], actors: page, done };
+      this.sendAlone(to, msg);
+      page = [];
+      bytes = 0;
+    };
+    for (const a of snap.actors) {
+      const size = JSON.stringify(a).length;
+      if (page.length > 0 && bytes + size > replicationDefaults.snapshotPageBytes) flush(false);
+      page.push(a);
+      bytes += size;
+    }
+    flush(true);
+  }
+
+  /**
+   * Log prefix truncation (I5), in batches off the hot path. A primary truncates to the point
+   * every member of its set confirmed and it applied; a replica to what the primary announced,
+   * never past what it applied itself.
+   */
+  private maybeTruncate(cell: Cell): void {
+    if (cell.truncating || this.closed || cell.held !== undefined) return;
+    const primary = cell.role === 'primary' ? cell.primary : undefined;
+    const target = primary !== undefined ? truncationPoint(primary, cell.applied) : Math.min(cell.truncateTarget, cell.applied, cell.replica.last.seq);
+    const base = cell.base.seq;
+    if (target <= base) return;
+    const now = this.clock.now();
+    if (target - base < replicationDefaults.truncateBatch && now - cell.lastTruncateAt < replicationDefaults.truncateEveryMs) return;
+    cell.truncating = true;
+    cell.lastTruncateAt = now;
+    // The reducer stops shipping below the target now, before the store deletes it.
+    if (primary !== undefined) this.stepPrimary(cell, { type: 'truncated', base: target });
+    this.store.truncatePrefix(cell.p, target).then(
+      (b) => {
+        cell.truncating = false;
+        this.counters.truncations++;
+        if (b.seq > cell.base.seq) cell.base = b;
+      },
+      (e: unknown) => {
+        cell.truncating = false;
+        this.log.warn({ p: cell.p, err: e, target }, `partition ${cell.p}: prefix truncation failed`);
+      },
     );
   }
 
   private sendPages(cell: Cell, to: number, epoch: Epoch, after: number, entries: LogEntry[], commit: number): void {
     const history = cell.replica.history;
     const page = replicationDefaults.page;
+    const t = cell.primary === undefined ? 0 : truncationPoint(cell.primary, cell.applied);
     let prevSeq = after;
     for (let i = 0; i < entries.length || i === 0; i += page) {
       const chunk = entries.slice(i, i + page);
       const prev = { epoch: prevSeq === 0 ? ZERO_EPOCH : epochAt(history, prevSeq), seq: prevSeq };
       this.counters.appendsSent++;
-      this.send(to, { type: 'append', p: cell.p, epoch, prev, entries: chunk, commit });
+      this.send(to, { type: 'append', p: cell.p, epoch, prev, entries: chunk, commit, ...(t > 0 && { truncate: t }) });
       if (chunk.length === 0) break;
       prevSeq = chunk[chunk.length - 1]!.seq;
     }
@@ -662,7 +806,8 @@ export class ReplicationDriver implements Journal {
         if (cell.role !== 'primary' || primary === undefined) continue;
         for (const [m, matched] of primary.matched) {
           if (matched >= primary.last) continue;
-          if (now - (cell.progress.get(m) ?? 0) < this.resendMs) continue;
+          const patience = primary.snapshotting.has(m) ? replicationDefaults.snapshotTimeoutMs : this.resendMs;
+          if (now - (cell.progress.get(m) ?? 0) < patience) continue;
           cell.progress.set(m, now);
           this.stepPrimary(cell, { type: 'resend', to: m });
         }
@@ -699,6 +844,7 @@ export class ReplicationDriver implements Journal {
         this.releaseApplyWaiters(cell);
         if (cell.waiters.length > 0) this.advance(cell);
         this.scheduleApply(cell);
+        this.maybeTruncate(cell);
       },
       (e: unknown) => {
         cell.applying = false;
@@ -799,10 +945,13 @@ export class ReplicationDriver implements Journal {
         return this.serveFetch(cell, from, msg);
       case 'entries':
         return this.onEntries(cell, from, msg);
+      case 'snapshot':
+        return this.onSnapshot(cell, from, msg);
     }
   }
 
   private stepReplica(cell: Cell, from: number, msg: ReplicationMessage): void {
+    if (cell.held !== undefined) return void cell.held.push({ from, msg });
     const step = replicaReducer(cell.replica, { type: 'message', from, msg });
     cell.replica = step.state;
     let truncateAfter: number | undefined;
@@ -820,7 +969,15 @@ export class ReplicationDriver implements Journal {
     if (changed) this.persist(cell, { ...(truncateAfter !== undefined && { truncateAfter }), ...(entries && { entries }) });
     for (const s of sends) this.sendAfterPersist(cell, s.to, s.msg);
     if (commit) this.scheduleApply(cell);
-    // Our own replica promised a later epoch: a primary or candidate of ours is over.
+    if (msg.type === 'append' && msg.truncate !== undefined && sameEpoch(msg.epoch, cell.replica.promised) && cell.role !== 'primary') {
+      cell.truncateTarget = Math.max(cell.truncateTarget, msg.truncate);
+      this.maybeTruncate(cell);
+    }
+    this.promisedMoved(cell);
+  }
+
+  /** Our own replica promised a later epoch: a primary or candidate of ours is over. */
+  private promisedMoved(cell: Cell): void {
     const promised = cell.replica.promised;
     if (cell.primary && compareEpoch(promised, cell.primary.epoch) > 0) this.depose(cell, `this node promised epoch ${fmt(promised)}`);
     if (cell.candidate && compareEpoch(promised, cell.candidate.epoch) > 0) this.abandonFence(cell, `this node promised epoch ${fmt(promised)}`, true);
@@ -835,7 +992,19 @@ export class ReplicationDriver implements Journal {
         let from_ = after;
         if (upTo <= after) return this.send(from, { type: 'entries', p, epoch, reqId, entries: [], done: true });
         for (;;) {
-          const entries = await this.store.entries(p, from_, Math.min(page, upTo - from_));
+          let entries: LogEntry[];
+          try {
+            entries = await this.store.entries(p, from_, Math.min(page, upTo - from_));
+          } catch (e) {
+            if (!isTruncatedRead(e)) throw e;
+            // Truncated here: the applied state first, then the entries after its base.
+            const snap = await this.store.snapshot(p);
+            this.sendSnapshot(from, p, epoch, reqId, snap);
+            this.log.info({ p, to: from, base: snap.base.seq, actors: snap.actors.length }, `partition ${p}: snapshot sent to node ${from} (fetch)`);
+            from_ = snap.base.seq;
+            if (from_ >= upTo) return this.send(from, { type: 'entries', p, epoch, reqId, entries: [], done: true });
+            continue;
+          }
           const end = entries.length === 0 ? from_ : entries[entries.length - 1]!.seq;
           const done = entries.length === 0 || end >= upTo;
           this.send(from, { type: 'entries', p, epoch, reqId, entries, done });
@@ -853,19 +1022,126 @@ export class ReplicationDriver implements Journal {
     if (!msg.done) return this.armFenceTimer(cell);
     cell.fetch = undefined;
     const got = f.got;
-    const contiguous = got.every((e, i) => e.seq === f.after + 1 + i) && (got.length === 0 ? f.after : got[got.length - 1]!.seq) === f.upTo;
-    if (!contiguous) return this.abandonFence(cell, `node ${from} did not have entries ${f.after + 1}..${f.upTo}`, true);
-    let history = truncateHistory(cell.replica.history, f.after);
-    for (const e of got) if (e.start !== undefined) history = [...history, e.start];
-    const lastEntry = got[got.length - 1];
-    const last = lastEntry ? { epoch: lastEntry.epoch, seq: lastEntry.seq } : cell.replica.last;
-    cell.replica = { ...cell.replica, last, history };
+    const image = f.image;
+    if (image !== undefined && !image.done) return this.abandonFence(cell, `node ${from}'s snapshot did not arrive whole`, true);
+    // With a snapshot, the log goes on from its base.
+    const after = image?.base.seq ?? f.after;
+    const contiguous = got.every((e, i) => e.seq === after + 1 + i) && (got.length === 0 ? after : got[got.length - 1]!.seq) === f.upTo;
+    if (!contiguous) return this.abandonFence(cell, `node ${from} did not have entries ${after + 1}..${f.upTo}`, true);
     const candidate = cell.candidate;
-    this.persist(cell, { truncateAfter: f.after, entries: got }).then(
-      () => {
-        if (cell.candidate === candidate) this.stepCandidate(cell, { type: 'fetched', last, history });
+    const store = () => {
+      let history = truncateHistory(cell.replica.history, after);
+      for (const e of got) if (e.start !== undefined) history = [...history, e.start];
+      const lastEntry = got[got.length - 1];
+      const last = lastEntry ? { epoch: lastEntry.epoch, seq: lastEntry.seq } : cell.replica.last;
+      cell.replica = { ...cell.replica, last, history };
+      this.persist(cell, image === undefined ? { truncateAfter: after, entries: got } : { entries: got }).then(
+        () => {
+          if (cell.candidate === candidate) this.stepCandidate(cell, { type: 'fetched', last, history });
+        },
+        (e: unknown) => this.abandonFence(cell, `cannot store fetched entries: ${(e as Error).message}`, true),
+      );
+    };
+    if (image === undefined) return store();
+    this.install(cell, image).then(
+      (installed) => {
+        if (cell.candidate !== candidate) return;
+        if (!installed) return this.abandonFence(cell, `node ${from}'s snapshot is behind what this node applied`, true);
+        store();
       },
-      (e: unknown) => this.abandonFence(cell, `cannot store fetched entries: ${(e as Error).message}`, true),
+      (e: unknown) => this.abandonFence(cell, `cannot install node ${from}'s snapshot: ${(e as Error).message}`, true),
+    );
+  }
+
+  /**
+   * A snapshot page: for a fetch of ours (the source truncated below what we asked for), or from
+   * the primary of an epoch we may promise (our log is behind the base of its log).
+   */
+  private onSnapshot(cell: Cell, from: number, msg: SnapshotMessage): void {
+    const f = cell.fetch;
+    if (f !== undefined && f.reqId === msg.reqId && f.source === from && cell.candidate !== undefined) {
+      f.image = this.collect(f.image, from, msg);
+      if (f.image === undefined) return this.abandonFence(cell, `node ${from}'s snapshot pages arrived out of order`, true);
+      return this.armFenceTimer(cell);
+    }
+    // Only an epoch's own primary sends its members snapshots.
+    if (msg.epoch.node !== from || cell.held !== undefined) return;
+    const promised = cell.replica.promised;
+    if (compareEpoch(msg.epoch, promised) < 0) return this.send(from, { type: 'stale', p: cell.p, epoch: msg.epoch, promised });
+    cell.incoming = this.collect(cell.incoming, from, msg);
+    const image = cell.incoming;
+    if (image === undefined || !image.done) return;
+    cell.incoming = undefined;
+    if (compareEpoch(msg.epoch, promised) > 0) {
+      // A later epoch's primary was established by a fencing quorum: its epoch is the promise now (as for an append).
+      cell.replica = { ...cell.replica, promised: msg.epoch };
+      this.promisedMoved(cell);
+    }
+    this.install(cell, image).then(
+      () => this.send(from, { type: 'appended', p: cell.p, epoch: msg.epoch, seq: image.base.seq }),
+      (e: unknown) => this.log.error({ p: cell.p, err: e }, `partition ${cell.p}: cannot install the snapshot from node ${from}`),
+    );
+  }
+
+  /** Adds a page to the transfer in progress; undefined when the page does not continue it (the sender starts over). */
+  private collect(into: Incoming | undefined, from: number, msg: SnapshotMessage): Incoming | undefined {
+    if (msg.part === 0 && (into === undefined || into.reqId !== msg.reqId || into.from !== from)) {
+      into = { from, reqId: msg.reqId, epoch: msg.epoch, next: 0, base: msg.base, history: [...msg.history], actors: [], done: false };
+    }
+    if (into === undefined || into.reqId !== msg.reqId || into.from !== from) return undefined;
+    if (msg.part < into.next) return into; // a duplicate
+    if (msg.part !== into.next) return undefined;
+    into.next++;
+    for (const a of msg.actors) into.actors.push(a);
+    into.done = msg.done;
+    return into;
+  }
+
+  /**
+   * Replaces the partition's actor rows and log by the snapshot, holding replica messages
+   * meanwhile. Resolves false when the store had applied past it already (nothing changed).
+   */
+  private install(cell: Cell, image: Incoming): Promise<boolean> {
+    cell.held = [];
+    const r = cell.replica;
+    const meta: PartitionMeta = { promised: r.promised, history: r.history, last: r.last, commit: r.commit, applied: cell.applied, clean: r.clean };
+    const snap: PartitionSnapshot = { base: image.base, history: image.history, actors: image.actors };
+    const done = cell.lastPersist.then(() => this.store.install(cell.p, snap, meta));
+    cell.lastPersist = done.then(
+      () => undefined,
+      () => undefined,
+    );
+    const release = () => {
+      const held = cell.held ?? [];
+      cell.held = undefined;
+      for (const h of held) this.stepReplica(cell, h.from, h.msg);
+      if (cell.waiters.length > 0) this.advance(cell);
+    };
+    return done.then(
+      ({ installed, applied }) => {
+        if (installed) {
+          const base = image.base;
+          cell.replica = {
+            ...cell.replica,
+            last: base,
+            history: truncateHistory(image.history, base.seq),
+            commit: Math.max(cell.replica.commit, base.seq),
+          };
+          cell.base = base;
+          cell.recent = [];
+          this.counters.snapshotsInstalled++;
+          // The actor tables changed under any resident actor of the partition.
+          this.markStale(cell.p);
+          this.log.info({ p: cell.p, base: base.seq, actors: image.actors.length, from: image.from }, `partition ${cell.p}: snapshot installed`);
+        }
+        cell.applied = Math.max(cell.applied, applied);
+        release();
+        return installed;
+      },
+      (e: unknown) => {
+        release();
+        throw e;
+      },
     );
   }
 
@@ -883,6 +1159,13 @@ export class ReplicationDriver implements Journal {
 
   private sendAfterPersist(cell: Cell, to: number, msg: WireMessage): void {
     void cell.lastPersist.then(() => this.send(to, msg));
+  }
+
+  /** One message as its own payload, now: a snapshot page must not share a frame with others. */
+  private sendAlone(to: number, msg: WireMessage): void {
+    const address = this.addresses.get(to);
+    if (this.closed || this.transport === undefined || address === undefined) return;
+    this.transport.send(address, [R_REPL, [msg]], 'actor');
   }
 
   /** Queues a message for `to`; every peer's messages of this turn leave as one payload. */

@@ -1,5 +1,6 @@
-import type { Epoch } from './epoch.ts';
+import type { Epoch, EpochHistory, Position } from './epoch.ts';
 import type { LogEntry, ReplicationMessage } from './messages.ts';
+import type { ActorImage } from './partition-store.ts';
 
 /**
  * Replication on the wire: one transport payload per peer per event-loop turn,
@@ -15,7 +16,26 @@ export type FetchMessage =
   /** Some of them, in order; `done` on the last page (a short answer means the source lacks them). */
   | { type: 'entries'; p: number; epoch: Epoch; reqId: number; entries: LogEntry[]; done: boolean };
 
-export type WireMessage = ReplicationMessage | FetchMessage;
+/**
+ * A partition snapshot (partition-store.ts, `PartitionSnapshot`) in pages, each its own payload
+ * so no frame outgrows the transport's limit: `part` counts from 0, `done` on the last. The
+ * primary sends one to a member behind its log's base (`reqId` names the transfer); a fetch
+ * source answers with one (the fetch's `reqId`) when the entries asked for were truncated, and
+ * then sends the entries after `base` as usual.
+ */
+export type SnapshotMessage = {
+  type: 'snapshot';
+  p: number;
+  epoch: Epoch;
+  reqId: number;
+  part: number;
+  base: Position;
+  history: EpochHistory;
+  actors: ActorImage[];
+  done: boolean;
+};
+
+export type WireMessage = ReplicationMessage | FetchMessage | SnapshotMessage;
 
 const isCount = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0;
 const isEpoch = (v: unknown): v is Epoch =>
@@ -24,6 +44,18 @@ const isPosition = (v: unknown): boolean =>
   typeof v === 'object' && v !== null && isEpoch((v as { epoch: unknown }).epoch) && isCount((v as { seq: unknown }).seq);
 const isEntries = (v: unknown): v is LogEntry[] =>
   Array.isArray(v) && v.every((e) => typeof e === 'object' && e !== null && isCount(e.seq) && isEpoch(e.epoch));
+const isImages = (v: unknown): v is ActorImage[] =>
+  Array.isArray(v) &&
+  v.every(
+    (a) =>
+      typeof a === 'object' &&
+      a !== null &&
+      typeof a.kind === 'string' &&
+      typeof a.key === 'string' &&
+      isCount(a.lastSeq) &&
+      Array.isArray(a.events) &&
+      Array.isArray(a.replies),
+  );
 const isHistory = (v: unknown): boolean =>
   Array.isArray(v) &&
   v.every((h) => typeof h === 'object' && h !== null && isEpoch(h.epoch) && isCount(h.startSeq) && Array.isArray(h.sets));
@@ -46,7 +78,9 @@ export function parseWireMessage(m: unknown, partitions: number): WireMessage | 
     case 'stale':
       return isEpoch(msg.promised) ? (m as WireMessage) : undefined;
     case 'append':
-      return isPosition(msg.prev) && isEntries(msg.entries) && isCount(msg.commit) ? (m as WireMessage) : undefined;
+      return isPosition(msg.prev) && isEntries(msg.entries) && isCount(msg.commit) && (msg.truncate === undefined || isCount(msg.truncate))
+        ? (m as WireMessage)
+        : undefined;
     case 'appended':
       return isCount(msg.seq) ? (m as WireMessage) : undefined;
     case 'mismatch':
@@ -55,6 +89,10 @@ export function parseWireMessage(m: unknown, partitions: number): WireMessage | 
       return isCount(msg.reqId) && isCount(msg.after) && isCount(msg.upTo) ? (m as WireMessage) : undefined;
     case 'entries':
       return isCount(msg.reqId) && isEntries(msg.entries) && typeof msg.done === 'boolean' ? (m as WireMessage) : undefined;
+    case 'snapshot':
+      return isCount(msg.reqId) && isCount(msg.part) && isPosition(msg.base) && isHistory(msg.history) && isImages(msg.actors) && typeof msg.done === 'boolean'
+        ? (m as WireMessage)
+        : undefined;
     default:
       return undefined;
   }

@@ -11,6 +11,8 @@ import { LmdbPartitionStore } from '../../src/replication/lmdb-partition-store.t
 import { MemoryPartitionStore } from '../../src/replication/memory-partition-store.ts';
 import type { LogEntry } from '../../src/replication/messages.ts';
 import { emptyPartitionMeta, type PartitionMeta, type PartitionStore } from '../../src/replication/partition-store.ts';
+import { isTruncatedRead } from '../../src/replication/partition-store-checks.ts';
+import { partitionOf } from '../../src/replication/partition-table.ts';
 
 /**
  * The contract of `PartitionStore` (src/replication/partition-store.ts), run against both
@@ -466,5 +468,136 @@ describe('LmdbPartitionStore options', () => {
     const again = new LmdbPartitionStore({ path, durability: 'commit' });
     open.push(again);
     expect((await again.actors.read('cart', 'a')).events).toHaveLength(1);
+  });
+});
+
+/** `n` cart keys that fall in partition `p` (of the default partition count), and one that does not. */
+function keysIn(p: number, n: number): { inside: string[]; outside: string } {
+  const inside: string[] = [];
+  let outside = '';
+  for (let i = 0; inside.length < n || outside === ''; i++) {
+    const k = `key-${i}`;
+    if (partitionOf(k) === p) inside.push(k);
+    else if (outside === '') outside = k;
+  }
+  return { inside: inside.slice(0, n), outside };
+}
+
+describe.each(subjects)('$name: prefix truncation and partition snapshots', (subject) => {
+  const history = [startOf(1, E1), startOf(4, E2)];
+  /** start(1,E1), 2..3 in E1, start(4,E2), 5..8 in E2; applied through `applied`. */
+  async function twoEpochs(store: PartitionStore, p: number, applied: number): Promise<void> {
+    await store.persist(p, { entries: [start(1, E1), ...turns(2, 3, E1)], meta: metaAt(3, E1, 3) });
+    await store.persist(p, { entries: [start(4, E2), ...turns(5, 8, E2)], meta: metaAt(8, E2, 8, history) });
+    await store.apply(p, applied);
+  }
+
+  it('truncatePrefix deletes the applied prefix and records the base with the epoch of its last entry', async () => {
+    const store = subject.make();
+    await twoEpochs(store, 5, 6);
+    expect(await store.truncatePrefix(5, 3)).toEqual({ epoch: E1, seq: 3 });
+    expect(await store.truncatePrefix(5, 5)).toEqual({ epoch: E2, seq: 5 });
+    expect((await store.entries(5, 5, 100)).map((e) => e.seq)).toEqual([6, 7, 8]);
+    // At or below the base: nothing changes.
+    expect(await store.truncatePrefix(5, 2)).toEqual({ epoch: E2, seq: 5 });
+    const meta = (await store.loadAll()).get(5)!;
+    expect(meta).toMatchObject({ base: { epoch: E2, seq: 5 }, applied: 6, last: { epoch: E2, seq: 8 }, history });
+    // The log goes on after the base: appends, applies, and a persist's meta does not move the base.
+    await store.persist(5, { entries: turns(9, 9, E2), meta: metaAt(9, E2, 9, history) });
+    expect(await store.apply(5, 9)).toBe(9);
+    expect((await store.entries(5, 5, 100)).map((e) => e.seq)).toEqual([6, 7, 8, 9]);
+    expect((await store.loadAll()).get(5)!.base).toEqual({ epoch: E2, seq: 5 });
+    // Truncating a divergent tail still works above the base.
+    await store.persist(5, { truncateAfter: 9, meta: metaAt(9, E2, 9, history) });
+  });
+
+  it('entries below the base are refused with ERR_JOURNAL_READ saying they were truncated', async () => {
+    const store = subject.make();
+    await twoEpochs(store, 5, 6);
+    await store.truncatePrefix(5, 4);
+    const e = await expectCode(store.entries(5, 2, 100), 'ERR_JOURNAL_READ', /entries after 2 of partition 5 were truncated: its log starts after 4/);
+    expect(isTruncatedRead(e)).toBe(true);
+    expect((e as unknown as { details: unknown }).details).toMatchObject({ p: 5, after: 2, base: 4, truncated: true });
+    expect(isTruncatedRead(await rejection(store.entries(5, -1, 1)))).toBe(false);
+    expect((await store.entries(5, 4, 1)).map((x) => x.seq)).toEqual([5]);
+  });
+
+  it('truncatePrefix past the applied point is refused with ERR_JOURNAL_WRITE and deletes nothing', async () => {
+    const store = subject.make();
+    await twoEpochs(store, 5, 6);
+    await expectCode(store.truncatePrefix(5, 7), 'ERR_JOURNAL_WRITE', /truncatePrefix upTo 7 is past the applied point 6 of partition 5/);
+    await expectCode(store.truncatePrefix(5, -1), 'ERR_JOURNAL_WRITE', /upTo must be a non-negative integer/);
+    expect((await store.entries(5, 0, 100)).map((x) => x.seq)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+    expect((await store.loadAll()).get(5)!.base).toBeUndefined();
+  });
+
+  it('after a reopen, loadAll has the base and entries still start after it', async () => {
+    if (!subject.reopen) return;
+    let store = subject.make();
+    await twoEpochs(store, 5, 8);
+    await store.truncatePrefix(5, 6);
+    store = await subject.reopen(store);
+    expect((await store.loadAll()).get(5)).toMatchObject({ base: { epoch: E2, seq: 6 }, applied: 8, last: { epoch: E2, seq: 8 } });
+    expect((await store.entries(5, 6, 100)).map((x) => x.seq)).toEqual([7, 8]);
+    await expectCode(store.entries(5, 5, 100), 'ERR_JOURNAL_READ', /truncated/);
+  });
+
+  it('snapshot carries every actor of the partition at the applied point, recorded replies included; install replaces the partition', async () => {
+    const p = 11;
+    const { inside: [a, b, c], outside } = keysIn(p, 3);
+    const source = subject.make();
+    await source.persist(p, {
+      entries: [start(1, E1), turn(2, E1, [cart(a!, 1, 2), cart(b!, 1, 1)]), turn(3, E1, [cart(a!, 3, 3, { snapshot: { seq: 3, v: 1, state: { items: 3 } } })]), turn(4, E1, [cart(b!, 2, 2)])],
+      meta: metaAt(4, E1, 4),
+    });
+    await source.apply(p, 3); // entry 4 is not applied: the snapshot must not show it
+    await source.persist(99, { entries: [start(1, E1), turn(2, E1, [cart(outside, 1, 1)])], meta: metaAt(2, E1, 2) });
+    await source.apply(99, 2);
+    const snap = await source.snapshot(p);
+    expect(snap.base).toEqual({ epoch: E1, seq: 3 });
+    expect(snap.history).toEqual([startOf(1, E1)]);
+    expect(snap.actors.map((x) => x.key).sort()).toEqual([a, b].sort());
+    const imageA = snap.actors.find((x) => x.key === a)!;
+    expect(imageA).toMatchObject({ kind: 'cart', lastSeq: 3, snapshot: { seq: 3, state: { items: 3 } }, events: [], epoch: E1 });
+    expect(imageA.replies.map((r) => r.msgId)).toEqual([`${a}-2`, `${a}-3`]);
+    expect(snap.actors.find((x) => x.key === b)).toMatchObject({ lastSeq: 1, events: [{ seq: 1 }], replies: [{ msgId: `${b}-1` }] });
+
+    // The member behind: its own older rows of the partition (one actor the source never had), and another partition's.
+    const member = subject.make();
+    await member.persist(p, { entries: [start(1, E1), turn(2, E1, [cart(c!, 1, 1)])], meta: metaAt(2, E1, 2) });
+    await member.apply(p, 2);
+    await member.persist(99, { entries: [start(1, E1), turn(2, E1, [cart(outside, 1, 1)])], meta: metaAt(2, E1, 2) });
+    await member.apply(99, 2);
+    expect(await member.install(p, snap, { ...metaAt(2, E2, 2), promised: E2 })).toEqual({ installed: true, applied: 3 });
+    expect(await member.actors.read('cart', a!)).toEqual(await source.actors.read('cart', a!));
+    expect(await member.actors.read('cart', b!)).toEqual(await source.actors.read('cart', b!));
+    expect(await member.actors.read('cart', c!)).toEqual({ events: [], replies: [] });
+    expect((await member.actors.read('cart', outside)).events).toHaveLength(1);
+    const meta = (await member.loadAll()).get(p)!;
+    expect(meta).toMatchObject({ base: { epoch: E1, seq: 3 }, last: { epoch: E1, seq: 3 }, applied: 3, commit: 3, promised: E2, history: [startOf(1, E1)] });
+    expect(await member.entries(p, 3, 10)).toEqual([]);
+    await expectCode(member.entries(p, 2, 10), 'ERR_JOURNAL_READ', /truncated/);
+    // The appends continue from the base, and the actors' seqs continue from their images.
+    await member.persist(p, { entries: [turn(4, E1, [cart(b!, 2, 2)])], meta: metaAt(4, E1, 4) });
+    expect(await member.apply(p, 4)).toBe(4);
+    expect((await member.actors.read('cart', b!)).events.map((e) => e.seq)).toEqual([1, 2]);
+    // A late copy of the same transfer changes nothing: the member applied past its base.
+    expect(await member.install(p, snap, metaAt(3, E1, 3))).toEqual({ installed: false, applied: 4 });
+    expect((await member.actors.read('cart', b!)).events.map((e) => e.seq)).toEqual([1, 2]);
+    if (subject.reopen) {
+      const again = await subject.reopen(member);
+      expect((await again.loadAll()).get(p)).toMatchObject({ base: { epoch: E1, seq: 3 }, applied: 4, last: { seq: 4 } });
+      expect((await again.actors.read('cart', a!)).replies.map((r) => r.msgId)).toEqual([`${a}-2`, `${a}-3`]);
+    }
+  });
+
+  it('install refuses actors of another partition and a malformed snapshot with ERR_JOURNAL_WRITE', async () => {
+    const p = 11;
+    const { outside } = keysIn(p, 1);
+    const store = subject.make();
+    const image = { kind: 'cart', key: outside, lastSeq: 1, events: [{ seq: 1, v: 1, event: {} }], replies: [] };
+    await expectCode(store.install(p, { base: { epoch: E1, seq: 3 }, history: [], actors: [image] }, metaAt(3, E1, 3)), 'ERR_JOURNAL_WRITE', /snap\.actors\[0\] belongs to another partition than 11/);
+    await expectCode(store.install(p, { base: { epoch: E1, seq: -3 }, history: [], actors: [] } as never, metaAt(3, E1, 3)), 'ERR_JOURNAL_WRITE', /snap\.base must have/);
+    expect((await store.loadAll()).get(p)).toBeUndefined();
   });
 });
