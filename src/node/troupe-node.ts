@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import type { ResourceLimits } from 'node:worker_threads';
@@ -201,6 +202,8 @@ export class TroupeNode implements MessageRouter {
           ...(c.replicas !== undefined && { replicas: c.replicas }),
           ...(c.writeQuorum !== undefined && { writeQuorum: c.writeQuorum }),
           onStale: (ps) => reloadPartitions(ps, driver.partitions),
+          // Commits without fsync: an OS reboot since the last one marks the store unclean.
+          ...(replicated.path !== undefined && replicated.durability === 'commit' && bootId() !== undefined && { bootId: bootId()! }),
         });
         replication = { driver, store };
       } catch (e) {
@@ -501,6 +504,15 @@ function snowflakes(id: number, identity: NodeIdentity, clock: Clock, log: Logge
 }
 
 const DURABILITIES: readonly string[] = ['replicated', 'replicated+flush', 'flush', 'commit'];
+
+/** This OS boot's id (Linux), or undefined where the OS does not tell. */
+function bootId(): string | undefined {
+  try {
+    return readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim() || undefined;
+  } catch {
+    return undefined;
+  }
+}
 
 /**
  * Replication's store, for a clustered node whose durability is 'replicated' (the cluster

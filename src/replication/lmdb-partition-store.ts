@@ -69,6 +69,9 @@ type StoredEntry = [term: number, node: number, data?: readonly ActorWrite[], st
  *   await store.actors.read('cart', 'c1');
  *   await store.close();
  */
+/** The `meta` key of the OS boot the partition store last committed under. */
+const BOOT_KEY = 'replication.boot';
+
 /** How often a 'commit' store fsyncs in the background, ms: an OS crash loses at most this much. */
 export const backgroundSyncMs = 100;
 
@@ -317,6 +320,18 @@ export class LmdbPartitionStore implements PartitionStore {
   }
 
   /** Waits for the calls in flight, closes `actors`, then releases this store's handle on the environment. */
+  lastBoot(): string | undefined {
+    const v = this.env.meta.get(BOOT_KEY) as unknown;
+    return typeof v === 'string' ? v : undefined;
+  }
+
+  /** Synced at once whatever the durability: the next start compares against it. */
+  async recordBoot(bootId: string): Promise<void> {
+    if (this.closed) throw this.stopped();
+    await this.env.meta.put(BOOT_KEY, bootId);
+    if (this.durability === 'commit') await this.syncInBackground();
+  }
+
   close(): Promise<void> {
     if (this.closing) return this.closing;
     this.closed = true;

@@ -175,6 +175,18 @@ export class MemoryPartitionStore implements PartitionStore {
     });
   }
 
+  private boot: string | undefined;
+
+  lastBoot(): string | undefined {
+    return this.boot;
+  }
+
+  recordBoot(bootId: string): Promise<void> {
+    return this.queue(() => {
+      this.boot = bootId;
+    });
+  }
+
   close(): Promise<void> {
     if (this.closed) return this.tail.then(noop);
     const closing = this.queue(async () => {

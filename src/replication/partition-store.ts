@@ -146,5 +146,12 @@ export interface PartitionStore {
   readonly actors: Journal;
   /** 'commit' or 'flush': what a resolved `persist` promises. */
   readonly durability: 'commit' | 'flush';
+  /**
+   * The OS boot the store's last commit was made under (REPLICATION.md, Unclean replicas): a
+   * store that commits without fsync may have lost its last commits when the boot changed.
+   * `recordBoot` stores the current one, durably.
+   */
+  lastBoot(): string | undefined;
+  recordBoot(bootId: string): Promise<void>;
   close(): Promise<void>;
 }

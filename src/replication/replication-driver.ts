@@ -73,6 +73,11 @@ export interface ReplicationOptions {
   /** Random source for back-off jitter (the simulator injects a seeded one). */
   random?: () => number;
   /**
+   * The OS boot this process runs under (Linux: /proc/sys/kernel/random/boot_id). Given for a
+   * store that commits without fsync: a boot unlike the store's last marks its partitions unclean.
+   */
+  bootId?: string;
+  /**
    * Resident actors of these partitions may hold stale state (this node stopped serving them, or
    * serves them again after another node may have written): drop or reload them. Called once
    * per turn with every partition that changed in it, before any of them serves again.
@@ -267,7 +272,33 @@ export class ReplicationDriver implements Journal {
     if (o.store.partitions !== (o.partitions ?? PARTITIONS)) {
       throw invalidOption('options.partitions', `must equal the store's partition count ${o.store.partitions}`, o.partitions);
     }
-    return new ReplicationDriver(o, await o.store.loadAll());
+    const driver = new ReplicationDriver(o, await o.store.loadAll());
+    if (o.bootId !== undefined) await driver.checkBoot(o.bootId);
+    return driver;
+  }
+
+  /**
+   * A store that commits without fsync may have lost its last commits in an OS crash or power
+   * loss: if the OS booted since its last commit, every partition it holds is marked unclean
+   * (durably) and counts toward no fencing quorum until a later epoch's primary caught it up
+   * (REPLICATION.md, Unclean replicas). A process crash leaves the boot as it was: nothing to do.
+   */
+  private async checkBoot(bootId: string): Promise<void> {
+    const previous = this.store.lastBoot();
+    if (previous !== undefined && previous !== bootId) {
+      let marked = 0;
+      for (const cell of this.cells.values()) {
+        const step = replicaReducer(cell.replica, { type: 'mark-unclean' });
+        if (step.state === cell.replica) continue;
+        cell.replica = step.state;
+        this.persist(cell, {});
+        marked++;
+      }
+      await Promise.all([...this.cells.values()].map((c) => c.lastPersist));
+      if (marked > 0)
+        this.log.warn({ previous, bootId, partitions: marked }, `the OS rebooted since this store last committed: ${marked} partitions marked unclean until caught up`);
+    }
+    await this.store.recordBoot(bootId);
   }
 
   /** Starts talking to peers; until then (and without a placement) nothing is served. */

@@ -1,0 +1,62 @@
+/**
+ * REPLICATION.md, Unclean replicas: a store that commits without fsync ('replicated') may lose
+ * its last commits in an OS crash. A driver opened under another OS boot than the store's last
+ * commit marks every partition it holds unclean, durably; under the same boot (a process crash)
+ * nothing changes. The replica reducer then answers prepares with `unclean`, so the candidate
+ * does not count it (test/replication/reducers.test.ts).
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { systemClock } from '../../src/core/clock.ts';
+import { silentLogger } from '../../src/core/logger.ts';
+import { LmdbPartitionStore } from '../../src/replication/lmdb-partition-store.ts';
+import { emptyPartitionMeta } from '../../src/replication/partition-store.ts';
+import { ReplicationDriver } from '../../src/replication/replication-driver.ts';
+
+const dirs: string[] = [];
+afterEach(() => {
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+const e = { term: 1, node: 1 };
+async function storeWithPartitions(path: string): Promise<void> {
+  const store = new LmdbPartitionStore({ path, durability: 'commit' });
+  for (const p of [3, 9]) {
+    await store.persist(p, {
+      entries: [{ seq: 1, epoch: e, start: { epoch: e, startSeq: 1, sets: [{ members: [1, 2, 3], w: 2 }] } }],
+      meta: {
+        ...emptyPartitionMeta(),
+        promised: e,
+        last: { epoch: e, seq: 1 },
+        history: [{ epoch: e, startSeq: 1, sets: [{ members: [1, 2, 3], w: 2 }] }],
+      },
+    });
+  }
+  await store.close();
+}
+
+async function openUnder(path: string, bootId: string): Promise<Map<number, boolean>> {
+  const store = new LmdbPartitionStore({ path, durability: 'commit' });
+  const driver = await ReplicationDriver.open({ self: 1, store, clock: systemClock, log: silentLogger, bootId });
+  await driver.close();
+  const clean = new Map([...(await store.loadAll())].map(([p, m]) => [p, m.clean]));
+  await store.close();
+  return clean;
+}
+
+describe('a replicated store after an OS reboot', () => {
+  it('is marked unclean, every partition, durably; a process restart under the same boot changes nothing', async () => {
+    const path = mkdtempSync(join(tmpdir(), 'troupe-unclean-'));
+    dirs.push(path);
+    await storeWithPartitions(path);
+    // The first open records the boot; restarts under it (a SIGKILL, an OOM) keep the store clean.
+    expect(Object.fromEntries(await openUnder(path, 'boot-a'))).toEqual({ 3: true, 9: true });
+    expect(Object.fromEntries(await openUnder(path, 'boot-a'))).toEqual({ 3: true, 9: true });
+    // Another boot: the OS may have dropped commits that were never synced.
+    expect(Object.fromEntries(await openUnder(path, 'boot-b'))).toEqual({ 3: false, 9: false });
+    // Still unclean after yet another restart: only a later primary's catch-up cleans it.
+    expect(Object.fromEntries(await openUnder(path, 'boot-b'))).toEqual({ 3: false, 9: false });
+  });
+});
