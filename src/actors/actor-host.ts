@@ -371,7 +371,9 @@ export class ActorHost implements MessageRouter, ReplyChannel {
       if (!cell.mailbox.isEmpty) this.schedule(cell);
     }
     cell.lastActive = this.now;
-    this.touch(cell);
+    // A turn may have removed the cell (a system passivate): touching it would put a phantom
+    // back in the LRU list, which every later eviction would "evict" without freeing anything.
+    if (this.cells.get(cell.kind.kind)?.get(cell.key) === cell) this.touch(cell);
     return n;
   }
 
