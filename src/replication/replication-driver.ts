@@ -945,6 +945,10 @@ export class ReplicationDriver implements Journal {
 
   private onPayload(from: PeerIdentity, payload: unknown): void {
     if (!Array.isArray(payload) || payload[0] !== R_REPL || this.closed) return;
+    // A joiner may fence before gossip has brought it into this node's ring: its answers must
+    // reach it all the same (a dropped promise stalled a moved partition for a whole fence
+    // timeout). The transport authenticated the peer; the next ring replaces the map anyway.
+    if (!this.addresses.has(from.id)) this.addresses.set(from.id, from.address);
     const msgs = payload[1];
     if (!Array.isArray(msgs)) return void this.counters.badMessages++;
     for (const raw of msgs) {

@@ -105,6 +105,8 @@ export class SimNodeCluster {
   private readonly onKill = new Map<number, Array<() => void>>();
   private readonly stopping: Promise<void>[] = [];
   private stopped = false;
+  /** The node the others joined through (`join` seeds new nodes with it too). */
+  private firstId: number | undefined;
 
   private constructor(o: SimNodeClusterOptions) {
     const seed = o.seed ?? 1;
@@ -121,6 +123,7 @@ export class SimNodeCluster {
   static async start(o: SimNodeClusterOptions = {}): Promise<SimNodeCluster> {
     const c = new SimNodeCluster(o);
     const ids = o.ids ?? [1, 2, 3];
+    c.firstId = ids[0];
     const spoke = new Set<number>();
     const offSpoke = c.net.intercept((m) => void spoke.add(m.from.id));
     const starting: Promise<TroupeNode>[] = [];
@@ -146,6 +149,39 @@ export class SimNodeCluster {
       offSpoke();
     }
     return c;
+  }
+
+  /**
+   * Starts node `id`, seeded by the first node, while the cluster runs (clients included), and
+   * runs the clock until every live node — the newcomer too — holds the same up set with `id`
+   * in it. Resolves with the simulated ms that took. (A node stopped gracefully but not killed
+   * still counts as live here: join before such a leave, or after it has completed.)
+   */
+  async join(id: number, maxMs = 5_000): Promise<number> {
+    if (this.nodes.has(id)) throw new Error(`node ${id} is already in the cluster`);
+    const start = this.clock.now();
+    const spoke = new Set<number>();
+    const offSpoke = this.net.intercept((m) => void spoke.add(m.from.id));
+    try {
+      const started = this.startNode(id, [addressOf(this.firstId!)]);
+      let done = false;
+      started.then(
+        () => (done = true),
+        () => (done = true),
+      );
+      // As in start(): simulated time waits for the node's module loading (real I/O).
+      while (!spoke.has(id) && !done) await turn();
+      await this.settle(started, maxMs);
+    } finally {
+      offSpoke();
+    }
+    const live = () => [...this.nodes.keys()].filter((n) => !this.killed.has(n));
+    const agreed = () => {
+      const views = live().map((n) => this.upIds(this.node(n)).join());
+      return views.every((v) => v === views[0]) && this.upIds(this.node(id)).includes(id);
+    };
+    await this.runUntil(agreed, maxMs - (this.clock.now() - start), `node ${id} up everywhere`);
+    return this.clock.now() - start;
   }
 
   private startNode(id: number, seeds: string[]): Promise<TroupeNode> {
