@@ -644,7 +644,7 @@ export class ReplicationDriver implements Journal {
     });
     const now = this.clock.now();
     for (const m of cell.primary.matched.keys()) cell.progress.set(m, now);
-    this.log.info({ p: cell.p, epoch: start.epoch, startSeq: seq, sets: start.sets }, `partition ${cell.p}: primary in epoch ${fmt(start.epoch)}`);
+    this.log.debug({ p: cell.p, epoch: start.epoch, startSeq: seq, sets: start.sets }, `partition ${cell.p}: start entry of epoch ${fmt(start.epoch)} written`);
     const persisted = this.persist(cell, { entries: [entry] });
     this.stepPrimary(cell, { type: 'wrote', last: seq, history });
     persisted.then(
@@ -721,7 +721,13 @@ export class ReplicationDriver implements Journal {
           this.scheduleApply(cell);
           break;
         case 'established':
-          this.log.debug({ p: cell.p, epoch: e.epoch }, `partition ${cell.p}: epoch established`);
+          // Logged once the start entry committed on W of every set: only then does the node act
+          // as primary (a candidate whose start entry never commits served nothing). The chaos
+          // and failover tests check I1 over these lines.
+          this.log.info(
+            { p: cell.p, epoch: e.epoch, startSeq: cell.primary!.startSeq, sets: cell.primary!.sets },
+            `partition ${cell.p}: primary in epoch ${fmt(e.epoch)}`,
+          );
           break;
         case 'step-down':
           cell.maxTerm = Math.max(cell.maxTerm, e.promised.term);
