@@ -338,7 +338,7 @@ async function startCluster(v: ClusterFlags): Promise<number> {
     ...(v.durability !== undefined && { durability: oneOf('--durability', v.durability, DURABILITIES) }),
     ...(v.replicas !== undefined && { replicas: intFlag('--replicas', v.replicas, 1, 7) }),
     ...(v.writeQuorum !== undefined && { writeQuorum: intFlag('--write-quorum', v.writeQuorum, 1, 7) }),
-    onReady: (urls) => printDemo(urls),
+    onReady: (urls) => printDemo(urls, v.durability === undefined || v.durability.startsWith('replicated')),
   });
 }
 
@@ -379,9 +379,16 @@ function toSpecifier(m: string): string {
   return m.startsWith('.') || m.startsWith('/') || existsSync(m) ? pathToFileURL(resolve(m)).href : m;
 }
 
-function printDemo(urls: string[]): void {
+function printDemo(urls: string[], replicated = false): void {
   const url = urls[0]!;
-  const others = urls.length > 1 ? `\nEvery node serves every key (forwarded to its owner): ${urls.join('  ')}\n` : '';
+  const others =
+    urls.length > 1 && replicated
+      ? `\nEvery node serves every key (forwarded to its owner): ${urls.join('  ')}\n` +
+        `Every write is on 2 of the nodes before its reply leaves: kill -9 any one node and its actors\n` +
+        `come back on the others within about two seconds, state included.\n`
+      : urls.length > 1
+        ? `\nEvery node serves every key (forwarded to its owner): ${urls.join('  ')}\n`
+        : '';
   process.stdout.write(`
 troupe is running: ${url}
 ${others}
