@@ -5,7 +5,7 @@ import { systemClock } from '../core/clock.ts';
 import { invalidOption, isTroupeError, troupeError, type TroupeError } from '../core/errors.ts';
 import { lockDataDir } from '../node/data-dir-lock.ts';
 import type { JournalConfig } from './journal.ts';
-import { acquireEnv, releaseEnv, type LmdbEnv } from './lmdb-env.ts';
+import { acquireEnv, releaseEnv, REPLICATION_BOOT_KEY, RESTORED_FROM_BACKUP, type LmdbEnv } from './lmdb-env.ts';
 import { toReadError, toWriteError } from './storage-errors.ts';
 
 export interface BackupOptions {
@@ -72,6 +72,23 @@ export async function backup(config: JournalConfig, toDir: string, options: Back
   }
 }
 
+/**
+ * A restored store is behind what its node acknowledged since the backup: replication must not
+ * count it in a fencing quorum until a primary has caught it up (REPLICATION.md, Unclean
+ * replicas). The replication driver reads this mark at start.
+ */
+async function markRestored(dir: string): Promise<void> {
+  const env = acquireEnv(dir);
+  try {
+    await env.meta.put(REPLICATION_BOOT_KEY, RESTORED_FROM_BACKUP);
+  } finally {
+    await releaseEnv(env, 10_000, (fn, ms) => {
+      const t = systemClock.setTimeout(fn, ms);
+      return () => systemClock.clearTimeout(t);
+    });
+  }
+}
+
 /** Copies an open environment into `toDir` (created if missing; must not hold a backup yet). */
 export async function backupEnv(env: LmdbEnv, toDir: string, options: BackupOptions = {}): Promise<void> {
   if (typeof toDir !== 'string' || toDir.length === 0) throw invalidOption('toDir', 'must be a non-empty string', toDir);
@@ -124,6 +141,7 @@ export async function restore(fromDir: string, toPath: string, options: RestoreO
     await rm(join(dir, LOCK_FILE), { force: true });
     await rename(partial, target);
     await fsyncPath(dir);
+    await markRestored(dir);
   } catch (e) {
     await rm(partial, { force: true }).catch(() => undefined);
     if (isTroupeError(e)) throw e;

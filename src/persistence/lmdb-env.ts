@@ -43,6 +43,14 @@ export interface LmdbEnv {
   lastCommitFailed: boolean;
 }
 
+/**
+ * `meta` key: the OS boot a replicated store last committed under (replication's unclean rule),
+ * or RESTORED_FROM_BACKUP after `troupe restore`: either way the replication driver compares it
+ * at start and marks the store's partitions unclean when it may have lost acknowledged commits.
+ */
+export const REPLICATION_BOOT_KEY = 'replication.boot';
+export const RESTORED_FROM_BACKUP = 'restored-from-backup';
+
 export interface LmdbEnvOptions {
   /**
    * Initial map size in bytes. lmdb-js grows the map by itself when a transaction needs more

@@ -2,7 +2,7 @@ import { invalidOption, troupeError, type TroupeError } from '../core/errors.ts'
 import { systemClock, type Clock, type TimerHandle } from '../core/clock.ts';
 import { silentLogger, type Logger } from '../core/logger.ts';
 import type { ActorWrite } from '../persistence/journal.ts';
-import { acquireEnv, flushedNow, releaseEnv, type LmdbEnv } from '../persistence/lmdb-env.ts';
+import { REPLICATION_BOOT_KEY, acquireEnv, flushedNow, releaseEnv, type LmdbEnv } from '../persistence/lmdb-env.ts';
 import { LmdbJournal } from '../persistence/lmdb-journal.ts';
 import { commitCause, isCommitFailure, toReadError, toWriteError } from '../persistence/storage-errors.ts';
 import { truncateHistory, type EpochStart, type Position } from './epoch.ts';
@@ -69,8 +69,6 @@ type StoredEntry = [term: number, node: number, data?: readonly ActorWrite[], st
  *   await store.actors.read('cart', 'c1');
  *   await store.close();
  */
-/** The `meta` key of the OS boot the partition store last committed under. */
-const BOOT_KEY = 'replication.boot';
 
 /** How often a 'commit' store fsyncs in the background, ms: an OS crash loses at most this much. */
 export const backgroundSyncMs = 100;
@@ -321,14 +319,14 @@ export class LmdbPartitionStore implements PartitionStore {
 
   /** Waits for the calls in flight, closes `actors`, then releases this store's handle on the environment. */
   lastBoot(): string | undefined {
-    const v = this.env.meta.get(BOOT_KEY) as unknown;
+    const v = this.env.meta.get(REPLICATION_BOOT_KEY) as unknown;
     return typeof v === 'string' ? v : undefined;
   }
 
   /** Synced at once whatever the durability: the next start compares against it. */
   async recordBoot(bootId: string): Promise<void> {
     if (this.closed) throw this.stopped();
-    await this.env.meta.put(BOOT_KEY, bootId);
+    await this.env.meta.put(REPLICATION_BOOT_KEY, bootId);
     if (this.durability === 'commit') await this.syncInBackground();
   }
 

@@ -23,6 +23,7 @@ import { isTruncatedRead } from './partition-store-checks.ts';
 import { baseOf, type ActorImage, type PartitionMeta, type PartitionSnapshot, type PartitionStore } from './partition-store.ts';
 import { createPrimaryState, primaryReducer, truncationPoint, type PrimaryEvent, type PrimaryState } from './primary.ts';
 import { createReplicaState, replicaReducer, type ReplicaState } from './replica.ts';
+import { RESTORED_FROM_BACKUP } from '../persistence/lmdb-env.ts';
 import { parseWireMessage, R_REPL, type FetchMessage, type SnapshotMessage, type WireMessage } from './wire.ts';
 
 export const replicationDefaults = {
@@ -278,7 +279,7 @@ export class ReplicationDriver implements Journal {
       throw invalidOption('options.partitions', `must equal the store's partition count ${o.store.partitions}`, o.partitions);
     }
     const driver = new ReplicationDriver(o, await o.store.loadAll());
-    if (o.bootId !== undefined) await driver.checkBoot(o.bootId);
+    if (o.bootId !== undefined || o.store.lastBoot() === RESTORED_FROM_BACKUP) await driver.checkBoot(o.bootId);
     return driver;
   }
 
@@ -288,9 +289,10 @@ export class ReplicationDriver implements Journal {
    * (durably) and counts toward no fencing quorum until a later epoch's primary caught it up
    * (REPLICATION.md, Unclean replicas). A process crash leaves the boot as it was: nothing to do.
    */
-  private async checkBoot(bootId: string): Promise<void> {
+  private async checkBoot(bootId: string | undefined): Promise<void> {
     const previous = this.store.lastBoot();
-    if (previous !== undefined && previous !== bootId) {
+    // A store put back from a backup is behind too, whatever the boot.
+    if (previous === RESTORED_FROM_BACKUP || (previous !== undefined && bootId !== undefined && previous !== bootId)) {
       let marked = 0;
       for (const cell of this.cells.values()) {
         const step = replicaReducer(cell.replica, { type: 'mark-unclean' });
@@ -300,10 +302,10 @@ export class ReplicationDriver implements Journal {
         marked++;
       }
       await Promise.all([...this.cells.values()].map((c) => c.lastPersist));
-      if (marked > 0)
-        this.log.warn({ previous, bootId, partitions: marked }, `the OS rebooted since this store last committed: ${marked} partitions marked unclean until caught up`);
+      const why = previous === RESTORED_FROM_BACKUP ? 'the store was restored from a backup' : 'the OS rebooted since this store last committed';
+      if (marked > 0) this.log.warn({ previous, bootId, partitions: marked }, `${why}: ${marked} partitions marked unclean until caught up`);
     }
-    await this.store.recordBoot(bootId);
+    await this.store.recordBoot(bootId ?? 'unknown');
   }
 
   /** Starts talking to peers; until then (and without a placement) nothing is served. */

@@ -37,9 +37,19 @@ async function storeWithPartitions(path: string): Promise<void> {
   await store.close();
 }
 
-async function openUnder(path: string, bootId: string): Promise<Map<number, boolean>> {
-  const store = new LmdbPartitionStore({ path, durability: 'commit' });
-  const driver = await ReplicationDriver.open({ self: 1, store, clock: systemClock, log: silentLogger, bootId });
+async function openUnder(
+  path: string,
+  bootId: string | undefined,
+  durability: 'commit' | 'flush' = 'commit',
+): Promise<Map<number, boolean>> {
+  const store = new LmdbPartitionStore({ path, durability });
+  const driver = await ReplicationDriver.open({
+    self: 1,
+    store,
+    clock: systemClock,
+    log: silentLogger,
+    ...(bootId !== undefined && { bootId }),
+  });
   await driver.close();
   const clean = new Map([...(await store.loadAll())].map(([p, m]) => [p, m.clean]));
   await store.close();
@@ -58,5 +68,24 @@ describe('a replicated store after an OS reboot', () => {
     expect(Object.fromEntries(await openUnder(path, 'boot-b'))).toEqual({ 3: false, 9: false });
     // Still unclean after yet another restart: only a later primary's catch-up cleans it.
     expect(Object.fromEntries(await openUnder(path, 'boot-b'))).toEqual({ 3: false, 9: false });
+  });
+
+  it('is marked unclean after `troupe restore` put it back from a backup, whatever the durability', async () => {
+    const path = mkdtempSync(join(tmpdir(), 'troupe-unclean-src-'));
+    const copy = mkdtempSync(join(tmpdir(), 'troupe-unclean-bak-'));
+    const restored = mkdtempSync(join(tmpdir(), 'troupe-unclean-dst-'));
+    dirs.push(path, copy, restored);
+    await storeWithPartitions(path);
+    // A journal marker makes it a troupe data directory for backup and restore.
+    const { LmdbJournal } = await import('../../src/persistence/lmdb-journal.ts');
+    await new LmdbJournal({ type: 'lmdb', path }).close();
+    const { backup, restore } = await import('../../src/persistence/backup.ts');
+    rmSync(copy, { recursive: true, force: true });
+    await backup({ type: 'lmdb', path }, copy);
+    await restore(copy, join(restored, 'journal'));
+    // 'replicated+flush' passes no boot id: the restore mark alone decides.
+    expect(Object.fromEntries(await openUnder(join(restored, 'journal'), undefined, 'flush'))).toEqual({ 3: false, 9: false });
+    // The original, never restored, opened the same way, stays clean.
+    expect(Object.fromEntries(await openUnder(path, undefined, 'flush'))).toEqual({ 3: true, 9: true });
   });
 });
