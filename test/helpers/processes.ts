@@ -15,3 +15,16 @@ export async function stopChild(child: ChildProcess): Promise<void> {
   await done;
   clearTimeout(timer);
 }
+
+/**
+ * Polls `check` every 50 ms until it holds (a poll of real processes' state, with a deadline —
+ * not a sleep); throws at the deadline. Resolves with how long it took, ms.
+ */
+export async function eventually(check: () => Promise<boolean>, timeoutMs: number, what: string | (() => string)): Promise<number> {
+  const start = Date.now();
+  while (Date.now() - start < timeoutMs) {
+    if (await check().catch(() => false)) return Date.now() - start;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`not within ${timeoutMs} ms: ${typeof what === 'string' ? what : what()}`);
+}

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { forkNode } from '../../src/cli/node-process.ts';
-import { exited, stopChild } from '../helpers/processes.ts';
+import { eventually, exited, stopChild } from '../helpers/processes.ts';
 
 const app = fileURLToPath(new URL('../../src/demo/app.ts', import.meta.url));
 const secret = randomBytes(24).toString('base64url');
@@ -52,15 +52,6 @@ async function members(url: string): Promise<Member[]> {
   return ((await res.json()) as { members: Member[] }).members;
 }
 
-/** Polls `check` every 50 ms until it holds; throws at the deadline. */
-async function eventually(check: () => Promise<boolean>, timeoutMs: number, what: string): Promise<number> {
-  const start = Date.now();
-  while (Date.now() - start < timeoutMs) {
-    if (await check().catch(() => false)) return Date.now() - start;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`not within ${timeoutMs} ms: ${what}`);
-}
 
 
 const incr = async (url: string, key: string) => {

@@ -16,7 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { forkNode } from '../../src/cli/node-process.ts';
 import { checkCounters, History, servedAgain } from '../helpers/history.ts';
-import { exited, stopChild } from '../helpers/processes.ts';
+import { eventually, exited, stopChild } from '../helpers/processes.ts';
 import { rng as seeded } from './model.ts';
 
 const app = fileURLToPath(new URL('../../src/demo/app.ts', import.meta.url));
@@ -68,15 +68,6 @@ async function startNode(id: number, seeds: string[], port = 0): Promise<Started
 }
 
 
-/** Polls `check` every 50 ms until it holds; throws at the deadline. Returns how long it took, ms. */
-async function eventually(check: () => Promise<boolean>, timeoutMs: number, what: () => string): Promise<number> {
-  const start = Date.now();
-  while (Date.now() - start < timeoutMs) {
-    if (await check().catch(() => false)) return Date.now() - start;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`not within ${timeoutMs} ms: ${what()}`);
-}
 
 type Member = { id: number; status: string };
 async function aliveEverywhere(nodes: Started[]): Promise<boolean> {

@@ -19,7 +19,7 @@ import { forkNode } from '../../src/cli/node-process.ts';
 import { HashRing } from '../../src/cluster/ring.ts';
 import { PartitionTable, partitionOf, PARTITIONS } from '../../src/replication/partition-table.ts';
 import { checkCounters, checkEpochClaims, History, servedAgain, type EpochClaim } from '../helpers/history.ts';
-import { stopChild } from '../helpers/processes.ts';
+import { eventually, stopChild } from '../helpers/processes.ts';
 import { rng as seeded } from './model.ts';
 
 const app = fileURLToPath(new URL('../../src/demo/app.ts', import.meta.url));
@@ -77,15 +77,6 @@ async function startNode(id: number, seeds: string[]): Promise<Started> {
   return { id, child, url: r.url, cluster: r.cluster!, claims, stderr: () => tail };
 }
 
-/** Polls `check` every 50 ms until it holds; throws at the deadline. Returns how long it took, ms. */
-async function eventually(check: () => Promise<boolean>, timeoutMs: number, what: () => string): Promise<number> {
-  const start = Date.now();
-  while (Date.now() - start < timeoutMs) {
-    if (await check().catch(() => false)) return Date.now() - start;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`not within ${timeoutMs} ms: ${what()}`);
-}
 
 const getJson = async <T>(url: string): Promise<T> => (await (await fetch(url)).json()) as T;
 
