@@ -16,6 +16,7 @@ export default defineConfig({
       'test/supervisor/restart-window.test.ts',
       'test/supervisor/jump-hash.test.ts',
       'test/cluster/ring.test.ts',
+      'test/cluster/membership-mutants.test.ts',
       'test/cluster/membership.test.ts',
       'test/transport/frame-codec.test.ts',
       'test/cluster/handshake.test.ts',

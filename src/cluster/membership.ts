@@ -256,7 +256,9 @@ export function createMembershipState(options: MembershipStateOptions, now: numb
     }
     if (m.id === self.id) continue;
     const status = m.status ?? 'alive';
-    if (!(status in STATUS_RANK)) throw invalidOption(`options.members[${i}].status`, 'must be alive, suspect, down or left', status);
+    // Own keys only: `in` would also accept Object.prototype's names ('toString'…), as the wire's
+    // parseUpdate already refuses.
+    if (typeof status !== 'string' || !Object.hasOwn(STATUS_RANK, status)) throw invalidOption(`options.members[${i}].status`, 'must be alive, suspect, down or left', status);
     const inc = m.incarnation ?? 0;
     if (!isIncarnation(inc)) throw invalidOption(`options.members[${i}].incarnation`, 'must be a non-negative integer', inc);
     // A restored suspicion restarts its clock: we cannot know how old it is.
