@@ -308,6 +308,11 @@ describe('createMembershipState', () => {
       message: 'options.members[0].status must be alive, suspect, down or left (got "zombie")',
     },
     {
+      name: 'member status in an array',
+      options: { self, members: [{ id: 2, address: 'mem:2', status: ['alive'] }] },
+      message: 'options.members[0].status must be alive, suspect, down or left (got an array)',
+    },
+    {
       name: 'member incarnation negative',
       options: {
         self,
