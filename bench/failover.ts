@@ -43,7 +43,6 @@
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { Agent, request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -52,6 +51,7 @@ import { downBound, LAN_PROFILE } from '../src/cluster/membership-profiles.ts';
 import { partitionOf } from '../src/replication/partition-table.ts';
 import { checkCounters, History, type Outcome } from '../test/helpers/history.ts';
 import { check, fixed, machineLine, main, now, percentile, printResult, repoRoot, row, sleep } from './lib.ts';
+import { CallError, CounterGateway } from '../test/helpers/counter-gateway.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -102,65 +102,20 @@ const dataRoot = mkdtempSync(join(tmpdir(), 'troupe-bench-failover-'));
 
 // ── HTTP client ─────────────────────────────────────────────────────────────────────────────
 
-/** An error of one HTTP call: the troupe error code, the socket's (ECONNREFUSED …), or ETIMEDOUT. */
-class CallError extends Error {
-  constructor(
-    readonly code: string,
-    message: string,
-  ) {
-    super(message);
-  }
-}
+/** The gateways' connection pools, closed at the end (one socket per polled key in flight: a `get` queued behind another would be timed late). */
+const openGateways: CounterGateway[] = [];
+type Gateway = CounterGateway;
+const gatewayTo = (url: string): Gateway => {
+  const g = new CounterGateway(url, { maxSockets: 256, timeoutMs: CLIENT_TIMEOUT_MS });
+  openGateways.push(g);
+  return g;
+};
 
-const agents: Agent[] = [];
-
-/** One gateway as a client sees it: a keep-alive pool to its URL. */
-class Gateway {
-  // One socket per polled key in flight: a `get` queued behind another would be timed late.
-  private readonly agent = new Agent({ keepAlive: true, maxSockets: 256 });
-  constructor(readonly url: string) {
-    agents.push(this.agent);
-  }
-
-  /** POST /actors/counter/:key/:command; resolves with the reply's `n`, rejects with a CallError. */
-  call(key: string, command: 'incr' | 'get', askTimeoutMs?: number): Promise<number> {
-    const body = command === 'incr' ? '{"by":1}' : '';
-    return new Promise((resolve, reject) => {
-      const req = request(`${this.url}/actors/counter/${key}/${command}`, {
-        method: 'POST',
-        agent: this.agent,
-        headers: {
-          'content-type': 'application/json',
-          'content-length': Buffer.byteLength(body),
-          ...(askTimeoutMs !== undefined && { 'x-timeout-ms': String(askTimeoutMs) }),
-        },
-      });
-      req.setTimeout(CLIENT_TIMEOUT_MS, () => req.destroy(new CallError('ETIMEDOUT', `no answer within ${CLIENT_TIMEOUT_MS} ms`)));
-      req.on('error', (e: NodeJS.ErrnoException) => reject(e instanceof CallError ? e : new CallError(e.code ?? 'ECONNERROR', e.message)));
-      req.on('response', (res) => {
-        let text = '';
-        res.setEncoding('utf8');
-        res.on('data', (d: string) => (text += d));
-        res.on('error', (e: NodeJS.ErrnoException) => reject(new CallError(e.code ?? 'ECONNERROR', e.message)));
-        res.on('end', () => {
-          try {
-            const json = JSON.parse(text) as { n?: number; error?: { code: string; message: string } };
-            if (res.statusCode === 200 && typeof json.n === 'number') return resolve(json.n);
-            reject(new CallError(json.error?.code ?? `HTTP_${res.statusCode}`, json.error?.message ?? text));
-          } catch {
-            reject(new CallError(`HTTP_${res.statusCode}`, text));
-          }
-        });
-      });
-      req.end(body);
-    });
-  }
-
-  async json<T>(path: string): Promise<T> {
-    const res = await fetch(this.url + path, { signal: AbortSignal.timeout(2_000) });
-    if (!res.ok) throw new Error(`GET ${this.url}${path}: ${res.status}`);
-    return (await res.json()) as T;
-  }
+/** GET `path` on a gateway's node as JSON (2 s bound). */
+async function getJson<T>(gateway: Gateway, path: string): Promise<T> {
+  const res = await fetch(gateway.url + path, { signal: AbortSignal.timeout(2_000) });
+  if (!res.ok) throw new Error(`GET ${gateway.url}${path}: ${res.status}`);
+  return (await res.json()) as T;
 }
 
 // ── The cluster ─────────────────────────────────────────────────────────────────────────────
@@ -205,7 +160,7 @@ async function startNode(id: number, seeds: string[], port = 0): Promise<Node> {
     id,
     child,
     pid: child.pid!,
-    gateway: new Gateway(m.url),
+    gateway: gatewayTo(m.url),
     cluster: m.cluster!,
     port: Number(m.cluster!.split(':').pop()),
     stderr: () => tail,
@@ -241,11 +196,11 @@ async function stopAll(): Promise<void> {
 type Member = { id: number; status: string };
 type PartitionView = { p: number; role: string; ready: boolean };
 
-const membersOf = async (n: Node) => (await n.gateway.json<{ members: Member[] }>('/cluster/members')).members;
+const membersOf = async (n: Node) => (await getJson<{ members: Member[] }>(n.gateway, '/cluster/members')).members;
 
 /** Partitions `n` serves as an established primary of the proposed set. */
 async function ledBy(n: Node): Promise<Set<number>> {
-  const { partitions } = await n.gateway.json<{ partitions: PartitionView[] }>('/cluster/partitions');
+  const { partitions } = await getJson<{ partitions: PartitionView[] }>(n.gateway, '/cluster/partitions');
   return new Set(partitions.filter((c) => c.role === 'primary' && c.ready).map((c) => c.p));
 }
 
@@ -573,7 +528,7 @@ main(async () => {
     }
   } finally {
     await stopAll();
-    for (const a of agents) a.destroy();
+    for (const g of openGateways) g.destroy();
     rmSync(dataRoot, { recursive: true, force: true });
   }
 

@@ -84,6 +84,8 @@ export interface RouterStats {
 export class ClusterRouter implements MessageRouter {
   private ring: HashRing;
   private table: PartitionTable;
+  /** The ring's members by id: a partition's primary is an id, a request needs its address. */
+  private byId: Map<number, RingMember>;
   private epoch = 0;
   private readonly self: PeerIdentity;
   private readonly pending = new Map<number, RemoteAskState>();
@@ -99,6 +101,7 @@ export class ClusterRouter implements MessageRouter {
     this.defaultAskTimeoutMs = o.defaultAskTimeoutMs ?? 5_000;
     this.ring = this.buildRing();
     this.table = new PartitionTable(this.ring);
+    this.byId = new Map(this.ring.members.map((m) => [m.id, m]));
     o.transport.onMessage((from, payload, lane) => {
       if (lane === 'actor') this.onPayload(from, payload);
     });
@@ -324,6 +327,7 @@ export class ClusterRouter implements MessageRouter {
   private membershipChanged(): void {
     this.ring = this.buildRing();
     this.table = new PartitionTable(this.ring);
+    this.byId = new Map(this.ring.members.map((m) => [m.id, m]));
     this.o.onRing?.(this.ring);
     this.o.log.info({ epoch: this.epoch, members: this.ring.members.map((m) => m.id) }, 'ring changed');
     this.o.local.placement?.(this.ring.members, this.self.id);
@@ -374,7 +378,7 @@ export class ClusterRouter implements MessageRouter {
   private safeOwner(key: string): RingMember | undefined {
     if (this.ring.size === 0) return undefined;
     const id = this.table.primaryOf(partitionOf(key, this.table.partitions));
-    return this.ring.members.find((m) => m.id === id);
+    return id === undefined ? undefined : this.byId.get(id);
   }
 
   private settle(p: RemoteAskState, ok: boolean, value: unknown): void {

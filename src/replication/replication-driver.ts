@@ -13,6 +13,7 @@ import {
   truncateHistory,
   ZERO_EPOCH,
   type Epoch,
+  type EpochHistory,
   type EpochStart,
   type Position,
   type ReplicaSet,
@@ -213,15 +214,14 @@ export interface ReplicationStats {
  * Replicated partition logs on one node: the driver around the pure reducers (replica.ts,
  * candidate.ts, primary.ts), as membership-driver.ts is around membership.ts. It is the node's
  * `Journal`: worker threads read and write actors through it (`{ type: 'node' }`), so an actor's
- * write is acknowledged only once W replicas of its partition committed it and this node
- * applied it.
+ * write is acknowledged only once W replicas of its partition committed it.
  *
  * ```
  *   worker writeMany ─► group by partition ─► one entry per partition per microtask
- *        ─► persist locally ∥ ship Append to the set ─► W Appended ─► commit ─► apply to actor
- *           tables ─► the writes resolve (their replies leave the worker)
+ *        ─► persist locally ∥ ship Append to the set ─► W Appended ─► commit ─► the writes
+ *           resolve (their replies leave the worker) ─► applied to the actor tables after
  *   worker read ─► partition ready? (else fence: Prepare → q promises → fetch → start entry)
- *        ─► actor tables
+ *        ─► actor tables, once they hold everything committed
  * ```
  *
  * Fencing is lazy: a partition's proposed primary runs the fence on the partition's first read
@@ -403,9 +403,7 @@ export class ReplicationDriver implements Journal {
       this.clearTimers(cell);
       this.rejectWaiters(cell, stopped);
       this.failPending(cell, stopped);
-      const applyWaiters = cell.applyWaiters;
-      cell.applyWaiters = [];
-      for (const w of applyWaiters) w.reject(stopped);
+      this.rejectApplyWaiters(cell, stopped);
     }
     await Promise.allSettled([...this.cells.values()].map((c) => c.lastPersist));
   }
@@ -456,10 +454,15 @@ export class ReplicationDriver implements Journal {
     cell.replica = { ...cell.replica, last: { epoch: primary.epoch, seq } };
     this.remember(cell, entry);
     cell.pending.push({ seq, settle: batch.settle });
+    this.appendOwn(cell, entry);
+  }
+
+  /** The primary's own entry: persisted while it ships (raft's parallel write), durable → counted. */
+  private appendOwn(cell: Cell, entry: LogEntry, history?: EpochHistory): void {
     const persisted = this.persist(cell, { entries: [entry] });
-    this.stepPrimary(cell, { type: 'wrote', last: seq });
+    this.stepPrimary(cell, { type: 'wrote', last: entry.seq, ...(history && { history }) });
     persisted.then(
-      () => this.stepPrimary(cell, { type: 'durable', seq }),
+      () => this.stepPrimary(cell, { type: 'durable', seq: entry.seq }),
       (e: unknown) => this.depose(cell, `local write failed: ${(e as Error).message}`, e as Error),
     );
   }
@@ -567,9 +570,14 @@ export class ReplicationDriver implements Journal {
     this.candidateEffects(cell, step.effects);
   }
 
+  private clearFenceTimer(cell: Cell): void {
+    if (cell.fenceTimer !== undefined) this.clock.clearTimeout(cell.fenceTimer);
+    cell.fenceTimer = undefined;
+  }
+
   /** A fence that hears nothing for `fenceTimeoutMs` gives up (a fetch re-arms it per page). */
   private armFenceTimer(cell: Cell): void {
-    if (cell.fenceTimer !== undefined) this.clock.clearTimeout(cell.fenceTimer);
+    this.clearFenceTimer(cell);
     cell.fenceTimer = this.clock.setTimeout(() => {
       cell.fenceTimer = undefined;
       if (cell.fetch !== undefined) return this.abandonFence(cell, `fetch from node ${cell.fetch.source} timed out`, true);
@@ -617,8 +625,7 @@ export class ReplicationDriver implements Journal {
 
   /** Step 5: the epoch's start entry; the candidate serves once it commits on W of every set. */
   private writeStart(cell: Cell, start: EpochStart, known: ReadonlyMap<number, number>): void {
-    if (cell.fenceTimer !== undefined) this.clock.clearTimeout(cell.fenceTimer);
-    cell.fenceTimer = undefined;
+    this.clearFenceTimer(cell);
     const seq = start.startSeq;
     const entry: LogEntry = { seq, epoch: start.epoch, start };
     const history = [...cell.replica.history, start];
@@ -647,19 +654,13 @@ export class ReplicationDriver implements Journal {
     const now = this.clock.now();
     for (const m of cell.primary.matched.keys()) cell.progress.set(m, now);
     this.log.debug({ p: cell.p, epoch: start.epoch, startSeq: seq, sets: start.sets }, `partition ${cell.p}: start entry of epoch ${fmt(start.epoch)} written`);
-    const persisted = this.persist(cell, { entries: [entry] });
-    this.stepPrimary(cell, { type: 'wrote', last: seq, history });
-    persisted.then(
-      () => this.stepPrimary(cell, { type: 'durable', seq }),
-      (e: unknown) => this.depose(cell, `local write failed: ${(e as Error).message}`, e as Error),
-    );
+    this.appendOwn(cell, entry, history);
   }
 
   private abandonFence(cell: Cell, why: string, retry = false): void {
     if (cell.role !== 'candidate') return;
     this.counters.failedFences++;
-    if (cell.fenceTimer !== undefined) this.clock.clearTimeout(cell.fenceTimer);
-    cell.fenceTimer = undefined;
+    this.clearFenceTimer(cell);
     cell.fetch = undefined;
     cell.candidate = undefined;
     cell.role = 'idle';
@@ -896,9 +897,7 @@ export class ReplicationDriver implements Journal {
       },
       (e: unknown) => {
         cell.applying = false;
-        const waiters = cell.applyWaiters;
-        cell.applyWaiters = [];
-        for (const w of waiters) w.reject(e as Error);
+        this.rejectApplyWaiters(cell, e as Error);
         this.log.error({ p: cell.p, err: e }, `partition ${cell.p}: cannot apply committed entries`);
         if (cell.role === 'primary') this.depose(cell, 'apply failed', e as Error);
       },
@@ -916,6 +915,12 @@ export class ReplicationDriver implements Journal {
       }
       this.scheduleApply(cell);
     });
+  }
+
+  private rejectApplyWaiters(cell: Cell, e: Error): void {
+    const waiters = cell.applyWaiters;
+    cell.applyWaiters = [];
+    for (const w of waiters) w.reject(e);
   }
 
   private releaseApplyWaiters(cell: Cell): void {
@@ -1155,8 +1160,7 @@ export class ReplicationDriver implements Journal {
    */
   private install(cell: Cell, image: Incoming): Promise<boolean> {
     cell.held = [];
-    const r = cell.replica;
-    const meta: PartitionMeta = { promised: r.promised, history: r.history, last: r.last, commit: r.commit, applied: cell.applied, clean: r.clean };
+    const meta = metaOf(cell);
     const snap: PartitionSnapshot = { base: image.base, history: image.history, actors: image.actors };
     const done = cell.lastPersist.then(() => this.store.install(cell.p, snap, meta));
     cell.lastPersist = done.then(
@@ -1201,9 +1205,7 @@ export class ReplicationDriver implements Journal {
 
   /** Queues a change of the partition's store with its current state; sends wait for it. */
   private persist(cell: Cell, change: { truncateAfter?: number; entries?: readonly LogEntry[] }): Promise<void> {
-    const r = cell.replica;
-    const meta: PartitionMeta = { promised: r.promised, history: r.history, last: r.last, commit: r.commit, applied: cell.applied, clean: r.clean };
-    const done = this.store.persist(cell.p, { ...change, meta });
+    const done = this.store.persist(cell.p, { ...change, meta: metaOf(cell) });
     // A failed change fails its own step; later sends must not wait forever on it.
     cell.lastPersist = done.catch(() => undefined);
     return done;
@@ -1284,6 +1286,12 @@ export class ReplicationDriver implements Journal {
     if (cell.applyTimer !== undefined) this.clock.clearTimeout(cell.applyTimer);
     cell.fenceTimer = cell.retryTimer = cell.applyTimer = undefined;
   }
+}
+
+/** What the store keeps of a partition: the replica's state (`applied` is the store's own). */
+function metaOf(cell: Cell): PartitionMeta {
+  const r = cell.replica;
+  return { promised: r.promised, history: r.history, last: r.last, commit: r.commit, applied: cell.applied, clean: r.clean };
 }
 
 function fmt(e: Epoch): string {

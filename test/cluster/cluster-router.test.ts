@@ -10,6 +10,7 @@ import { MembershipDriver } from '../../src/cluster/membership-driver.ts';
 import { MemoryNetwork } from '../../src/cluster/memory-network.ts';
 import { MAX_HOPS } from '../../src/cluster/remote-protocol.ts';
 import { HashRing } from '../../src/cluster/ring.ts';
+import { troupeError } from '../../src/core/errors.ts';
 import { PartitionTable, partitionOf } from '../../src/replication/partition-table.ts';
 import { SimulatedClock } from '../../src/core/clock.ts';
 import { isTroupeError } from '../../src/core/errors.ts';
@@ -21,9 +22,15 @@ const addressOf = (id: number) => `mem:${id}`;
 class RecordingActors implements LocalActors {
   readonly asks: string[] = [];
   readonly tells: string[] = [];
+  /** Asks to refuse with ERR_NOT_PRIMARY (nothing applied) before serving, as a fencing partition does. */
+  refuseNotPrimary = 0;
   constructor(private readonly id: number) {}
   askRaw(kind: string, key: string, command: string): Promise<unknown> {
     this.asks.push(`${kind}/${key}/${command}`);
+    if (this.refuseNotPrimary > 0) {
+      this.refuseNotPrimary--;
+      return Promise.reject(troupeError('ERR_NOT_PRIMARY', `node ${this.id} is not the primary yet`));
+    }
     return Promise.resolve({ servedBy: this.id });
   }
   tell(kind: string, key: string, message: AnyMessage): void {
@@ -111,6 +118,23 @@ function chainKey(): string {
 
 let world: RouterWorld;
 afterEach(() => world?.stop());
+
+describe('ClusterRouter: ERR_NOT_PRIMARY', () => {
+  it('is resent (nothing was applied) until the primary serves it, within the ask deadline', async () => {
+    world = new RouterWorld();
+    world.add(1, [2]);
+    world.add(2, [1]);
+    const key = Array.from({ length: 100 }, (_, i) => `np-${i}`).find((k) => world.node(1).router.ownerOf(k).id === 2)!;
+    world.node(2).local.refuseNotPrimary = 3;
+    const r = await world.settle(world.node(1).router.ask('counter', key, { command: 'get' }));
+    expect(r).toMatchObject({ ok: true, value: { servedBy: 2 } });
+    expect(world.node(2).local.asks).toHaveLength(4);
+    // Past the deadline the refusal reaches the caller, named.
+    world.node(2).local.refuseNotPrimary = 1_000;
+    const late = await world.settle(world.node(1).router.ask('counter', key, { command: 'get' }, { timeoutMs: 200 }));
+    expect(late).toMatchObject({ ok: false, error: { code: 'ERR_NOT_PRIMARY' } });
+  });
+});
 
 describe('ClusterRouter: rings that disagree', () => {
   const key = chainKey();

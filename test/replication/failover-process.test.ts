@@ -8,7 +8,6 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { Agent, request } from 'node:http';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,6 +17,7 @@ import { forkNode } from '../../src/cli/node-process.ts';
 import { checkCounters, History, servedAgain } from '../helpers/history.ts';
 import { eventually, exited, stopChild } from '../helpers/processes.ts';
 import { rng as seeded } from './model.ts';
+import { CallError, CounterGateway } from '../helpers/counter-gateway.ts';
 
 const app = fileURLToPath(new URL('../../src/demo/app.ts', import.meta.url));
 const secret = randomBytes(24).toString('base64url');
@@ -49,7 +49,14 @@ interface Started {
 }
 
 const children: ChildProcess[] = [];
-const agents: Agent[] = [];
+/** The gateways' connection pools, closed at the end. */
+const openGateways: CounterGateway[] = [];
+type Gateway = CounterGateway;
+const gatewayTo = (url: string): Gateway => {
+  const g = new CounterGateway(url, { maxSockets: CLIENTS, timeoutMs: CLIENT_TIMEOUT_MS });
+  openGateways.push(g);
+  return g;
+};
 
 /** Starts `troupe start` with one worker; resolves when it reports ready over IPC. */
 async function startNode(id: number, seeds: string[], port = 0): Promise<Started> {
@@ -67,8 +74,6 @@ async function startNode(id: number, seeds: string[], port = 0): Promise<Started
   return { id, child, url: r.url, cluster: r.cluster!, stderr: () => tail };
 }
 
-
-
 type Member = { id: number; status: string };
 async function aliveEverywhere(nodes: Started[]): Promise<boolean> {
   const views = await Promise.all(
@@ -76,59 +81,6 @@ async function aliveEverywhere(nodes: Started[]): Promise<boolean> {
   );
   return views.every((ms) => ms.filter((m) => m.status === 'alive').length === nodes.length);
 }
-
-/** An error of one HTTP call: the troupe error code, or the socket's (ECONNREFUSED, ECONNRESET), or ETIMEDOUT. */
-class CallError extends Error {
-  constructor(
-    readonly code: string,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
-/** One gateway as a client sees it: a keep-alive connection pool to its URL. */
-class Gateway {
-  readonly agent = new Agent({ keepAlive: true, maxSockets: CLIENTS });
-  constructor(readonly url: string) {
-    agents.push(this.agent);
-  }
-
-  /** POST /actors/counter/:key/:command; resolves with the reply's `n`, rejects with a CallError. `askTimeoutMs` sets x-timeout-ms. */
-  call(key: string, command: 'incr' | 'get', askTimeoutMs?: number): Promise<number> {
-    const body = command === 'incr' ? '{"by":1}' : '';
-    return new Promise((resolve, reject) => {
-      const req = request(`${this.url}/actors/counter/${key}/${command}`, {
-        method: 'POST',
-        agent: this.agent,
-        headers: {
-          'content-type': 'application/json',
-          'content-length': Buffer.byteLength(body),
-          ...(askTimeoutMs !== undefined && { 'x-timeout-ms': String(askTimeoutMs) }),
-        },
-      });
-      req.setTimeout(CLIENT_TIMEOUT_MS, () => req.destroy(new CallError('ETIMEDOUT', `no answer within ${CLIENT_TIMEOUT_MS} ms`)));
-      req.on('error', (e: NodeJS.ErrnoException) => reject(e instanceof CallError ? e : new CallError(e.code ?? 'ECONNERROR', e.message)));
-      req.on('response', (res) => {
-        let text = '';
-        res.setEncoding('utf8');
-        res.on('data', (d: string) => (text += d));
-        res.on('error', (e: NodeJS.ErrnoException) => reject(new CallError(e.code ?? 'ECONNERROR', e.message)));
-        res.on('end', () => {
-          try {
-            const json = JSON.parse(text) as { n?: number; error?: { code: string; message: string } };
-            if (res.statusCode === 200 && typeof json.n === 'number') return resolve(json.n);
-            reject(new CallError(json.error?.code ?? `HTTP_${res.statusCode}`, json.error?.message ?? text));
-          } catch {
-            reject(new CallError(`HTTP_${res.statusCode}`, text));
-          }
-        });
-      });
-      req.end(body);
-    });
-  }
-}
-
 
 /**
  * CLIENTS concurrent clients, each incrementing random keys through the gateways in turn and
@@ -207,7 +159,10 @@ async function readAll(gateway: Gateway, timeoutMs: number): Promise<Map<string,
       return finals.size === KEYS.length;
     },
     timeoutMs,
-    () => `keys not served through ${gateway.url}: ${KEYS.filter((k) => !finals.has(k)).map((k) => `${k} (${lastError.get(k)})`).join(', ')}`,
+    () =>
+      `keys not served through ${gateway.url}: ${KEYS.filter((k) => !finals.has(k))
+        .map((k) => `${k} (${lastError.get(k)})`)
+        .join(', ')}`,
   );
   return finals;
 }
@@ -237,11 +192,15 @@ describe('replicated logs across three processes: SIGKILL under load, then resta
   beforeAll(async () => {
     nodes.push(await startNode(1, []));
     nodes.push(...(await Promise.all([startNode(2, [nodes[0]!.cluster]), startNode(3, [nodes[0]!.cluster])])));
-    await eventually(() => aliveEverywhere(nodes), 15_000, () => 'all three nodes see three alive members');
+    await eventually(
+      () => aliveEverywhere(nodes),
+      15_000,
+      () => 'all three nodes see three alive members',
+    );
   }, 45_000);
 
   afterAll(async () => {
-    for (const a of agents) a.destroy();
+    for (const g of openGateways) g.destroy();
     // Every process this file started, by its handle, even if a test failed half way; each one
     // has exited before its data directory is deleted.
     await Promise.all(children.map(stopChild));
@@ -249,7 +208,7 @@ describe('replicated logs across three processes: SIGKILL under load, then resta
   }, 20_000);
 
   it('SIGKILL of one node during 8 clients’ increments over 100 keys: no acknowledged increment lost, every key served again', async () => {
-    const gateways = nodes.map((n) => new Gateway(n.url));
+    const gateways = nodes.map((n) => gatewayTo(n.url));
     const waiters: Array<() => void> = [];
     const load = runLoad(gateways, history, () => {
       for (const w of [...waiters]) w();
@@ -258,7 +217,12 @@ describe('replicated logs across three processes: SIGKILL under load, then resta
     let killedAt = 0;
     let ackedAtKill = 0;
     try {
-      await whenHistory(waiters, () => acked() >= ACKED_BEFORE_KILL, 20_000, () => `only ${acked()} increments acknowledged before the kill`);
+      await whenHistory(
+        waiters,
+        () => acked() >= ACKED_BEFORE_KILL,
+        20_000,
+        () => `only ${acked()} increments acknowledged before the kill`,
+      );
       const victim = nodes[victimIndex]!;
       ackedAtKill = acked();
       killedAt = Date.now();
@@ -301,12 +265,16 @@ describe('replicated logs across three processes: SIGKILL under load, then resta
     // Same id, data directory and node-to-node address, as an operator restarting it would.
     const again = await startNode(victim.id, [nodes[0]!.cluster], port);
     nodes[victimIndex] = again;
-    await eventually(() => aliveEverywhere(nodes), 15_000, () => `node ${victim.id} alive again on every node`);
+    await eventually(
+      () => aliveEverywhere(nodes),
+      15_000,
+      () => `node ${victim.id} alive again on every node`,
+    );
 
     // Partitions it led move back to it: it must fence and catch up, never serve its old copy.
-    const restarted = new Gateway(again.url);
+    const restarted = gatewayTo(again.url);
     const viaRestarted = await readAll(restarted, 15_000);
-    const viaSurvivor = await readAll(new Gateway(nodes[0]!.url), 5_000);
+    const viaSurvivor = await readAll(gatewayTo(nodes[0]!.url), 5_000);
     expect(violationsOf(history, viaRestarted)).toEqual([]);
     const behind = KEYS.filter((k) => viaRestarted.get(k) !== viaSurvivor.get(k) || viaRestarted.get(k)! < finals.get(k)!);
     expect(
@@ -328,7 +296,9 @@ describe('replicated logs across three processes: SIGKILL under load, then resta
         ),
       ),
     );
-    expect(KEYS.filter((k) => next.get(k) !== viaRestarted.get(k)! + 1).map((k) => `${k}: ${next.get(k)} after ${viaRestarted.get(k)}`)).toEqual([]);
-    expect(violationsOf(history, await readAll(new Gateway(nodes[1]!.url), 5_000))).toEqual([]);
+    expect(
+      KEYS.filter((k) => next.get(k) !== viaRestarted.get(k)! + 1).map((k) => `${k}: ${next.get(k)} after ${viaRestarted.get(k)}`),
+    ).toEqual([]);
+    expect(violationsOf(history, await readAll(gatewayTo(nodes[1]!.url), 5_000))).toEqual([]);
   }, 45_000);
 });

@@ -9,7 +9,6 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { Agent, request } from 'node:http';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,6 +20,7 @@ import { PartitionTable, partitionOf, PARTITIONS } from '../../src/replication/p
 import { checkCounters, checkEpochClaims, History, servedAgain, type EpochClaim } from '../helpers/history.ts';
 import { eventually, stopChild } from '../helpers/processes.ts';
 import { rng as seeded } from './model.ts';
+import { CallError, CounterGateway } from '../helpers/counter-gateway.ts';
 
 const app = fileURLToPath(new URL('../../src/demo/app.ts', import.meta.url));
 const secret = randomBytes(24).toString('base64url');
@@ -48,7 +48,14 @@ interface Started {
 }
 
 const children: ChildProcess[] = [];
-const agents: Agent[] = [];
+/** The gateways' connection pools, closed at the end. */
+const openGateways: CounterGateway[] = [];
+type Gateway = CounterGateway;
+const gatewayTo = (url: string): Gateway => {
+  const g = new CounterGateway(url, { maxSockets: CLIENTS, timeoutMs: CLIENT_TIMEOUT_MS });
+  openGateways.push(g);
+  return g;
+};
 
 /** `troupe start` with one worker and JSON info logs on stdout (read for its epoch claims); resolves when ready. */
 async function startNode(id: number, seeds: string[]): Promise<Started> {
@@ -77,57 +84,11 @@ async function startNode(id: number, seeds: string[]): Promise<Started> {
   return { id, child, url: r.url, cluster: r.cluster!, claims, stderr: () => tail };
 }
 
-
 const getJson = async <T>(url: string): Promise<T> => (await (await fetch(url)).json()) as T;
 
 async function aliveEverywhere(nodes: Started[]): Promise<boolean> {
   const views = await Promise.all(nodes.map((n) => getJson<{ members: Array<{ status: string }> }>(n.url + '/cluster/members')));
   return views.every((v) => v.members.filter((m) => m.status === 'alive').length === nodes.length);
-}
-
-class CallError extends Error {
-  constructor(
-    readonly code: string,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
-/** One gateway as a client sees it: a keep-alive pool; `call` resolves with the reply's `n`. */
-class Gateway {
-  readonly agent = new Agent({ keepAlive: true, maxSockets: CLIENTS });
-  constructor(readonly url: string) {
-    agents.push(this.agent);
-  }
-
-  call(key: string, command: 'incr' | 'get'): Promise<number> {
-    const body = command === 'incr' ? '{"by":1}' : '';
-    return new Promise((resolve, reject) => {
-      const req = request(`${this.url}/actors/counter/${key}/${command}`, {
-        method: 'POST',
-        agent: this.agent,
-        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
-      });
-      req.setTimeout(CLIENT_TIMEOUT_MS, () => req.destroy(new CallError('ETIMEDOUT', `no answer within ${CLIENT_TIMEOUT_MS} ms`)));
-      req.on('error', (e: NodeJS.ErrnoException) => reject(e instanceof CallError ? e : new CallError(e.code ?? 'ECONNERROR', e.message)));
-      req.on('response', (res) => {
-        let text = '';
-        res.setEncoding('utf8');
-        res.on('data', (d: string) => (text += d));
-        res.on('end', () => {
-          try {
-            const json = JSON.parse(text) as { n?: number; error?: { code: string; message: string } };
-            if (res.statusCode === 200 && typeof json.n === 'number') return resolve(json.n);
-            reject(new CallError(json.error?.code ?? `HTTP_${res.statusCode}`, json.error?.message ?? text));
-          } catch {
-            reject(new CallError(`HTTP_${res.statusCode}`, text));
-          }
-        });
-      });
-      req.end(body);
-    });
-  }
 }
 
 /**
@@ -202,7 +163,7 @@ async function readAll(gateway: Gateway, timeoutMs: number): Promise<Map<string,
 const tableOf = (ids: readonly number[]) => new PartitionTable(new HashRing(ids.map((id) => ({ id, address: `node:${id}` }))));
 
 afterAll(async () => {
-  for (const a of agents) a.destroy();
+  for (const g of openGateways) g.destroy();
   // Every process this file started, by its handle; each has exited before its data is deleted.
   await Promise.all(children.map(stopChild));
   rmSync(dataRoot, { recursive: true, force: true });
@@ -219,7 +180,7 @@ describe('a fourth troupe process joins three under load', () => {
     );
 
     const history = new History();
-    const gateways = nodes.map((n) => new Gateway(n.url));
+    const gateways = nodes.map((n) => gatewayTo(n.url));
     const waiters: Array<() => void> = [];
     const load = runLoad(gateways, history, () => [...waiters].forEach((w) => w()));
     const acked = () => history.counts().ok;
@@ -244,7 +205,7 @@ describe('a fourth troupe process joins three under load', () => {
           10_000,
           () => `node ${JOINER} alive on every node`,
         ));
-      gateways.push(new Gateway(nodes[3]!.url));
+      gateways.push(gatewayTo(nodes[3]!.url));
       await whenHistory(
         waiters,
         () => servedAgain(history, joinAt + upIn, KEYS).missing.length === 0 && acked() - ackedAtJoin >= ACKED_AFTER,
