@@ -34,6 +34,7 @@ export default defineConfig({
       'test/replication/partition-table.test.ts',
       'test/replication/reducers.test.ts',
       'test/replication/reducer-edges.test.ts',
+      'test/replication/planted-bugs.test.ts',
     ],
     testTimeout: 30_000,
     hookTimeout: 30_000,
