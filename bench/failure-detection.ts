@@ -18,13 +18,11 @@
  *
  *   node --import tsx bench/failure-detection.ts [--kills 12]     # ~1 min (≈ 4 s per kill)
  */
-import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { forkNode } from '../src/cli/node-process.ts';
 import { downBound, LAN_PROFILE } from '../src/cluster/membership-profiles.ts';
-import { check, fixed, machineLine, main, now, percentile, printResult, repoRoot, row } from './lib.ts';
+import { check, fixed, machineLine, main, now, percentile, printResult, row } from './lib.ts';
+import { exited, startNode, stopAll, type BenchNode, type LogLine } from './node-cluster.ts';
 
 const { values: args } = parseArgs({ options: { kills: { type: 'string', default: '12' } } });
 const KILLS = Number(args.kills);
@@ -35,72 +33,21 @@ const REJOIN_DEADLINE_MS = 30_000;
 const POLL_MS = 20;
 const BOUND_MS = downBound(LAN_PROFILE);
 
-const app = join(repoRoot, 'src/demo/app.ts');
 const secret = randomBytes(32).toString('base64url');
 
-interface Node {
-  id: number;
-  child: ChildProcess;
-  url: string;
-  cluster: string;
-}
-
-/** Every child forked: all are stopped at the end, by pid, and waited for. */
-const forked: ChildProcess[] = [];
 /** `member down` log lines seen, by observer: [member id, wall-clock ms]. */
 const downLines: { observer: number; member: number; time: number }[] = [];
 
-function watchLog(id: number, child: ChildProcess): void {
-  let buf = '';
-  child.stdout!.setEncoding('utf8');
-  child.stdout!.on('data', (d: string) => {
-    buf += d;
-    let nl: number;
-    while ((nl = buf.indexOf('\n')) !== -1) {
-      const line = buf.slice(0, nl);
-      buf = buf.slice(nl + 1);
-      if (!line.includes('"member down"')) continue;
-      const rec = JSON.parse(line) as { member?: number; time?: number };
-      if (typeof rec.member === 'number' && typeof rec.time === 'number')
-        downLines.push({ observer: id, member: rec.member, time: rec.time });
-    }
-  });
-  child.stderr!.resume();
-}
-
-async function startNode(id: number, seed: string | undefined, port = 0): Promise<Node> {
-  const args = ['start', '--id', String(id), '--port', String(port), '--http', '0', '--workers', '1', '--app', app];
-  args.push('--log-level', 'info'); // `member down` is an info line
-  if (seed !== undefined) args.push('--seeds', seed);
-  const { child, ready } = forkNode(args, {
-    cwd: repoRoot,
-    execArgv: [],
-    env: { ...process.env, TROUPE_CLUSTER_SECRET: secret, TROUPE_LOG_FORMAT: 'json' },
-    stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
-  });
-  forked.push(child);
-  watchLog(id, child);
-  const m = await ready;
-  check(typeof m.cluster === 'string', `node ${id}: ready without a cluster address`);
-  return { id, child, url: m.url, cluster: m.cluster! };
-}
-
-function exited(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise((r) => child.once('exit', () => r()));
-}
-
-async function stopAll(): Promise<void> {
-  await Promise.all(
-    forked.map(async (child) => {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      const done = exited(child);
-      child.kill('SIGTERM');
-      const t = setTimeout(() => child.kill('SIGKILL'), 5_000);
-      await done;
-      clearTimeout(t);
-    }),
-  );
+/** Node `id` without a data directory, its `member down` lines (info) recorded in `downLines`. */
+async function startWatched(id: number, seed: string | undefined, port = 0): Promise<BenchNode> {
+  const onLine = (l: LogLine) => {
+    if (l.msg !== 'member down') return;
+    const { member } = l.rec;
+    if (typeof member === 'number' && Number.isFinite(l.time)) downLines.push({ observer: l.node, member, time: l.time });
+  };
+  const node = await startNode({ id, secret, port, ...(seed !== undefined && { seed }), onLine });
+  check(typeof node.cluster === 'string', `node ${id}: ready without a cluster address`);
+  return node;
 }
 
 type Member = { id: number; status: string };
@@ -119,7 +66,7 @@ async function until(ok: () => Promise<boolean> | boolean, deadlineMs: number, w
   throw new Error(`not within ${deadlineMs} ms: ${what}`);
 }
 
-const allAlive = (nodes: Node[]) => async () =>
+const allAlive = (nodes: BenchNode[]) => async () =>
   (await Promise.all(nodes.map((n) => members(n.url)))).every((ms) => ms.filter((m) => m.status === 'alive').length === nodes.length);
 
 main(async () => {
@@ -131,10 +78,10 @@ main(async () => {
     [2, []],
   ]);
   try {
-    const n1 = await startNode(1, undefined);
-    const [n2, n3] = await Promise.all([startNode(2, n1.cluster), startNode(VICTIM, n1.cluster)]);
+    const n1 = await startWatched(1, undefined);
+    const [n2, n3] = await Promise.all([startWatched(2, n1.cluster), startWatched(VICTIM, n1.cluster)]);
     const nodes = [n1, n2, n3];
-    const victimPort = Number(n3.cluster.split(':').pop());
+    const victimPort = Number(n3.cluster!.split(':').pop());
     await until(allAlive(nodes), REJOIN_DEADLINE_MS, 'three alive members everywhere');
 
     for (let k = 1; k <= KILLS; k++) {
@@ -164,7 +111,7 @@ main(async () => {
 
       // Restart with the same id and address; wait until everyone sees three alive members again.
       await exited(victim.child);
-      nodes[2] = await startNode(VICTIM, n1.cluster, victimPort);
+      nodes[2] = await startWatched(VICTIM, n1.cluster, victimPort);
       await until(allAlive(nodes), REJOIN_DEADLINE_MS, `kill ${k}: node ${VICTIM} alive again everywhere`);
     }
   } finally {

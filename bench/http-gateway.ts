@@ -18,25 +18,26 @@
  *
  *   npm run build && node --import tsx bench/http-gateway.ts [--seconds 9] [--rounds 3] [--compare-source] [--durable [--durability commit]]
  */
-import autocannon from 'autocannon';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import {
-  cpuSecondsOf,
-  cpuSecondsOfMainThread,
+  cleanLoad,
+  counterRequests,
   fixed,
   int,
   loadFigures,
-  type LoadSummary,
+  type LoadOptions,
+  type LoadTarget,
   machineLine,
   main,
-  median,
-  percentile,
+  measureRound,
+  medianOfRounds,
   printResult,
   row,
   spawnServer,
+  startTroupeServer,
   verdict,
   type ServerChild,
 } from './lib.ts';
@@ -63,43 +64,16 @@ const CONNECTIONS = Number(args.connections);
 const KEYS = 1000;
 const TARGET = 0.6;
 
-interface Target {
-  name: string;
-  server: ServerChild;
-  rounds: Round[];
-}
-
-/** One round's figures; `mainUsPerReq` is the main thread's (event loop's) share of the CPU. */
-type Round = LoadSummary;
-
 /**
  * A node as users run it: the bin, the built package and the built demo app (`npm run build`
  * first); with `fromSource`, the TypeScript sources through tsx instead.
  */
 async function startTroupe(workers: number, dataDir?: string, durability?: string, fromSource = false): Promise<ServerChild> {
-  return spawnServer({
+  return startTroupeServer({
     label: `troupe node (${workers} worker${workers > 1 ? 's' : ''}${dataDir ? ', durable' : ''}${fromSource ? ', sources' : ''})`,
-    ...(fromSource && { env: { ...process.env, TROUPE_SOURCE: '1' } }),
-    args: [
-      'bin/troupe.js',
-      'start',
-      '--app',
-      fromSource ? './src/demo/app.ts' : './dist/demo/app.js',
-      '--http',
-      '0',
-      '--workers',
-      String(workers),
-      '--log-level',
-      'info',
-      ...(dataDir ? ['--data-dir', dataDir] : []),
-      ...(durability ? ['--durability', durability] : []),
-    ],
-    // The node logs one pino line when it is up: {"msg":"node started","http":"http://..."}.
-    listening: (line) => {
-      if (!line.includes('"node started"')) return undefined;
-      return (JSON.parse(line) as { http?: string }).http;
-    },
-    deadlineMs: 20_000,
+    app: fromSource ? './src/demo/app.ts' : './dist/demo/app.js',
+    fromSource,
+    args: ['--workers', String(workers), ...(dataDir ? ['--data-dir', dataDir] : []), ...(durability ? ['--durability', durability] : [])],
   });
 }
 
@@ -112,68 +86,14 @@ async function startRaw(): Promise<ServerChild> {
   });
 }
 
-/** One request per key, cycled by every connection: prebuilt, so the client spends nothing on them. */
-const requests = Array.from({ length: KEYS }, (_, i) => ({
-  method: 'POST' as const,
-  path: `/actors/counter/k${i}/incr`,
-  headers: { 'content-type': 'application/json' },
-  body: '{"by":1}',
-}));
-
-/**
- * Runs autocannon; 2xx response times go to `latencies` (ms, fractional). autocannon's own
- * histogram stores whole milliseconds, too coarse for sub-millisecond loopback latencies.
- */
-async function load(t: Target, seconds: number, what: string, latencies?: number[]): Promise<autocannon.Result> {
-  const statuses = new Map<number, number>();
-  const r = await new Promise<autocannon.Result>((resolve, reject) => {
-    const instance = autocannon({ url: t.server.url, connections: CONNECTIONS, duration: seconds, requests }, (err: unknown, result) =>
-      err ? reject(err instanceof Error ? err : new Error(String(err))) : resolve(result),
-    );
-    instance.on('response', (_client, status, _bytes, ms) => {
-      statuses.set(status, (statuses.get(status) ?? 0) + 1);
-      if (latencies && status >= 200 && status < 300) latencies.push(ms);
-    });
-  });
-  mustBeClean(t, what, r, statuses);
-  return r;
-}
-
-/** A failed request is not throughput: any non-2xx or error fails the run, saying which. */
-function mustBeClean(t: Target, what: string, r: autocannon.Result, statuses: Map<number, number>): void {
-  if (r.non2xx === 0 && r.errors === 0) return;
-  const codes = [...statuses].map(([status, n]) => `${status}×${n}`).join(', ');
-  throw new Error(
-    `${t.name}, ${what}: ${r.non2xx} non-2xx and ${r.errors} errors (${r.timeouts} timeouts) of ${r.requests.total} requests; status codes ${codes}`,
-  );
-}
-
-async function round(t: Target, seconds: number): Promise<Round> {
-  const latencies: number[] = [];
-  const cpu0 = cpuSecondsOf(t.server.pid);
-  const main0 = cpuSecondsOfMainThread(t.server.pid);
-  const r = await load(t, seconds, `round ${t.rounds.length + 1}`, latencies);
-  const cpu = cpuSecondsOf(t.server.pid) - cpu0;
-  const mainCpu = cpuSecondsOfMainThread(t.server.pid) - main0;
-  const done = r['2xx']; // load() has already refused a round with anything else
-  const sorted = Float64Array.from(latencies).sort();
-  return {
-    reqPerSec: done / r.duration,
-    p50: percentile(sorted, 50),
-    p99: percentile(sorted, 99),
-    non2xx: r.non2xx,
-    errors: r.errors,
-    cpuUsPerReq: (cpu * 1e6) / done,
-    mainUsPerReq: (mainCpu * 1e6) / done,
-    cores: cpu / r.duration,
-  };
-}
+const requests = counterRequests(KEYS);
+const roundOf = (seconds: number): LoadOptions => ({ connections: CONNECTIONS, seconds, requests });
 
 main(async () => {
   console.log(
     `http-gateway: autocannon ${CONNECTIONS} connections, POST /actors/counter/<k0..k${KEYS - 1}>/incr {"by":1}, ${ROUNDS} rounds × ${ROUND_SECONDS} s per target (median), ${machineLine()}`,
   );
-  const targets: Target[] = [];
+  const targets: LoadTarget[] = [];
   const cleanup: Array<() => void> = [];
   try {
     targets.push({ name: 'troupe, 1 worker', server: await startTroupe(1), rounds: [] });
@@ -186,28 +106,17 @@ main(async () => {
       targets.push({ name: `troupe, 1 worker, LMDB ${args.durability}`, server: await startTroupe(1, dir, args.durability), rounds: [] });
     }
     // Warm-up: JIT, activation of the 1,000 actors per node, socket pools.
-    for (const t of targets) await load(t, 2, 'warm-up');
+    for (const t of targets) await cleanLoad(t, roundOf(2), 'warm-up');
     for (let r = 0; r < ROUNDS; r++) {
       const order = r % 2 === 0 ? targets : [...targets].reverse();
-      for (const t of order) t.rounds.push(await round(t, ROUND_SECONDS));
+      for (const t of order) t.rounds.push(await measureRound(t, roundOf(ROUND_SECONDS)));
     }
   } finally {
     await Promise.all(targets.map((t) => t.server.stop()));
     for (const c of cleanup) c();
   }
 
-  const summary = targets.map((t) => ({
-    name: t.name,
-    reqPerSec: median(t.rounds.map((x) => x.reqPerSec)),
-    p50: median(t.rounds.map((x) => x.p50)),
-    p99: median(t.rounds.map((x) => x.p99)),
-    non2xx: t.rounds.reduce((a, x) => a + x.non2xx, 0),
-    errors: t.rounds.reduce((a, x) => a + x.errors, 0),
-    cpuUsPerReq: median(t.rounds.map((x) => x.cpuUsPerReq)),
-    mainUsPerReq: median(t.rounds.map((x) => x.mainUsPerReq)),
-    cores: median(t.rounds.map((x) => x.cores)),
-    rounds: t.rounds.map((x) => Math.round(x.reqPerSec)),
-  }));
+  const summary = targets.map((t) => ({ name: t.name, ...medianOfRounds(t.rounds), rounds: t.rounds.map((x) => Math.round(x.reqPerSec)) }));
   const [w1, w2, raw] = summary as [(typeof summary)[0], (typeof summary)[0], (typeof summary)[0]];
   const source = summary.find((s) => s.name.endsWith('sources (tsx)'));
   const durable = summary.find((s) => s.name.includes('LMDB'));

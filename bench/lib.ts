@@ -1,10 +1,13 @@
 /**
- * Helpers shared by the benchmarks: statistics, CPU time of a process, formatting, spawning a
- * server child and waiting for its "listening" line, and the machine-readable `RESULT` line.
+ * Helpers shared by the benchmarks: statistics, CPU time of a process, formatting, option
+ * checks, spawning a server child (a `troupe start` node among them) and waiting for its
+ * "listening" line, autocannon rounds against one server with its CPU per request, and the
+ * machine-readable `RESULT` line.
  *
  * Every benchmark measures its baseline in the same run (interleaved rounds where it can), so a
  * ratio is comparable across machines even when absolute figures are not.
  */
+import autocannon from 'autocannon';
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
 import { loadavg, cpus } from 'node:os';
@@ -153,6 +156,13 @@ export function check(condition: unknown, message: string): asserts condition {
   if (!condition) throw new Error(`check failed: ${message}`);
 }
 
+/** A flag's value as a positive integer; the message names the flag. */
+export function positiveInt(flag: string, v: string | undefined): number {
+  const n = Number(v);
+  if (!Number.isSafeInteger(n) || n < 1) throw new Error(`--${flag} must be a positive integer (got ${JSON.stringify(v)})`);
+  return n;
+}
+
 /** Resolves after the event loop has turned `n` times (lets queued I/O, immediates and ports run). */
 export async function turns(n = 1): Promise<void> {
   for (let i = 0; i < n; i++) await new Promise<void>((r) => setImmediate(r));
@@ -243,6 +253,28 @@ export function spawnServer(o: SpawnServerOptions): Promise<ServerChild> {
   });
 }
 
+export interface TroupeServerOptions {
+  label: string;
+  /** The app module, relative to the repository root (`./dist/demo/app.js`, `./src/demo/app.ts`). */
+  app: string;
+  /** More flags after `start --app <app> --http 0 --log-level info`. */
+  args: string[];
+  /** Run the node from its TypeScript sources through tsx (TROUPE_SOURCE=1) instead of dist/. */
+  fromSource?: boolean;
+  deadlineMs?: number;
+}
+
+/** `bin/troupe.js start` as a child; ready once it logs its one pino line `{"msg":"node started","http":"http://..."}`. */
+export function startTroupeServer(o: TroupeServerOptions): Promise<ServerChild> {
+  return spawnServer({
+    label: o.label,
+    ...(o.fromSource && { env: { ...process.env, TROUPE_SOURCE: '1' } }),
+    args: ['bin/troupe.js', 'start', '--app', o.app, '--http', '0', '--log-level', 'info', ...o.args],
+    listening: (line) => (line.includes('"node started"') ? (JSON.parse(line) as { http?: string }).http : undefined),
+    deadlineMs: o.deadlineMs ?? 20_000,
+  });
+}
+
 /** A Supervisor over the demo app (counter, cart) with an in-memory journal, started. */
 export async function startDemoSupervisor(workers: number): Promise<Supervisor> {
   const s = new Supervisor({
@@ -281,5 +313,92 @@ export function loadFigures(s: LoadSummary) {
     cpuUsPerReq: Number(s.cpuUsPerReq.toFixed(1)),
     mainThreadUsPerReq: Number(s.mainUsPerReq.toFixed(1)),
     serverCores: Number(s.cores.toFixed(2)),
+  };
+}
+
+// ── autocannon rounds against one server ────────────────────────────────────────────────────
+
+/** One POST /actors/counter/k<i>/incr per key, cycled by every connection: prebuilt, so the client spends nothing on them. */
+export function counterRequests(keys: number): autocannon.Request[] {
+  return Array.from({ length: keys }, (_, i) => ({
+    method: 'POST' as const,
+    path: `/actors/counter/k${i}/incr`,
+    headers: { 'content-type': 'application/json' },
+    body: '{"by":1}',
+  }));
+}
+
+/** A server under measurement and the rounds measured so far. */
+export interface LoadTarget {
+  name: string;
+  server: ServerChild;
+  rounds: LoadSummary[];
+}
+
+export interface LoadOptions {
+  connections: number;
+  seconds: number;
+  requests: autocannon.Request[];
+}
+
+/**
+ * Runs autocannon against `t`; 2xx response times go to `latencies` (ms, fractional: autocannon's
+ * own histogram stores whole milliseconds, too coarse for loopback). A failed request is not
+ * throughput: any non-2xx or error fails the run, naming `what` and the status codes seen.
+ */
+export async function cleanLoad(t: LoadTarget, o: LoadOptions, what: string, latencies?: number[]): Promise<autocannon.Result> {
+  const statuses = new Map<number, number>();
+  const r = await new Promise<autocannon.Result>((resolve, reject) => {
+    const instance = autocannon({ url: t.server.url, connections: o.connections, duration: o.seconds, requests: o.requests }, (err: unknown, result) =>
+      err ? reject(err instanceof Error ? err : new Error(String(err))) : resolve(result),
+    );
+    instance.on('response', (_client, status, _bytes, ms) => {
+      statuses.set(status, (statuses.get(status) ?? 0) + 1);
+      if (latencies && status >= 200 && status < 300) latencies.push(ms);
+    });
+  });
+  if (r.non2xx !== 0 || r.errors !== 0) {
+    const codes = [...statuses].map(([status, n]) => `${status}×${n}`).join(', ');
+    throw new Error(
+      `${t.name}, ${what}: ${r.non2xx} non-2xx and ${r.errors} errors (${r.timeouts} timeouts) of ${r.requests.total} requests; status codes ${codes}`,
+    );
+  }
+  return r;
+}
+
+/** One measured round: `cleanLoad`, with the server's CPU (all threads, and its main thread) over it per request. */
+export async function measureRound(t: LoadTarget, o: LoadOptions): Promise<LoadSummary> {
+  const latencies: number[] = [];
+  const cpu0 = cpuSecondsOf(t.server.pid);
+  const main0 = cpuSecondsOfMainThread(t.server.pid);
+  const r = await cleanLoad(t, o, `round ${t.rounds.length + 1}`, latencies);
+  const cpu = cpuSecondsOf(t.server.pid) - cpu0;
+  const mainCpu = cpuSecondsOfMainThread(t.server.pid) - main0;
+  const done = r['2xx']; // cleanLoad has already refused a round with anything else
+  const sorted = Float64Array.from(latencies).sort();
+  return {
+    reqPerSec: done / r.duration,
+    p50: percentile(sorted, 50),
+    p99: percentile(sorted, 99),
+    non2xx: r.non2xx,
+    errors: r.errors,
+    cpuUsPerReq: (cpu * 1e6) / done,
+    mainUsPerReq: (mainCpu * 1e6) / done,
+    cores: cpu / r.duration,
+  };
+}
+
+/** The medians of a target's rounds (non-2xx and errors summed). */
+export function medianOfRounds(rounds: readonly LoadSummary[]): LoadSummary {
+  const m = (f: (x: LoadSummary) => number) => median(rounds.map(f));
+  return {
+    reqPerSec: m((x) => x.reqPerSec),
+    p50: m((x) => x.p50),
+    p99: m((x) => x.p99),
+    non2xx: rounds.reduce((a, x) => a + x.non2xx, 0),
+    errors: rounds.reduce((a, x) => a + x.errors, 0),
+    cpuUsPerReq: m((x) => x.cpuUsPerReq),
+    mainUsPerReq: m((x) => x.mainUsPerReq),
+    cores: m((x) => x.cores),
   };
 }

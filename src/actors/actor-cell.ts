@@ -56,6 +56,11 @@ export class ActorCell {
   timers: Set<TimerHandle> | null = null;
   /** Bumped on every (re)activation; a stale async completion compares it. */
   generation = 0;
+  /** Messages this activation processed, and in the host's current and previous recency window (admin `actors top`). */
+  processed = 0;
+  recent = 0;
+  recentPrev = 0;
+  recentWindow = 0;
   /** Neighbours in the host's least-recently-used list. */
   lruPrev: ActorCell | null = null;
   lruNext: ActorCell | null = null;

@@ -11,7 +11,7 @@ import { decideRestart } from '../supervisor/restart-window.ts';
 import { ActorCell, type HeldReply } from './actor-cell.ts';
 import type { AnyMessage, AskOptions, HandlerContext } from './define-actor.ts';
 import type { Envelope, ReplyChannel, SystemOp } from './envelope.ts';
-import type { ActorRegistry } from './registry.ts';
+import type { ActorKind, ActorRegistry } from './registry.ts';
 import type { MessageRouter } from './actor-ref.ts';
 import { needsFullLog, replay, type Replayed } from './replay.ts';
 import { WritePipeline } from './write-pipeline.ts';
@@ -68,6 +68,61 @@ export interface HostStats {
   evicted: number;
 }
 
+/** One actor as the admin REPL's `inspect` shows it (read-only: a passive actor is not activated). */
+export interface ActorInspection {
+  kind: string;
+  key: string;
+  slot: number;
+  resident: boolean;
+  /** The cell's status when resident ('activating', 'active', 'busy', 'restarting', 'failed'). */
+  status?: string;
+  /** The state in memory when resident, else as the journal rebuilds it; a preview string past `inspectLimits.stateChars`. */
+  state: unknown;
+  /** Approximate state size: characters of its JSON. */
+  stateBytes: number;
+  seq: number;
+  mailbox: number;
+  /** Messages this activation processed; in the last recency windows. */
+  processed: number;
+  recent: number;
+  /** The latest stored events (from the journal), oldest first. */
+  events: Array<{ seq: number; v: number; event: unknown }>;
+}
+
+/** One resident actor in a top-N list. */
+export interface TopActor {
+  kind: string;
+  key: string;
+  /** Messages processed in the last one to two recency windows (see `topLimits.windowMs`). */
+  recent: number;
+  processed: number;
+  mailbox: number;
+  status: string;
+}
+
+/** The busiest and largest actors of one slot, from at most `scanned` of its most recently active. */
+export interface SlotTop {
+  slot: number;
+  resident: number;
+  scanned: number;
+  /** Messages this slot processed, and asks among them, since it started (rates come from two samples). */
+  processed: number;
+  asks: number;
+  busiest: TopActor[];
+  largest: TopActor[];
+}
+
+export const topLimits = {
+  windowMs: 5_000, // recency window: "busiest" counts messages of the current and previous window
+  scan: 20_000, // cells read per slot and call, newest first: busy actors are always near the newest end
+  maxN: 50, // rows per list
+};
+
+export const inspectLimits = {
+  stateChars: 16_384, // a larger state is shown as a preview of this many characters of its JSON
+  events: 10, // latest events shown
+};
+
 class PendingAsk {
   constructor(
     readonly resolve: (v: unknown) => void,
@@ -96,7 +151,11 @@ export class ActorHost implements MessageRouter, ReplyChannel {
   private lruOldest: ActorCell | null = null;
   private lruNewest: ActorCell | null = null;
   private readonly o: Required<Omit<ActorHostOptions, 'outbound' | 'onEscalated'>> & Pick<ActorHostOptions, 'outbound' | 'onEscalated'>;
-  private readonly counters = { processed: 0, restarts: 0, escalations: 0, deadLetters: 0, passivated: 0, evicted: 0 };
+  private readonly counters = { processed: 0, activated: 0, restarts: 0, escalations: 0, deadLetters: 0, passivated: 0, evicted: 0 };
+  /** Asks processed (outside `counters`: stats() keeps its shape). */
+  private asksProcessed = 0;
+  /** Messages in all mailboxes, kept as they come and go: stats() must not walk a million cells to sum them. */
+  private queued = 0;
   private lastDeadLetterLog = -Infinity;
   private ownsKey: (key: string) => boolean = () => true;
   /** The clock read once per drain: turns within a drain share it. */
@@ -134,6 +193,7 @@ export class ActorHost implements MessageRouter, ReplyChannel {
     const cell = this.cellFor(kind, key, env);
     if (!cell) return;
     const overflow = cell.mailbox.enqueue(env);
+    if (overflow === undefined) this.queued++; // else one was refused: the count stands
     if (overflow) this.refuse(kind, key, overflow.refused, overflow.error);
     if (cell.status === 'active') this.schedule(cell);
   }
@@ -157,11 +217,25 @@ export class ActorHost implements MessageRouter, ReplyChannel {
     return n;
   }
 
+  /**
+   * Activates actor (kind, key) now, without a message, unless it is resident already: kinds
+   * defined with `remember: true` come back when this node becomes their partition's primary.
+   * False for an unknown kind or an actor stopped after repeated failures.
+   */
+  wake(kind: string, key: string): boolean {
+    // Resident already, or stopped after repeated failures (it returns on a message after its period).
+    const cell = this.cells.get(kind)?.get(key);
+    if (cell !== undefined) return cell.status !== 'failed';
+    const none: Envelope = { command: '', input: undefined, msgId: undefined, askId: 0, channel: undefined };
+    return this.cellFor(kind, key, none) !== undefined;
+  }
+
   /** Queues a system message (ahead of user messages) for a resident actor. */
   system(kind: string, key: string, op: SystemOp): boolean {
     const cell = this.cells.get(kind)?.get(key);
     if (!cell) return false;
     cell.mailbox.enqueueSystem({ command: '', input: undefined, msgId: undefined, askId: 0, channel: undefined, system: op });
+    this.queued++;
     if (cell.status === 'active') this.schedule(cell);
     return true;
   }
@@ -193,14 +267,69 @@ export class ActorHost implements MessageRouter, ReplyChannel {
     else pending.reject(fromErrorRecord(value as ErrorRecord));
   }
 
+  /**
+   * One actor for the admin REPL, read-only: the resident cell as it is, or — when not resident —
+   * its state as the journal rebuilds it, without activating it. The latest events come from the
+   * journal either way (`readFrom`), so they are the durable ones.
+   */
+  async inspect(kind: string, key: string, lastEvents = inspectLimits.events): Promise<ActorInspection> {
+    const actorKind = this.o.registry.get(kind);
+    if (!actorKind) throw troupeError('ERR_UNKNOWN_KIND', `unknown actor kind '${kind}'`, { kind });
+    const cell = this.cells.get(kind)?.get(key);
+    let state: unknown;
+    let seq: number;
+    if (cell !== undefined) {
+      state = cell.state;
+      seq = cell.seq;
+    } else {
+      const r = replay(actorKind, key, await this.loadHistory(actorKind, key));
+      state = r.state;
+      seq = r.seq;
+    }
+    const n = Math.max(0, Math.min(lastEvents, 100));
+    const events = n === 0 ? [] : await this.o.journal.readFrom(kind, key, Math.max(0, seq - n), n);
+    const json = previewJson(state);
+    return {
+      kind,
+      key,
+      slot: this.o.slot,
+      resident: cell !== undefined,
+      ...(cell !== undefined && { status: cell.status }),
+      state: json.length > inspectLimits.stateChars ? `${json.slice(0, inspectLimits.stateChars)}…` : state,
+      stateBytes: json.length,
+      seq,
+      mailbox: cell?.mailbox.size ?? 0,
+      processed: cell?.processed ?? 0,
+      recent: cell === undefined ? 0 : recentOf(cell, windowOf(this.o.clock.now())),
+      events: events.map((e) => ({ seq: e.seq, v: e.v, event: e.event })),
+    };
+  }
+
+  /**
+   * The busiest (messages in the recency windows) and largest (mailbox depth) resident actors.
+   * Bounded work whatever the resident count: it reads at most `topLimits.scan` cells from the
+   * most recently used end of the LRU list — an actor that processed messages lately was
+   * touched lately — so with a million idle actors the answer still costs a few milliseconds.
+   */
+  top(n: number): SlotTop {
+    const limit = Math.max(1, Math.min(Math.floor(n), topLimits.maxN));
+    const window = windowOf(this.o.clock.now());
+    const busiest: TopActor[] = [];
+    const largest: TopActor[] = [];
+    let scanned = 0;
+    for (let cell = this.lruNewest; cell !== null && scanned < topLimits.scan; cell = cell.lruPrev, scanned++) {
+      const recent = recentOf(cell, window);
+      const mailbox = cell.mailbox.size;
+      if (recent > 0) keepTop(busiest, limit, recent, (a) => a.recent, () => topActor(cell!, recent, mailbox));
+      if (mailbox > 0) keepTop(largest, limit, mailbox, (a) => a.mailbox, () => topActor(cell!, recent, mailbox));
+    }
+    return { slot: this.o.slot, resident: this.resident, scanned, processed: this.counters.processed, asks: this.asksProcessed, busiest, largest };
+  }
+
   stats(): HostStats {
     const byKind: Record<string, number> = {};
-    let queued = 0;
-    for (const [kind, cells] of this.cells) {
-      byKind[kind] = cells.size;
-      for (const c of cells.values()) queued += c.mailbox.size;
-    }
-    return { slot: this.o.slot, resident: this.resident, byKind, queued, pendingAsks: this.asks.size, ...this.counters };
+    for (const [kind, cells] of this.cells) byKind[kind] = cells.size;
+    return { slot: this.o.slot, resident: this.resident, byKind, queued: this.queued, pendingAsks: this.asks.size, ...this.counters };
   }
 
   /** Stops taking messages, waits for in-flight journal writes, refuses what is queued. */
@@ -210,7 +339,7 @@ export class ActorHost implements MessageRouter, ReplyChannel {
     for (const cells of this.cells.values()) {
       for (const cell of cells.values()) {
         this.endTurn(cell);
-        for (const env of cell.mailbox.drain())
+        for (const env of this.drainMailbox(cell))
           this.refuse(cell.kind.kind, cell.key, env, troupeError('ERR_STOPPED', 'actor host stopped'));
         this.cancelTimers(cell);
       }
@@ -270,6 +399,7 @@ export class ActorHost implements MessageRouter, ReplyChannel {
     cell = new ActorCell(actorKind, key, new Mailbox<Envelope>(actorKind.mailbox));
     cells.set(key, cell);
     this.resident++;
+    this.counters.activated++;
     this.touch(cell);
     if (this.resident > this.o.maxResident) this.evict(this.resident - this.o.maxResident);
     this.activate(cell);
@@ -281,7 +411,7 @@ export class ActorHost implements MessageRouter, ReplyChannel {
   private activate(cell: ActorCell): void {
     cell.status = 'activating';
     const generation = ++cell.generation;
-    this.loadHistory(cell).then(
+    this.loadHistory(cell.kind, cell.key).then(
       (history) => {
         if (cell.generation !== generation) return;
         let r: Replayed;
@@ -307,8 +437,7 @@ export class ActorHost implements MessageRouter, ReplyChannel {
   }
 
   /** The actor's history; with a snapshot of an older version, the events under it as well. */
-  private async loadHistory(cell: ActorCell): Promise<ActorHistory> {
-    const { kind, key } = cell;
+  private async loadHistory(kind: ActorKind, key: string): Promise<ActorHistory> {
     const history = await this.o.journal.read(kind.kind, key);
     const upTo = needsFullLog(kind, history);
     if (upTo === undefined) return history;
@@ -325,7 +454,7 @@ export class ActorHost implements MessageRouter, ReplyChannel {
     if (error.code === 'ERR_NOT_PRIMARY' || error.code === 'ERR_PARTITION_UNAVAILABLE' || error.code === 'ERR_STALE_EPOCH')
       this.o.log.debug({ kind: cell.kind.kind, key: cell.key, code: error.code }, 'activation refused by the journal');
     else this.o.log.error({ kind: cell.kind.kind, key: cell.key, err: error }, 'activation failed');
-    for (const env of cell.mailbox.drain()) this.refuse(cell.kind.kind, cell.key, env, error);
+    for (const env of this.drainMailbox(cell)) this.refuse(cell.kind.kind, cell.key, env, error);
     this.remove(cell);
   }
 
@@ -363,9 +492,14 @@ export class ActorHost implements MessageRouter, ReplyChannel {
       if (env === undefined) break;
       n++;
       if (env.system !== undefined) this.runSystem(cell, env.system);
-      else this.process(cell, env);
+      else {
+        if (env.askId !== 0) this.asksProcessed++;
+        this.process(cell, env);
+      }
     }
     this.counters.processed += n;
+    this.queued -= n;
+    if (n > 0) countRecent(cell, n, windowOf(this.now));
     if (cell.status === 'active') {
       this.endTurn(cell);
       if (!cell.mailbox.isEmpty) this.schedule(cell);
@@ -643,7 +777,7 @@ export class ActorHost implements MessageRouter, ReplyChannel {
       },
     );
     this.o.log.error({ kind, key: cell.key, err: reason }, 'restart intensity exceeded; actor stopped');
-    for (const env of cell.mailbox.drain()) this.refuse(kind, cell.key, env, error);
+    for (const env of this.drainMailbox(cell)) this.refuse(kind, cell.key, env, error);
     this.o.onEscalated?.(kind, cell.key, toErrorRecord(error));
   }
 
@@ -692,6 +826,12 @@ export class ActorHost implements MessageRouter, ReplyChannel {
       }
     }
     return n;
+  }
+
+  private drainMailbox(cell: ActorCell): Envelope[] {
+    const all = cell.mailbox.drain();
+    this.queued -= all.length;
+    return all;
   }
 
   private isIdle(cell: ActorCell): boolean {
@@ -885,4 +1025,48 @@ function loggable(e: unknown): unknown {
 
 function errorRecord(code: ErrorRecord['code'], message: string): ErrorRecord {
   return { code, message };
+}
+
+// ── Admin views (inspect, top) ──────────────────────────────────────────────────────────────
+
+function windowOf(now: number): number {
+  return Math.floor(now / topLimits.windowMs);
+}
+
+/** Per-cell recency counters: two windows, so a count never drops to 0 the instant a window turns. */
+function countRecent(cell: ActorCell, n: number, window: number): void {
+  if (cell.recentWindow !== window) {
+    cell.recentPrev = cell.recentWindow === window - 1 ? cell.recent : 0;
+    cell.recent = 0;
+    cell.recentWindow = window;
+  }
+  cell.recent += n;
+  cell.processed += n;
+}
+
+function recentOf(cell: ActorCell, window: number): number {
+  if (cell.recentWindow === window) return cell.recent + cell.recentPrev;
+  return cell.recentWindow === window - 1 ? cell.recent : 0;
+}
+
+function topActor(cell: ActorCell, recent: number, mailbox: number): TopActor {
+  return { kind: cell.kind.kind, key: cell.key, recent, processed: cell.processed, mailbox, status: cell.status };
+}
+
+/** Keeps `list` the `limit` largest by `score`, descending (a short insertion: limit ≤ topLimits.maxN). */
+function keepTop(list: TopActor[], limit: number, score: number, of: (a: TopActor) => number, make: () => TopActor): void {
+  if (list.length === limit && of(list[limit - 1]!) >= score) return;
+  let i = list.length;
+  while (i > 0 && of(list[i - 1]!) < score) i--;
+  list.splice(i, 0, make());
+  if (list.length > limit) list.pop();
+}
+
+/** JSON of a state for the admin REPL; BigInt (in the value domain, not in JSON) as text. */
+function previewJson(state: unknown): string {
+  try {
+    return JSON.stringify(state, (_k, v: unknown) => (typeof v === 'bigint' ? `${v}n` : v)) ?? 'undefined';
+  } catch (e) {
+    return `(not printable: ${errorMessage(e)})`;
+  }
 }

@@ -54,6 +54,26 @@ export interface ActorDefinition<S, E, C extends Commands<S, E>> {
   snapshotEvery?: number;
   mailbox?: Partial<MailboxOptions>;
   restart?: Partial<RestartPolicy>;
+  /**
+   * Replicated clusters: when a node becomes a partition's primary (failover, join, restart),
+   * this kind's actors with state there are activated at once rather than on their next
+   * message (timers, subscriptions and caches come back without a caller). Default false.
+   */
+  remember?: boolean;
+  /**
+   * Replicated clusters: when this kind's replies may leave, if not as the node's durability
+   * says. 'lazy': after the primary's own commit (a primary's death may lose its last writes);
+   * 'replicated': at W copies; 'replicated+flush' needs the node started with it (the store
+   * flushes for the whole node). Ignored by nodes that do not replicate.
+   */
+  durability?: 'replicated' | 'replicated+flush' | 'lazy';
+  /**
+   * Replicated clusters: copies (the primary counted, capped by the replica set) this kind's
+   * writes need before their reply leaves, if not the node's W. A smaller W than the node's
+   * makes every fence of the node stricter: it needs |S| − W + 1 promises for the smallest W
+   * any non-lazy kind uses (writeQuorum 1 with R=3: all three).
+   */
+  writeQuorum?: number;
 }
 
 export type InputOf<C> = C extends CommandSpec<any, any, infer I, any> ? I : never;
@@ -74,9 +94,19 @@ export interface AnyMessage {
 export interface AskOptions {
   /** Reject with ERR_ASK_TIMEOUT after this long, ms (default 5,000). */
   timeoutMs?: number;
+  /**
+   * Read-your-writes (a replicated cluster): a token set from an earlier reply's `onToken` (or
+   * HTTP `troupe-token` header). The ask is served only from state that includes it — after a
+   * failover too — or fails (ERR_TOKEN_LOST when the write it names was lost under `lazy`).
+   * Single nodes hold the only copy and ignore it.
+   */
+  token?: string;
+  /** Receives the reply's token merged into `token`: pass it to the next ask of the session. */
+  onToken?: (token: string) => void;
 }
 
 const KIND_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+const KIND_DURABILITIES: readonly unknown[] = ['replicated', 'replicated+flush', 'lazy'];
 export const ACTOR_DEFINITION = Symbol.for('troupe.actor-definition');
 
 /** What `defineActor` returns: the definition, branded so module loaders can find it. */
@@ -123,6 +153,12 @@ export function defineActor<S, E, C extends Commands<S, E>>(def: ActorDefinition
   positiveInt('version', def.version);
   positiveInt('snapshotEvery', def.snapshotEvery);
   positiveInt('idleTimeoutMs', def.idleTimeoutMs);
+  if (def.remember !== undefined && typeof def.remember !== 'boolean') throw invalidOption(`${def.kind}.remember`, 'must be a boolean', def.remember);
+  if (def.durability !== undefined && !KIND_DURABILITIES.includes(def.durability))
+    throw invalidOption(`${def.kind}.durability`, "must be 'replicated', 'replicated+flush' or 'lazy'", def.durability);
+  positiveInt('writeQuorum', def.writeQuorum);
+  if (def.durability === 'lazy' && def.writeQuorum !== undefined)
+    throw invalidOption(`${def.kind}.writeQuorum`, "has no effect with durability 'lazy' (its replies leave at one copy): drop one of them", def.writeQuorum);
   return Object.assign(Object.create(null) as object, def, { [ACTOR_DEFINITION]: true as const }) as DefinedActor<S, E, C>;
 }
 

@@ -4,6 +4,7 @@
  * reports as invalid is named back as the flag that set it (`options.http.port` → `--http`).
  */
 import { isIP } from 'node:net';
+import { ZONE_PATTERN } from '../cluster/membership.ts';
 import type { TroupeError } from '../core/errors.ts';
 
 /** A bad flag or command: one line on stderr, exit code 2. */
@@ -72,6 +73,12 @@ export function seedsFlag(v: string): string[] {
   });
 }
 
+/** A host or zone label (`--zone`): the pattern membership gossips. */
+export function zoneFlag(v: string): string {
+  if (!ZONE_PATTERN.test(v)) throw new UsageError(`--zone must be 1-64 characters of A-Z a-z 0-9 . _ - (got ${JSON.stringify(v)})`);
+  return v;
+}
+
 /** The flag that sets each node option (`NodeOptions` path → flag). */
 const FLAG_OF: Record<string, string> = {
   'options.id': '--id',
@@ -90,6 +97,7 @@ const FLAG_OF: Record<string, string> = {
   'options.cluster.seeds': '--seeds',
   'options.cluster.profile': '--profile',
   'options.tls.cert': '--tls-cert',
+  'options.zone': '--zone',
 };
 
 /** What the user typed for a flag, to repeat it in a message (`--http 8080: address in use`). */

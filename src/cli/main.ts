@@ -6,6 +6,7 @@
  * naming the flag, and where its help is).
  */
 import { existsSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Command, CommanderError } from 'commander';
@@ -13,6 +14,8 @@ import { isTroupeError } from '../core/errors.ts';
 import { demoApp } from '../demo/location.ts';
 import { JOURNAL_DIR, TroupeNode, type ClusterOptions, type NodeOptions } from '../node/troupe-node.ts';
 import { runCluster } from './cluster-launcher.ts';
+import { replCommand, type ReplFlags } from './repl-command.ts';
+import { drainCommand, type DrainFlags } from './drain-command.ts';
 import {
   addressFlag,
   explainOptionError,
@@ -24,6 +27,7 @@ import {
   portFlag,
   seedsFlag,
   UsageError,
+  zoneFlag,
   type FlagValues,
 } from './flags.ts';
 
@@ -57,6 +61,10 @@ interface NodeFlags {
   writeQuorum?: string;
   maxResident?: string;
   logLevel?: string;
+  zone?: string;
+  adminSocket?: string;
+  adminListen?: string;
+  metrics?: boolean;
 }
 
 interface ClusterFlags {
@@ -102,12 +110,16 @@ function nodeCommand(program: Command, name: 'start' | 'demo', summary: string):
     .option('--data-dir <dir>', 'identity and LMDB journal (<dir>/journal) live here (default: in memory, lost on exit)')
     .option(
       '--durability <d>',
-      'when a reply leaves: replicated (cluster default: committed on W nodes), replicated+flush (W copies on disk), flush (this node\'s disk, single-node default) or commit',
+      'when a reply leaves: replicated (cluster default: committed on W nodes), replicated+flush (W copies on disk), lazy (after this node\'s commit; a death may lose its last unreplicated writes), flush (this node\'s disk, single-node default) or commit',
     )
     .option('--replicas <n>', 'in a cluster: copies of each partition, the primary counted, 1..7 (default 3)')
     .option('--write-quorum <n>', 'in a cluster: copies committed before a reply, 1..7 (default 2)')
+    .option('--zone <label>', "in a cluster: this node's host or zone (A-Z a-z 0-9 . _ -, ≤ 64); replicas go to different zones (default: its own)")
     .option('--max-resident <n>', 'resident actors per worker thread before the least recently used passivate (default 1000000)')
     .option('--log-level <level>', `${LOG_LEVELS.join(', ')} (default info, or env TROUPE_LOG_LEVEL)`)
+    .option('--admin-socket <path>', "admin socket for 'troupe repl', mode 0600 (default <data-dir>/admin.sock, else a temporary path printed at start; none: no socket)")
+    .option('--no-metrics', 'do not count or serve Prometheus metrics at GET /metrics (default: on)')
+    .option('--admin-listen <host:port>', "also serve the admin REPL over TCP; every connection must bring the token in env TROUPE_ADMIN_TOKEN (off by default)")
     .addHelpText(
       'after',
       name === 'start'
@@ -152,12 +164,37 @@ function program(exit: { code: number }): Command {
     .option('--app <module>', 'module exporting actor definitions (repeatable; default: the demo app)', collect)
     .option('--profile <name>', 'failure detection: lan (default) or seed-10s')
     .option('--data-dir <dir>', 'each node keeps its data in <dir>/node-<i> (default .troupe)')
-    .option('--durability <d>', 'replicated (default), replicated+flush, flush or commit (see troupe start --help)')
+    .option('--durability <d>', 'replicated (default), replicated+flush, lazy, flush or commit (see troupe start --help)')
     .option('--replicas <n>', 'copies of each partition, the primary counted (default 3)')
     .option('--write-quorum <n>', 'copies committed before a reply (default 2)')
     .option('--log-level <level>', `${LOG_LEVELS.join(', ')} (default info)`)
     .action(async (flags: ClusterFlags) => {
       exit.code = await startCluster(flags);
+    });
+  p.command('repl')
+    .summary("attach to a running node's admin REPL")
+    .description(
+      "Operate a running cluster: members, ring, where a key lives, actors, partitions, stats, ask, drain, stop.\n" +
+        "Prefix a command with @<node> to run it on another member. With piped input each line runs in turn.",
+    )
+    .option('--data-dir <dir>', "the node's data directory (its admin socket is <dir>/admin.sock)")
+    .option('--socket <path>', 'the admin socket path a node printed at start')
+    .option('--connect <host:port>', 'a node started with --admin-listen (token in env TROUPE_ADMIN_TOKEN)')
+    .addHelpText('after', '\nExamples:\n  troupe repl --data-dir data/node-1\n  echo members | troupe repl --data-dir data/node-1\n')
+    .action(async (flags: ReplFlags) => {
+      exit.code = await replCommand(flags);
+    });
+  p.command('drain')
+    .summary('hand a running node\'s partitions to the others, then stop it')
+    .description(
+      "Gracefully remove a running node (troupe start) from its cluster: sends it SIGTERM (its pid from the data directory's lock),\n" +
+        'on which it hands every partition it leads to its next primary and stops; waits for the process to exit.',
+    )
+    .option('--data-dir <dir>', "the node's data directory (required)")
+    .option('--timeout <s>', 'give up waiting after this many seconds (default 60)')
+    .addHelpText('after', '\nExample:\n  troupe drain --data-dir data/node-2\n')
+    .action(async (flags: DrainFlags) => {
+      exit.code = await drainCommand(flags);
     });
   p.command('backup')
     .summary("hot, consistent copy of a node's journal")
@@ -179,7 +216,7 @@ function program(exit: { code: number }): Command {
   return p;
 }
 
-const COMMANDS = ['start', 'demo', 'cluster', 'backup', 'restore'];
+const COMMANDS = ['start', 'demo', 'cluster', 'repl', 'drain', 'backup', 'restore'];
 
 export async function main(argv: string[]): Promise<number> {
   const exit = { code: 0 };
@@ -242,8 +279,11 @@ async function startNode(command: 'start' | 'demo', v: NodeFlags): Promise<numbe
   // Stays installed: Ctrl-C reaches a node twice under `troupe cluster` (the terminal's SIGINT
   // and the launcher's SIGTERM), and the second must not kill it mid-stop. stop() is idempotent.
   const stop = () => (node ? void node.stop().then(stopped) : starting.abort());
+  // SIGTERM (`troupe drain`, the cluster launcher, a service manager) is a graceful leave: the
+  // node hands its partitions off before it stops. SIGINT (Ctrl-C) stops at once.
+  const drain = () => (node ? void node.drain().then(stopped) : starting.abort());
   process.on('SIGINT', stop);
-  process.on('SIGTERM', stop);
+  process.on('SIGTERM', drain);
   try {
     node = await TroupeNode.start({ ...options, signal: starting.signal });
   } catch (e) {
@@ -251,6 +291,7 @@ async function startNode(command: 'start' | 'demo', v: NodeFlags): Promise<numbe
     throw e;
   }
   if (command === 'demo') printDemo([node.url!]);
+  void node.stopped.then(stopped); // stopped from the admin REPL (`stop`, `drain`) as well as by a signal
   // Under `troupe cluster`: report readiness, and stop if the launcher goes away.
   if (process.send) {
     process.send({ type: 'ready', id: node.id, url: node.url, cluster: node.clusterAddress, pid: process.pid });
@@ -266,10 +307,11 @@ function nodeOptions(command: 'start' | 'demo', v: NodeFlags): NodeOptions {
   if (cluster === undefined && (v.profile !== undefined || v.tlsCert !== undefined || v.allowSolo))
     throw new UsageError('--profile, --tls-* and --allow-solo apply to a cluster: add --listen or --port (and --seeds)');
   const durability = v.durability !== undefined ? oneOf('--durability', v.durability, DURABILITIES) : undefined;
-  if (cluster === undefined && (durability === 'replicated' || durability === 'replicated+flush'))
+  if (cluster === undefined && (durability === 'replicated' || durability === 'replicated+flush' || durability === 'lazy'))
     throw new UsageError(`--durability ${durability} replicates across a cluster: add --listen or --port (and --seeds)`);
   if (cluster === undefined && (v.replicas !== undefined || v.writeQuorum !== undefined))
     throw new UsageError('--replicas and --write-quorum apply to a cluster: add --listen or --port (and --seeds)');
+  if (cluster === undefined && v.zone !== undefined) throw new UsageError('--zone applies to a cluster: add --listen or --port (and --seeds)');
   if ((durability === 'flush' || durability === 'commit') && v.dataDir === undefined)
     throw new UsageError(`--durability ${durability} needs --data-dir (without it the journal is in memory)`);
   const options = {
@@ -283,13 +325,28 @@ function nodeOptions(command: 'start' | 'demo', v: NodeFlags): NodeOptions {
     ...(durability !== undefined && { durability }),
     ...(v.maxResident !== undefined && { maxResidentPerWorker: intFlag('--max-resident', v.maxResident, 1, Number.MAX_SAFE_INTEGER) }),
     ...(v.logLevel !== undefined && { logLevel: oneOf('--log-level', v.logLevel, LOG_LEVELS) }),
+    ...(v.zone !== undefined && { zone: zoneFlag(v.zone) }),
     ...(cluster && { cluster }),
+    admin: adminOptions(v),
+    ...(v.metrics === false && { metrics: false }),
   };
   // Checked last, so a bad value is reported even when --app is missing too.
   const apps = (v.app ?? []).map(toSpecifier);
   const modules = command === 'demo' ? [demoModule, ...apps] : apps;
   if (modules.length === 0) throw new UsageError(`start needs --app <module> (or run 'troupe demo')`);
   return { modules, ...options };
+}
+
+/** `--admin-socket` / `--admin-listen`: without a data directory the socket goes to a temporary path. */
+function adminOptions(v: NodeFlags): NonNullable<NodeOptions['admin']> {
+  const id = v.id ?? '0';
+  const socket =
+    v.adminSocket === 'none' ? false : (v.adminSocket ?? (v.dataDir !== undefined ? undefined : join(tmpdir(), `troupe-${id}-${process.pid}.sock`)));
+  if (v.adminListen === undefined) return { socket };
+  const { host, port } = addressFlag('--admin-listen', v.adminListen, true);
+  const token = process.env.TROUPE_ADMIN_TOKEN;
+  if (!token || token.length < 16) throw new UsageError('--admin-listen needs a token of at least 16 characters in TROUPE_ADMIN_TOKEN');
+  return { socket, tcp: { host, port, token } };
 }
 
 /**
@@ -322,7 +379,7 @@ function clusterOptions(v: NodeFlags): ClusterOptions | undefined {
   };
 }
 
-const DURABILITIES = ['replicated', 'replicated+flush', 'flush', 'commit'] as const;
+const DURABILITIES = ['replicated', 'replicated+flush', 'lazy', 'flush', 'commit'] as const;
 
 async function startCluster(v: ClusterFlags): Promise<number> {
   const nodes = v.nodes !== undefined ? intFlag('--nodes', v.nodes, 1, 64) : 3;
@@ -338,7 +395,7 @@ async function startCluster(v: ClusterFlags): Promise<number> {
     ...(v.durability !== undefined && { durability: oneOf('--durability', v.durability, DURABILITIES) }),
     ...(v.replicas !== undefined && { replicas: intFlag('--replicas', v.replicas, 1, 7) }),
     ...(v.writeQuorum !== undefined && { writeQuorum: intFlag('--write-quorum', v.writeQuorum, 1, 7) }),
-    onReady: (urls) => printDemo(urls, v.durability === undefined || v.durability.startsWith('replicated')),
+    onReady: (urls) => printDemo(urls, v.durability === undefined || v.durability.startsWith('replicated'), join(v.dataDir ?? '.troupe', 'node-1')),
   });
 }
 
@@ -379,7 +436,7 @@ function toSpecifier(m: string): string {
   return m.startsWith('.') || m.startsWith('/') || existsSync(m) ? pathToFileURL(resolve(m)).href : m;
 }
 
-function printDemo(urls: string[], replicated = false): void {
+function printDemo(urls: string[], replicated = false, adminDataDir?: string): void {
   const url = urls[0]!;
   const others =
     urls.length > 1 && replicated
@@ -397,7 +454,7 @@ Try:
   curl -s -XPOST ${url}/actors/counter/k1/get
   curl -s -XPOST ${url}/actors/cart/alice/add -d '{"sku":"tea","qty":2}'
   curl -s ${url}/cluster/members
-
+${adminDataDir === undefined ? '' : `\nOperate it (members, ring, where a key lives, actors, drain…):\n  npx troupe repl --data-dir ${adminDataDir}\n`}
 Ctrl-C stops it.
 `);
 }

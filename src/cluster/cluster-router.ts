@@ -1,7 +1,7 @@
 import type { MessageRouter } from '../actors/actor-ref.ts';
 import type { AnyMessage, AskOptions } from '../actors/define-actor.ts';
 import type { Clock, TimerHandle } from '../core/clock.ts';
-import { fromErrorRecord, isTroupeError, toErrorRecord, troupeError, type ErrorRecord, type TroupeError } from '../core/errors.ts';
+import { fromErrorRecord, invalidOption, isTroupeError, toErrorRecord, troupeError, type ErrorRecord, type TroupeError } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
 import { checkValue } from '../core/value-domain.ts';
 import type { MembershipDriver } from './membership-driver.ts';
@@ -9,11 +9,14 @@ import { MAX_HOPS, parseRemote, R_ASK, R_REPLY, R_TELL, type RemoteAsk, type Rem
 import { HashRing, type RingMember } from './ring.ts';
 import { PartitionTable, partitionOf } from '../replication/partition-table.ts';
 import { R_REPL } from '../replication/wire.ts';
+import { HANDOFF_HOPS } from '../replication/handoff.ts';
+import { formatTokens, fromWireToken, mergeTokens, parseTokens, toWireToken, type Token, type TokenExchange } from '../replication/token.ts';
 import type { PeerIdentity, Transport } from './transport.ts';
 
 /** The node's own actors: what the router hands local work to (the Supervisor). */
 export interface LocalActors {
-  askRaw(kind: string, key: string, command: string, input: unknown, msgId: string | undefined, timeoutMs: number): Promise<unknown>;
+  /** `rw` (read-your-writes tokens) is the router's business: local actors ignore it. */
+  askRaw(kind: string, key: string, command: string, input: unknown, msgId: string | undefined, timeoutMs: number, rw?: TokenExchange): Promise<unknown>;
   tell(kind: string, key: string, message: AnyMessage): void;
   /** New ring: workers learn which keys this node owns, to keep same-thread traffic local. */
   placement?(members: readonly RingMember[], selfId: number): void;
@@ -37,24 +40,54 @@ export interface ClusterRouterOptions {
    * ERR_NODE_UNREACHABLE rather than risk applying it twice.
    */
   isReadOnly?: (kind: string, command: string) => boolean;
+  /**
+   * Read-your-writes (the replication driver, when the node replicates): the token of a reply
+   * served here, and the wait a request bringing a token does before it is served here.
+   */
+  tokens?: TokenService;
+  /**
+   * Handoff (replication/handoff.ts): while this node learns a partition it is now proposed for,
+   * the node that still serves it; requests for the partition go there (flagged HANDOFF_HOPS).
+   */
+  handoffTarget?: (p: number) => { id: number; address: string } | undefined;
+}
+
+/** What the router needs of replication for read-your-writes tokens (ReplicationDriver has both). */
+export interface TokenService {
+  tokenOf(kind: string, key: string): Token | undefined;
+  awaitToken(token: Token, timeoutMs: number): Promise<void>;
+}
+
+/** A reply inside the router: the value and, from a replicated partition, its token. */
+interface Reply {
+  value: unknown;
+  token?: Token;
 }
 
 /** Between resends of an ask its partition's primary refused (ERR_NOT_PRIMARY: nothing was applied), ms. */
 export const NOT_PRIMARY_RETRY_MS = 25;
 
+/** One ask as the router's steps hand it on (serve here, send, forward, reroute); the wire packs it flat (`RemoteAsk`). */
+interface RoutedAsk {
+  readonly kind: string;
+  readonly key: string;
+  readonly command: string;
+  readonly input: unknown;
+  /** Its idempotency key; null: none (as on the wire). */
+  readonly msgId: string | null;
+  /** The caller's token for the key's partition: travels with every (re)send. */
+  readonly token: Token | undefined;
+}
+
 class RemoteAskState {
   timer: TimerHandle | null = null;
   constructor(
-    readonly kind: string,
-    readonly key: string,
-    readonly command: string,
-    readonly input: unknown,
-    readonly msgId: string | null,
+    readonly ask: RoutedAsk,
     readonly deadline: number,
     public target: number,
     public targetAddress: string,
     readonly hops: number,
-    readonly resolve: (v: unknown) => void,
+    readonly resolve: (v: Reply) => void,
     readonly reject: (e: TroupeError) => void,
   ) {}
 }
@@ -131,8 +164,27 @@ export class ClusterRouter implements MessageRouter {
     this.sendTell(kind, key, message.command, message.input, message.id ?? null, 0);
   }
 
+  /**
+   * With `options.token` (a token set from an earlier reply) the ask is served only from state
+   * covering it; `options.onToken` receives the reply's token merged into that set.
+   *
+   * @example
+   *   let token: string | undefined;
+   *   await router.ask('counter', 'k1', { command: 'incr' }, { onToken: (t) => (token = t) });
+   *   await router.ask('counter', 'k1', { command: 'get' }, { token, onToken: (t) => (token = t) }); // sees the incr
+   */
   ask(kind: string, key: string, message: AnyMessage, options?: AskOptions): Promise<unknown> {
-    return this.askRaw(kind, key, message.command, message.input, message.id, options?.timeoutMs ?? this.defaultAskTimeoutMs);
+    const timeoutMs = options?.timeoutMs ?? this.defaultAskTimeoutMs;
+    if (options?.token === undefined && options?.onToken === undefined) return this.askRaw(kind, key, message.command, message.input, message.id, timeoutMs);
+    let tokens: ReadonlyMap<number, Token>;
+    try {
+      tokens = options.token === undefined ? new Map() : parseTokens(options.token, this.table.partitions, 'options.token');
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    const onToken = options.onToken;
+    const rw: TokenExchange = { tokens, ...(onToken && { onToken: (t: Token) => onToken(formatTokens(mergeTokens(tokens, t))) }) };
+    return this.askRaw(kind, key, message.command, message.input, message.id, timeoutMs, rw);
   }
 
   /**
@@ -140,10 +192,22 @@ export class ClusterRouter implements MessageRouter {
    * moved it: nothing was applied) is resent to the partition's current primary until its
    * deadline.
    */
-  askRaw(kind: string, key: string, command: string, input: unknown, msgId: string | undefined, timeoutMs: number): Promise<unknown> {
+  askRaw(
+    kind: string,
+    key: string,
+    command: string,
+    input: unknown,
+    msgId: string | undefined,
+    timeoutMs: number,
+    rw?: TokenExchange,
+  ): Promise<unknown> {
     const deadline = this.o.clock.now() + timeoutMs;
+    const ask: RoutedAsk = { kind, key, command, input, msgId: msgId ?? null, token: rw?.tokens?.get(partitionOf(key, this.table.partitions)) };
     const attempt = (): Promise<unknown> =>
-      this.askOnce(kind, key, command, input, msgId, Math.max(1, Math.ceil(deadline - this.o.clock.now()))).catch((e: unknown) => {
+      this.askOnce(ask, Math.max(1, Math.ceil(deadline - this.o.clock.now()))).then((reply) => {
+        if (reply.token !== undefined) rw?.onToken?.(reply.token);
+        return reply.value;
+      }, (e: unknown) => {
         if (!isTroupeError(e, 'ERR_NOT_PRIMARY') || this.stopped) throw e;
         if (deadline - this.o.clock.now() <= NOT_PRIMARY_RETRY_MS) throw e;
         this.counters.rerouted++;
@@ -152,15 +216,46 @@ export class ClusterRouter implements MessageRouter {
     return attempt();
   }
 
-  private askOnce(kind: string, key: string, command: string, input: unknown, msgId: string | undefined, timeoutMs: number): Promise<unknown> {
+  private askOnce(ask: RoutedAsk, timeoutMs: number): Promise<Reply> {
+    const { kind, key, command, input } = ask;
     if (this.stopped) return Promise.reject(troupeError('ERR_STOPPED', 'node is stopping'));
-    const owner = this.safeOwner(key);
+    let owner = this.safeOwner(key);
+    let hops = 0;
     if (owner === undefined) return Promise.reject(noNodes());
-    if (owner.id === this.self.id) return this.o.local.askRaw(kind, key, command, input, msgId, timeoutMs);
+    if (owner.id === this.self.id) {
+      const via = this.handoffVia(key);
+      if (via === undefined) return this.serveLocal(ask, timeoutMs);
+      owner = via; // learning: the old primary serves it meanwhile
+      hops = HANDOFF_HOPS;
+    }
     // Refused here, not by the transport's encoder: that would report the peer unreachable.
     const bad = checkValue(input, `input of ask to ${kind}/${key} '${command}'`);
     if (bad !== null) return Promise.reject(bad);
-    return this.askRemote(owner, kind, key, command, input, msgId ?? null, timeoutMs, 0);
+    return this.askRemote(owner, ask, timeoutMs, hops);
+  }
+
+  /** The node serving the key's partition while this node (its proposed primary) learns it, if any. */
+  private handoffVia(key: string): RingMember | undefined {
+    return this.o.handoffTarget?.(partitionOf(key, this.table.partitions));
+  }
+
+  /**
+   * An ask this node serves. A token first waits until the partition's state here covers it (or
+   * is refused: ERR_NOT_PRIMARY, which the asker's router resends, or ERR_TOKEN_LOST). The
+   * reply's token is taken as the reply is produced: it left only after its write settled, so
+   * the partition's position now covers it (no token crosses the worker port).
+   */
+  private serveLocal({ kind, key, command, input, msgId: id, token }: RoutedAsk, timeoutMs: number): Promise<Reply> {
+    const msgId = id ?? undefined;
+    const tokens = this.o.tokens;
+    if (tokens === undefined) return this.o.local.askRaw(kind, key, command, input, msgId, timeoutMs).then((value) => ({ value }));
+    const deadline = this.o.clock.now() + timeoutMs;
+    const ask = () => this.o.local.askRaw(kind, key, command, input, msgId, Math.max(1, Math.ceil(deadline - this.o.clock.now())));
+    const work = token === undefined ? ask() : tokens.awaitToken(token, timeoutMs).then(ask);
+    return work.then((value) => {
+      const t = tokens.tokenOf(kind, key);
+      return t === undefined ? { value } : { value, token: t };
+    });
   }
 
   /** Fails what is in flight; the transport and membership are closed by their owner. */
@@ -175,20 +270,12 @@ export class ClusterRouter implements MessageRouter {
 
   // ── Sending ─────────────────────────────────────────────────────────────────────────────
 
-  private askRemote(
-    owner: RingMember,
-    kind: string,
-    key: string,
-    command: string,
-    input: unknown,
-    msgId: string | null,
-    timeoutMs: number,
-    hops: number,
-  ): Promise<unknown> {
+  private askRemote(owner: RingMember, ask: RoutedAsk, timeoutMs: number, hops: number): Promise<Reply> {
+    const { kind, key, command } = ask;
     return new Promise((resolve, reject) => {
       const reqId = ++this.nextReq;
       const deadline = this.o.clock.now() + timeoutMs;
-      const p = new RemoteAskState(kind, key, command, input, msgId, deadline, owner.id, owner.address, hops, resolve, reject);
+      const p = new RemoteAskState(ask, deadline, owner.id, owner.address, hops, resolve, reject);
       p.timer = this.o.clock.setTimeout(() => {
         if (this.pending.delete(reqId))
           reject(
@@ -205,7 +292,11 @@ export class ClusterRouter implements MessageRouter {
 
   private transmit(reqId: number, p: RemoteAskState): void {
     const remaining = Math.max(1, Math.ceil(p.deadline - this.o.clock.now()));
-    const msg: RemoteAsk = [R_ASK, reqId, p.kind, p.key, p.command, p.input, p.msgId, remaining, p.hops];
+    const { kind, key, command, input, msgId, token } = p.ask;
+    const msg: RemoteAsk =
+      token === undefined
+        ? [R_ASK, reqId, kind, key, command, input, msgId, remaining, p.hops]
+        : [R_ASK, reqId, kind, key, command, input, msgId, remaining, p.hops, toWireToken(token)];
     this.counters.sentRemote++;
     this.o.transport.send(p.targetAddress, msg, 'actor');
   }
@@ -214,6 +305,8 @@ export class ClusterRouter implements MessageRouter {
     const owner = this.safeOwner(key);
     if (owner === undefined) return this.deadLetter(kind, key, command, toErrorRecord(noNodes()));
     if (owner.id === this.self.id) {
+      const via = this.handoffVia(key);
+      if (via !== undefined) return void this.o.transport.send(via.address, [R_TELL, kind, key, command, input, msgId, HANDOFF_HOPS], 'actor');
       this.o.local.tell(kind, key, msgId === null ? { command, input } : { command, input, id: msgId });
       return;
     }
@@ -234,12 +327,15 @@ export class ClusterRouter implements MessageRouter {
       const pending = this.pending.get(p[1]);
       if (pending === undefined) return; // timed out, or already answered after a reroute
       this.pending.delete(p[1]);
-      return this.settle(pending, p[2], p[3]);
+      const token = p[4] === undefined ? undefined : fromWireToken(p[4], this.table.partitions);
+      return this.settle(pending, p[2], p[3], token);
     }
     if (p[0] === R_TELL) {
       const [, kind, key, command, input, msgId, hops] = p;
       const owner = this.safeOwner(key);
-      if (owner === undefined || owner.id === this.self.id || hops >= MAX_HOPS) {
+      if (owner?.id === this.self.id && hops < HANDOFF_HOPS && this.handoffVia(key) !== undefined) {
+        this.sendTell(kind, key, command, input, msgId, hops);
+      } else if (owner === undefined || owner.id === this.self.id || hops >= MAX_HOPS) {
         this.o.local.tell(kind, key, msgId === null ? { command, input } : { command, input, id: msgId });
       } else {
         this.counters.forwarded++;
@@ -247,18 +343,34 @@ export class ClusterRouter implements MessageRouter {
       }
       return;
     }
-    const [, reqId, kind, key, command, input, msgId, timeoutMs, hops] = p;
+    const [, reqId, kind, key, command, input, msgId, timeoutMs, hops, wireToken] = p;
     const bounded = Math.min(timeoutMs, 10 * this.defaultAskTimeoutMs);
-    const reply = (ok: boolean, value: unknown) => this.o.transport.send(from.address, [R_REPLY, reqId, ok, value], 'actor');
+    const reply = (ok: boolean, value: unknown, token?: Token) =>
+      this.o.transport.send(from.address, token === undefined ? [R_REPLY, reqId, ok, value] : [R_REPLY, reqId, ok, value, toWireToken(token)], 'actor');
+    const token = wireToken === undefined ? undefined : fromWireToken(wireToken, this.table.partitions);
+    const ask = (): RoutedAsk => ({ kind, key, command, input, msgId, token });
     const owner = this.safeOwner(key);
-    let work: Promise<unknown>;
-    if (owner === undefined || owner.id === this.self.id) {
+    let work: Promise<Reply>;
+    if (wireToken !== undefined && token === undefined) {
+      // Served without its token it could answer older state than the client saw: refuse.
+      work = Promise.reject(invalidOption(`token of ask ${kind}/${key}`, `must name one of ${this.table.partitions} partitions`, wireToken));
+    } else if (owner?.id === this.self.id && hops < HANDOFF_HOPS && this.handoffVia(key) !== undefined) {
+      // Learning this partition: its old primary serves it meanwhile. Only a request sent here
+      // directly goes on (two hops at most); one forwarded here already is refused, and resent.
+      const via = this.handoffVia(key)!;
+      this.counters.forwarded++;
+      work =
+        hops === 0
+          ? this.askRemote(via, ask(), bounded, HANDOFF_HOPS)
+          : Promise.reject(troupeError('ERR_NOT_PRIMARY', `node ${this.self.id} is learning ${kind}/${key}'s partition from node ${via.id}`, { node: this.self.id }));
+    } else if (owner === undefined || owner.id === this.self.id || hops >= HANDOFF_HOPS) {
+      // HANDOFF_HOPS: this node's successor is learning the partition; served here, never forwarded.
       this.counters.servedRemote++;
-      work = this.o.local.askRaw(kind, key, command, input, msgId ?? undefined, bounded);
+      work = this.serveLocal(ask(), bounded);
     } else if (hops < MAX_HOPS) {
       // Our ring says someone else owns the key: pass it on rather than activate a second copy.
       this.counters.forwarded++;
-      work = this.askRemote(owner, kind, key, command, input, msgId, bounded, hops + 1);
+      work = this.askRemote(owner, ask(), bounded, hops + 1);
     } else {
       work = Promise.reject(
         troupeError('ERR_NOT_OWNER', `node ${this.self.id} does not own ${kind}/${key} and the hop limit is reached`, {
@@ -267,11 +379,12 @@ export class ClusterRouter implements MessageRouter {
       );
     }
     work.then(
-      (v) => {
+      ({ value: v, token: t }) => {
         // Workers check their replies; this keeps any other value from failing in the encoder,
         // where the asker would only see its deadline pass.
         const bad = checkValue(v, `reply of ${kind}/${key} '${command}'`);
-        reply(bad === null, bad === null ? v : toErrorRecord(bad));
+        if (bad === null) reply(true, v, t);
+        else reply(false, toErrorRecord(bad));
       },
       (e: unknown) => reply(false, toErrorRecord(e)),
     );
@@ -283,7 +396,7 @@ export class ClusterRouter implements MessageRouter {
     if (p[0] === R_ASK) {
       const pending = this.pending.get(p[1]);
       if (pending === undefined || pending.targetAddress !== address) return;
-      const owner = this.safeOwner(pending.key);
+      const owner = this.safeOwner(pending.ask.key);
       // Never delivered: safe to send to the key's owner now (the same address too, when the
       // peer restarted and the frames queued for its old process were dropped).
       const restarted = (error as TroupeError).details?.restarted === true;
@@ -294,7 +407,7 @@ export class ClusterRouter implements MessageRouter {
         // The encoder refused the input: the peer is fine, the ask is not.
         return this.settle(pending, false, {
           code: 'ERR_NOT_SERIALIZABLE',
-          message: `input of ask to ${pending.kind}/${pending.key} '${pending.command}' cannot be sent: ${error.message}`,
+          message: `input of ask to ${pending.ask.kind}/${pending.ask.key} '${pending.ask.command}' cannot be sent: ${error.message}`,
         });
       }
       return this.settle(pending, false, {
@@ -336,16 +449,20 @@ export class ClusterRouter implements MessageRouter {
     // twice goes to the key's new owner.
     for (const [reqId, p] of this.pending) {
       if (this.ring.has(p.target)) continue;
-      if (p.msgId === null && !(this.o.isReadOnly?.(p.kind, p.command) ?? false)) {
+      // A graceful leaver drains (replication/handoff.ts): it still answers what it received —
+      // served, or ERR_NOT_PRIMARY, which is resent — so its asks wait for that (or their deadline).
+      if (this.o.membership.member(p.target)?.status === 'left') continue;
+      const { kind, key, command, msgId } = p.ask;
+      if (msgId === null && !(this.o.isReadOnly?.(kind, command) ?? false)) {
         this.pending.delete(reqId);
         this.settle(p, false, {
           code: 'ERR_NODE_UNREACHABLE',
-          message: `node ${p.target} left the cluster with ask ${p.kind}/${p.key} '${p.command}' in flight: it may or may not have been applied (send an idempotency key to make retries safe)`,
+          message: `node ${p.target} left the cluster with ask ${kind}/${key} '${command}' in flight: it may or may not have been applied (send an idempotency key to make retries safe)`,
           details: { node: p.target, outcome: 'unknown' },
         });
         continue;
       }
-      const owner = this.safeOwner(p.key);
+      const owner = this.safeOwner(key);
       if (owner === undefined) continue; // no nodes: the deadline will answer
       this.reroute(reqId, p, owner);
     }
@@ -356,8 +473,8 @@ export class ClusterRouter implements MessageRouter {
     if (owner.id === this.self.id) {
       this.pending.delete(reqId);
       const remaining = Math.max(1, Math.ceil(p.deadline - this.o.clock.now()));
-      this.o.local.askRaw(p.kind, p.key, p.command, p.input, p.msgId ?? undefined, remaining).then(
-        (v) => this.settle(p, true, v),
+      this.serveLocal(p.ask, remaining).then(
+        (r) => this.settle(p, true, r.value, r.token),
         (e: unknown) => this.settle(p, false, toErrorRecord(e)),
       );
       return;
@@ -381,9 +498,9 @@ export class ClusterRouter implements MessageRouter {
     return id === undefined ? undefined : this.byId.get(id);
   }
 
-  private settle(p: RemoteAskState, ok: boolean, value: unknown): void {
+  private settle(p: RemoteAskState, ok: boolean, value: unknown, token?: Token): void {
     if (p.timer !== null) this.o.clock.clearTimeout(p.timer);
-    if (ok) p.resolve(value);
+    if (ok) p.resolve(token === undefined ? { value } : { value, token });
     else p.reject(fromErrorRecord(value as ErrorRecord));
   }
 

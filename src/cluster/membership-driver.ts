@@ -29,7 +29,9 @@ export interface MembershipDriverOptions {
   /** Starting incarnation. Default `transport.self.incarnation` (grows on every restart). */
   incarnation?: number;
   /** A table to start from (a persisted one, or a simulation's bootstrap). */
-  members?: readonly { id: number; address: string; incarnation?: number; status?: MemberStatus }[];
+  members?: readonly { id: number; address: string; incarnation?: number; status?: MemberStatus; zone?: string }[];
+  /** This node's host or zone label, gossiped with its record (`ZONE_PATTERN`). Default: none. */
+  zone?: string;
   /**
    * Register on `transport.onMessage` and take the payloads that are membership messages.
    * Default true. Set false when the node routes payloads itself and calls `receive`.
@@ -97,6 +99,7 @@ export class MembershipDriver {
     };
     if (options.seed !== undefined) stateOptions.seed = options.seed;
     if (options.members !== undefined) stateOptions.members = options.members;
+    if (options.zone !== undefined) stateOptions.zone = options.zone;
     this.current = createMembershipState(stateOptions, clock.now());
     if (options.subscribe ?? true) {
       transport.onMessage((from, payload) => {

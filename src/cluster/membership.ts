@@ -50,6 +50,8 @@ export interface Member {
   readonly status: MemberStatus;
   /** Local clock ms when this status began (for a suspicion: the first suspicion anywhere, estimated). */
   readonly statusSince: number;
+  /** Host or zone label the member started with (`--zone`); absent = a zone of its own. */
+  readonly zone?: string;
 }
 
 /** A member record on the wire. `age` (ms) rides only on suspicions. */
@@ -59,6 +61,18 @@ export interface MemberUpdate {
   incarnation: number;
   status: MemberStatus;
   age?: number;
+  /** The member's zone label; updates from nodes that predate zones carry none. */
+  zone?: string;
+}
+
+/**
+ * A zone label: short, printable, safe in logs and URLs. Nodes without one count as distinct
+ * zones, so an unlabelled cluster places replicas exactly as before.
+ */
+export const ZONE_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
+
+export function isZone(v: unknown): v is string {
+  return typeof v === 'string' && ZONE_PATTERN.test(v);
 }
 
 export type MembershipMessage =
@@ -81,7 +95,7 @@ export type MembershipEvent =
 
 export type MembershipEffect =
   | { type: 'send'; address: string; payload: MembershipMessage; lane: 'system' }
-  /** A member appeared, changed status or address. `up` = alive or suspect (belongs on the ring). */
+  /** A member appeared, changed status, address or zone. `up` = alive or suspect (belongs on the ring). */
   | { type: 'member-changed'; member: Member; previous: MemberStatus | undefined; up: boolean; wasUp: boolean }
   /** Our leave announcement has been gossiped; the node may stop. */
   | { type: 'left' }
@@ -155,7 +169,9 @@ export interface MembershipStateOptions {
   /** Seeds the protocol's RNG (peer choice, probe order). Default: derived from the node id. */
   seed?: number;
   /** A known table to start from (a persisted one, or a simulation's bootstrap); all alive by default. */
-  members?: readonly { id: number; address: string; incarnation?: number; status?: MemberStatus }[];
+  members?: readonly { id: number; address: string; incarnation?: number; status?: MemberStatus; zone?: string }[];
+  /** This member's zone label (`ZONE_PATTERN`), gossiped with its record. Default: none. */
+  zone?: string;
 }
 
 export interface MembershipStep {
@@ -223,7 +239,7 @@ export function isUp(status: MemberStatus): boolean {
 /** The members that belong on the hash ring (alive or suspect, us included), by id. */
 export function upMembers(state: MembershipState): RingMember[] {
   const out: RingMember[] = [];
-  for (const m of state.members.values()) if (isUp(m.status)) out.push({ id: m.id, address: m.address });
+  for (const m of state.members.values()) if (isUp(m.status)) out.push(m.zone === undefined ? { id: m.id, address: m.address } : { id: m.id, address: m.address, zone: m.zone });
   return out.sort((a, b) => a.id - b.id);
 }
 
@@ -247,6 +263,7 @@ export function createMembershipState(options: MembershipStateOptions, now: numb
   const seed = options.seed ?? hash32(`swim:${self.id}:${self.address}`);
   if (!Number.isInteger(seed)) throw invalidOption('options.seed', 'must be an integer', seed);
   const config = options.config ?? LAN_PROFILE;
+  if (options.zone !== undefined && !isZone(options.zone)) throw invalidOption('options.zone', 'must be 1-64 characters of A-Z a-z 0-9 . _ -', options.zone);
 
   const members = new Map<number, Member>();
   let downCount = 0;
@@ -261,11 +278,12 @@ export function createMembershipState(options: MembershipStateOptions, now: numb
     if (typeof status !== 'string' || !Object.hasOwn(STATUS_RANK, status)) throw invalidOption(`options.members[${i}].status`, 'must be alive, suspect, down or left', status);
     const inc = m.incarnation ?? 0;
     if (!isIncarnation(inc)) throw invalidOption(`options.members[${i}].incarnation`, 'must be a non-negative integer', inc);
+    if (m.zone !== undefined && !isZone(m.zone)) throw invalidOption(`options.members[${i}].zone`, 'must be 1-64 characters of A-Z a-z 0-9 . _ -', m.zone);
     // A restored suspicion restarts its clock: we cannot know how old it is.
-    members.set(m.id, { id: m.id, address: m.address, incarnation: inc, status, statusSince: now });
+    members.set(m.id, { id: m.id, address: m.address, incarnation: inc, status, statusSince: now, ...(m.zone !== undefined && { zone: m.zone }) });
     if (status === 'down') downCount++;
   }
-  members.set(self.id, { id: self.id, address: self.address, incarnation, status: 'alive', statusSince: now });
+  members.set(self.id, { id: self.id, address: self.address, incarnation, status: 'alive', statusSince: now, ...(options.zone !== undefined && { zone: options.zone }) });
   const upIds: number[] = [];
   const suspicions = new Map<number, number>();
   for (const m of members.values()) {
@@ -755,6 +773,7 @@ class Step {
   private wire(m: Member): MemberUpdate {
     const u: MemberUpdate = { id: m.id, address: m.address, incarnation: m.incarnation, status: m.status };
     if (m.status === 'suspect') u.age = Math.max(0, this.now - m.statusSince);
+    if (m.zone !== undefined) u.zone = m.zone;
     return u;
   }
 
@@ -840,7 +859,10 @@ class Step {
       return;
     }
     const since = u.status === 'suspect' ? suspicionStart(now, u.age ?? 0, c) : now;
-    this.setMember({ id: u.id, address: u.address, incarnation: u.incarnation, status: u.status, statusSince: since });
+    // A zone is fixed for a member's life: an update relayed by a node that predates zones keeps
+    // the one we know for that incarnation; a new incarnation (a restart) brings its own.
+    const zone = u.zone ?? (cur !== undefined && cur.incarnation === u.incarnation ? cur.zone : undefined);
+    this.setMember({ id: u.id, address: u.address, incarnation: u.incarnation, status: u.status, statusSince: since, ...(zone !== undefined && { zone }) });
     if (gossipIt) this.enqueue(u.id);
   }
 
@@ -898,7 +920,7 @@ class Step {
       if (next.status === 'suspect') this.wSuspicions().set(next.id, next.statusSince);
       else if (s.suspicions.has(next.id)) this.wSuspicions().delete(next.id);
     }
-    if (!prev || prev.status !== next.status || prev.address !== next.address) {
+    if (!prev || prev.status !== next.status || prev.address !== next.address || prev.zone !== next.zone) {
       this.effects.push({
         type: 'member-changed',
         member: next,
@@ -957,6 +979,11 @@ function parseUpdate(raw: unknown): MemberUpdate | undefined {
   if (!isIncarnation(r.incarnation) || typeof r.status !== 'string' || !Object.hasOwn(STATUS_RANK, r.status)) return undefined;
   const u: MemberUpdate = { id: r.id, address: r.address, incarnation: r.incarnation, status: r.status as MemberStatus };
   if (u.status === 'suspect') u.age = typeof r.age === 'number' && Number.isFinite(r.age) ? r.age : 0;
+  // Absent is fine (older nodes); present but malformed makes the whole record suspect.
+  if (r.zone !== undefined) {
+    if (!isZone(r.zone)) return undefined;
+    u.zone = r.zone;
+  }
   return u;
 }
 

@@ -7,6 +7,8 @@ export interface RingMember {
   readonly id: number;
   /** Where the node is reached ("127.0.0.1:7401", "mem:3"). */
   readonly address: string;
+  /** Host or zone label: partition tables spread replicas over labels (the ring itself ignores it). */
+  readonly zone?: string;
 }
 
 export interface HashRingOptions {
@@ -167,7 +169,7 @@ function checkMember(m: RingMember, i: number): RingMember {
     throw invalidOption(`members[${i}].address`, 'must be a non-empty string', m.address);
   }
   // Copy: the ring is immutable even if the caller later mutates its member objects.
-  return { id: m.id, address: m.address };
+  return typeof m.zone === 'string' ? { id: m.id, address: m.address, zone: m.zone } : { id: m.id, address: m.address };
 }
 
 function noNodes() {

@@ -48,6 +48,8 @@ export const ErrorCodes = {
   ERR_NOT_PRIMARY: 'ERR_NOT_PRIMARY',
   /** The partition has no established primary (too few live replicas, or a fence in progress past its bound). */
   ERR_PARTITION_UNAVAILABLE: 'ERR_PARTITION_UNAVAILABLE',
+  /** A read-your-writes token names a write the partition lost (acknowledged under `lazy`, never replicated): never served older state. */
+  ERR_TOKEN_LOST: 'ERR_TOKEN_LOST',
   ERR_NODE_UNREACHABLE: 'ERR_NODE_UNREACHABLE',
   ERR_UNKNOWN_NODE: 'ERR_UNKNOWN_NODE',
   ERR_NO_NODES: 'ERR_NO_NODES',

@@ -5,10 +5,20 @@ import { checkKey } from '../actors/actor-ref.ts';
 import { invalidOption, isTroupeError, toErrorRecord, troupeError, type ErrorCode, type TroupeError } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
 import { findForbiddenKey } from './forbidden-keys.ts';
+import { PARTITIONS } from '../replication/partition-table.ts';
+import { formatTokens, mergeTokens, parseTokens, TOKEN_HEADER, type Token, type TokenExchange, type TokenSet } from '../replication/token.ts';
 
-/** All the gateway may do with actors: send one ask. */
+/** All the gateway may do with actors: send one ask (with read-your-writes tokens, `rw`). */
 export interface Sender {
-  askRaw(kind: string, key: string, command: string, input: unknown, msgId: string | undefined, timeoutMs: number): Promise<unknown>;
+  askRaw(
+    kind: string,
+    key: string,
+    command: string,
+    input: unknown,
+    msgId: string | undefined,
+    timeoutMs: number,
+    rw?: TokenExchange,
+  ): Promise<unknown>;
 }
 
 export interface GatewayOptions {
@@ -44,6 +54,8 @@ const STATUS: Partial<Record<ErrorCode, number>> = {
   // As the IETF Idempotency-Key draft advises for a key reused with another payload (409 is
   // for a request still in flight; Stripe answers 400): the request is well formed but refused.
   ERR_IDEMPOTENCY_MISMATCH: 422,
+  // The write a read-your-writes token names is gone (lazy durability): that state will never come back.
+  ERR_TOKEN_LOST: 410,
   ERR_HANDLER_FAILED: 500,
   // A handler's value outside the value domain: a bug in the app, like a handler that throws.
   ERR_NOT_SERIALIZABLE: 500,
@@ -73,8 +85,13 @@ const JSON_TYPE = 'application/json; charset=utf-8';
  * The HTTP face of a node: `POST /actors/:kind/:key/:command` with a JSON body becomes one ask,
  * and its reply (or a `{ error: { code, message } }`) the response.
  *
+ * Read-your-writes: a reply from a replicated partition carries a `troupe-token` header; send it
+ * back (the whole set, comma-separated, as the last reply gave it) and the request is served only
+ * from state that includes those writes, wherever the key's primary now is.
+ *
  * @example
- *   curl -XPOST localhost:8080/actors/counter/k1/incr -d '{"by":2}'   # → {"n":2}
+ *   curl -XPOST localhost:8080/actors/counter/k1/incr -d '{"by":2}'   # → {"n":2}, troupe-token: 17:4.2:381
+ *   curl -XPOST localhost:8080/actors/counter/k1/get -H 'troupe-token: 17:4.2:381'
  */
 export class HttpGateway {
   private readonly server: Server;
@@ -87,6 +104,8 @@ export class HttpGateway {
     options: GatewayOptions = {},
     /** Read-only JSON views served on GET (e.g. '/cluster/members'). */
     private readonly views: Record<string, () => unknown> = {},
+    /** Every error answer, by code (metrics: nothing refused goes uncounted). */
+    private readonly onError?: (code: string, status: number) => void,
   ) {
     this.o = { ...gatewayDefaults, ...options };
     for (const name of ['maxBodyBytes', 'defaultTimeoutMs', 'maxTimeoutMs'] as const) {
@@ -132,7 +151,7 @@ export class HttpGateway {
       // A view may be async (worker stats are asked over each worker's port).
       if (view)
         return void Promise.resolve(view()).then(
-          (v) => this.sendValue(res, v, url),
+          (v) => (v instanceof RawResponse ? sendRaw(res, v) : this.sendValue(res, v, url)),
           (e: unknown) => this.fail(res, e),
         );
     }
@@ -163,6 +182,7 @@ export class HttpGateway {
     }
     let timeoutMs = this.o.defaultTimeoutMs;
     let msgId: string | undefined;
+    let tokens: TokenSet | undefined;
     try {
       this.registry.check(kind, command);
       const keyProblem = checkKey(key);
@@ -171,6 +191,8 @@ export class HttpGateway {
       if (t !== undefined) timeoutMs = parseTimeout(t, this.o.maxTimeoutMs);
       const idem = req.headers['idempotency-key'];
       if (idem !== undefined) msgId = parseMessageId(idem);
+      const token = req.headers[TOKEN_HEADER];
+      if (token !== undefined) tokens = parseTokens(Array.isArray(token) ? token.join(',') : token, PARTITIONS);
       const declared = Number(req.headers['content-length'] ?? 0);
       if (declared > this.o.maxBodyBytes) throw tooLarge(this.o.maxBodyBytes);
     } catch (e) {
@@ -197,8 +219,14 @@ export class HttpGateway {
       } catch (e) {
         return this.fail(res, e as TroupeError);
       }
-      this.sender.askRaw(kind, key, command, input, msgId, timeoutMs).then(
-        (reply) => this.sendValue(res, reply, `reply of ${kind}/${key} '${command}'`),
+      // The reply's token joins the set the client sent: echoing the last header is all a client does.
+      let token: string | undefined;
+      const onToken = (t: Token) => void (token = formatTokens(mergeTokens(tokens ?? new Map(), t)));
+      this.sender.askRaw(kind, key, command, input, msgId, timeoutMs, { ...(tokens && { tokens }), onToken }).then(
+        (reply) => {
+          if (token !== undefined) res.setHeader(TOKEN_HEADER, token);
+          this.sendValue(res, reply, `reply of ${kind}/${key} '${command}'`);
+        },
         (e: unknown) => this.fail(res, e),
       );
     });
@@ -240,14 +268,29 @@ export class HttpGateway {
 
   private fail(res: ServerResponse, e: unknown): void {
     if (res.headersSent) return;
+    res.removeHeader(TOKEN_HEADER); // a reply that could not be sent covers nothing
     const record = toErrorRecord(e);
     const status = httpStatusOf(record.code);
+    this.onError?.(record.code, status);
     // Handler failures and refused values were logged where they happened (the worker, sendValue).
     if (status === 500 && !isTroupeError(e, 'ERR_HANDLER_FAILED') && !isTroupeError(e, 'ERR_NOT_SERIALIZABLE'))
       this.log.error({ err: e }, 'gateway request failed');
     if (status === 503) res.setHeader('retry-after', '1');
     sendJson(res, status, JSON.stringify({ error: { code: record.code, message: record.message } }));
   }
+}
+
+/** A view's answer that is not JSON: a page, Prometheus text. */
+export class RawResponse {
+  constructor(
+    readonly contentType: string,
+    readonly body: string,
+  ) {}
+}
+
+function sendRaw(res: ServerResponse, r: RawResponse): void {
+  res.writeHead(200, { 'content-type': r.contentType, 'content-length': Buffer.byteLength(r.body), 'cache-control': 'no-store' });
+  res.end(r.body);
 }
 
 function sendJson(res: ServerResponse, status: number, body: string): void {

@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { threadId } from 'node:worker_threads';
-import { ActorHost } from '../actors/actor-host.ts';
+import { ActorHost, type ActorInspection, type SlotTop } from '../actors/actor-host.ts';
+import type { SystemOp } from '../actors/envelope.ts';
 import type { MessageRouter } from '../actors/actor-ref.ts';
 import type { AnyMessage, AskOptions } from '../actors/define-actor.ts';
 import type { ReplyChannel } from '../actors/envelope.ts';
@@ -160,6 +161,10 @@ export class InProcessActors extends EventEmitter implements LocalActors {
     for (const host of this.hosts) host.reloadWhere((_kind, key) => stale.has(partitionOf(key, count)));
   }
 
+  activate(kind: string, keys: readonly string[]): void {
+    for (const key of keys) this.hosts[this.slotOf(key)]!.wake(kind, key);
+  }
+
   placement(members: readonly RingMember[], selfId: number): void {
     const owns = ownershipOf(members, selfId);
     for (const host of this.hosts) host.setOwnership(owns);
@@ -174,6 +179,19 @@ export class InProcessActors extends EventEmitter implements LocalActors {
 
   threadIds(): number[] {
     return this.hosts.map(() => threadId);
+  }
+
+  async inspect(kind: string, key: string): Promise<ActorInspection> {
+    // Cloned as a port would: the REPL must never hold a reference into an actor's state.
+    return structuredClone(await this.hostOf(key).inspect(kind, key));
+  }
+
+  async steer(kind: string, key: string, op: SystemOp): Promise<boolean> {
+    return this.hostOf(key).system(kind, key, op);
+  }
+
+  async top(n: number): Promise<SlotTop[]> {
+    return this.hosts.map((h) => h.top(n));
   }
 
   async stop(): Promise<void> {

@@ -1,4 +1,6 @@
+import type { ActorInspection, SlotTop } from '../actors/actor-host.ts';
 import type { MessageRouter } from '../actors/actor-ref.ts';
+import type { SystemOp } from '../actors/envelope.ts';
 import type { LocalActors as RoutedActors } from '../cluster/cluster-router.ts';
 import { HashRing, type RingMember } from '../cluster/ring.ts';
 import { invalidOption } from '../core/errors.ts';
@@ -35,10 +37,22 @@ export interface LocalActors extends MessageRouter, RoutedActors {
    * actors of them may hold stale state; each slot drops its idle ones and reloads the busy ones.
    */
   reloadPartitions(partitions: readonly number[], count: number): void;
+  /**
+   * Activates these actors of `kind` now, without a message (each in its slot; resident ones
+   * stay as they are): kinds defined with `remember: true`, when this node becomes the primary
+   * of their partition. Fire and forget; an activation the journal refuses is dropped.
+   */
+  activate(kind: string, keys: readonly string[]): void;
   /** One record per slot (the actor host's stats and the journal it runs with), for GET /stats. */
   stats(): Promise<unknown[]>;
   /** Thread id hosting each slot (all the same for in-process actors). */
   threadIds(): number[];
+  /** Admin `inspect`: the actor in its slot, read-only (a passive one is read from the journal, not activated). */
+  inspect(kind: string, key: string): Promise<ActorInspection>;
+  /** Admin `restart` / `passivate`: queues the system message for a resident actor; false when it is not resident. */
+  steer(kind: string, key: string, op: SystemOp): Promise<boolean>;
+  /** Admin `actors top`: each slot's busiest and largest actors (bounded work per slot). */
+  top(n: number): Promise<SlotTop[]>;
   on(event: LocalActorsEvent, listener: (...args: any[]) => void): this; // eslint-disable-line @typescript-eslint/no-explicit-any
 }
 

@@ -7,6 +7,7 @@ import type { ActorDefinition, AnyMessage, AskOptions, Commands } from '../actor
 import { loadActorModules, type ActorRegistry } from '../actors/registry.ts';
 import { ClusterRouter } from '../cluster/cluster-router.ts';
 import { MembershipDriver } from '../cluster/membership-driver.ts';
+import { isZone } from '../cluster/membership.ts';
 import type { MembershipProfileName } from '../cluster/membership-profiles.ts';
 import { NodeIdentity } from '../cluster/node-identity.ts';
 import { SnowflakeGenerator } from '../cluster/snowflake.ts';
@@ -16,7 +17,8 @@ import type { HashRing } from '../cluster/ring.ts';
 import { systemClock, type Clock, type TimerHandle } from '../core/clock.ts';
 import { invalidOption, isTroupeError, troupeError, type TroupeError } from '../core/errors.ts';
 import { createLogger, type Logger } from '../core/logger.ts';
-import { gatewayDefaults, HttpGateway, type GatewayOptions, type Sender } from '../gateway/http-gateway.ts';
+import { gatewayDefaults, HttpGateway, RawResponse, type GatewayOptions, type Sender } from '../gateway/http-gateway.ts';
+import { STATUS_PAGE_HTML, statusData, type MemberEvent } from '../status/status-page.ts';
 import type { JournalConfig } from '../persistence/journal.ts';
 import type { RestartPolicy } from '../supervisor/restart-window.ts';
 import { Supervisor } from '../supervisor/supervisor.ts';
@@ -24,8 +26,16 @@ import { LmdbPartitionStore } from '../replication/lmdb-partition-store.ts';
 import { MemoryPartitionStore } from '../replication/memory-partition-store.ts';
 import type { PartitionStore } from '../replication/partition-store.ts';
 import { ReplicationDriver } from '../replication/replication-driver.ts';
+import type { KindDurability } from '../replication/settle-rule.ts';
+import { handoffDefaults } from '../replication/handoff.ts';
+import { AdminPeers } from '../admin/admin-peers.ts';
+import { AdminExecutor } from '../admin/admin-executor.ts';
+import { AdminServer } from '../admin/admin-server.ts';
 import { InProcessActors } from './in-process-actors.ts';
+import { nodeAdminTarget } from './node-admin.ts';
+import { NodeMetrics } from '../metrics/node-metrics.ts';
 import type { LocalActors } from './local-actors.ts';
+import { RememberedActors } from './remembered-actors.ts';
 
 /** The node's LMDB environment lives in `<dataDir>/journal`. */
 export const JOURNAL_DIR = 'journal';
@@ -84,8 +94,23 @@ export interface NodeOptions {
   http?: GatewayOptions | false;
   /** Join a cluster. Without it the node owns every key. */
   cluster?: ClusterOptions;
+  /**
+   * Host or zone label (1-64 of A-Z a-z 0-9 . _ -), gossiped to every member: replicas of a
+   * partition go to different labels where possible. Nodes sharing a host do not survive that
+   * host's death, so give them the host's name. Default: none (the node is a zone of its own).
+   */
+  zone?: string;
   /** Where the node keeps its identity and, by default, its LMDB journal (`<dataDir>/journal`). */
   dataDir?: string;
+  /**
+   * The admin endpoint `troupe repl` attaches to (src/admin). `socket`: a Unix socket path, mode
+   * 0600 (default `<dataDir>/admin.sock` with a data directory, else none; false: none). `tcp`:
+   * loopback or remote TCP, off unless given, every connection must bring `token` (≥ 16 chars).
+   * State-changing commands are audited in `<dataDir>/audit.log` (and the log).
+   */
+  admin?: { socket?: string | false; tcp?: { host: string; port: number; token: string; tokenName?: string } };
+  /** Prometheus metrics at `GET /metrics` (default on; false: none, and nothing is counted). */
+  metrics?: boolean;
   /**
    * Default: LMDB under `dataDir` (durable: a reply waits for the flush to disk); without a
    * data directory, in memory (state lives as long as its thread).
@@ -94,7 +119,8 @@ export interface NodeOptions {
   /**
    * When a reply may leave. In a cluster the default is 'replicated': committed on W nodes'
    * stores (fsync in the background), so any one process or host may die; 'replicated+flush'
-   * waits for W copies on disk. 'flush' (on this node's disk, the single-node default) and
+   * waits for W copies on disk; 'lazy' leaves after the primary's own commit (replicas catch up in
+   * the background; the primary's death may lose its last unreplicated writes). 'flush' (on this node's disk, the single-node default) and
    * 'commit' keep each node's actors on that node alone: its death loses them until it returns.
    */
   durability?: Durability;
@@ -113,7 +139,8 @@ export interface NodeOptions {
   signal?: AbortSignal;
 }
 
-export type Durability = 'replicated' | 'replicated+flush' | 'flush' | 'commit';
+/** 'lazy' (clusters): the reply leaves after the primary's own commit; see docs/lazy-durability.md for what a death may lose. */
+export type Durability = 'replicated' | 'replicated+flush' | 'lazy' | 'flush' | 'commit';
 
 interface ClusterParts {
   transport: Transport;
@@ -142,6 +169,17 @@ export class TroupeNode implements MessageRouter {
   private abortJoin: (() => void) | undefined;
   /** Replicated partition logs (clusters with 'replicated' durability): the workers' journal. */
   private replication: { driver: ReplicationDriver; store: PartitionStore } | undefined;
+  /** The node's clock (a drain waits on it). */
+  private clock: Clock = systemClock;
+  /** Admin commands (the REPL's socket, peers' `@<node>` requests, the status page) and who runs them. */
+  private admin: { executor: AdminExecutor; server: AdminServer | undefined; peers: AdminPeers | undefined } | undefined;
+  /** The last membership changes this node saw, for the status page. */
+  private readonly memberEvents: MemberEvent[] = [];
+  /** Prometheus metrics (`GET /metrics`); undefined with `metrics: false`. */
+  metrics: NodeMetrics | undefined;
+  private markStopped: () => void = () => undefined;
+  /** Resolves once the node has stopped, whoever stopped it (a signal, the admin REPL, a drain). */
+  readonly stopped: Promise<void> = new Promise((resolve) => (this.markStopped = resolve));
   private constructor(
     readonly id: number,
     readonly identity: NodeIdentity,
@@ -163,6 +201,8 @@ export class TroupeNode implements MessageRouter {
   static async start(options: NodeOptions): Promise<TroupeNode> {
     const id = options.id ?? 0;
     if (!Number.isInteger(id) || id < 0 || id > 1023) throw invalidOption('options.id', 'must be an integer in [0, 1023]', id);
+    if (options.zone !== undefined && !isZone(options.zone))
+      throw invalidOption('options.zone', 'must be 1-64 characters of A-Z a-z 0-9 . _ -', options.zone);
     const clock = options.clock ?? systemClock;
     const log = options.log ?? createLogger({ node: id }, options.logLevel);
     const replicated = replicationOf(options);
@@ -190,8 +230,12 @@ export class TroupeNode implements MessageRouter {
     let replication: { driver: ReplicationDriver; store: PartitionStore } | undefined;
     // The driver announces partitions whose resident actors may be stale; the actors exist later.
     let reloadPartitions: (ps: number[], count: number) => void = () => undefined;
+    // `remember: true` kinds come back when this node becomes a partition's primary (set below).
+    const rememberedKinds = registry.list().filter((k) => k.def.remember === true).map((k) => k.def.kind);
+    let establishedHere: (ps: number[]) => void = () => undefined;
     if (replicated) {
       try {
+        const kinds = kindDurabilities(registry, replicated.durability);
         const store = replicated.path !== undefined ? new LmdbPartitionStore({ path: replicated.path, durability: replicated.durability }) : new MemoryPartitionStore();
         const c = options.cluster!;
         const driver = await ReplicationDriver.open({
@@ -201,7 +245,10 @@ export class TroupeNode implements MessageRouter {
           log,
           ...(c.replicas !== undefined && { replicas: c.replicas }),
           ...(c.writeQuorum !== undefined && { writeQuorum: c.writeQuorum }),
+          ...((options.durability === 'lazy' || options.durability === 'replicated+flush') && { durability: options.durability }),
+          ...(kinds.size > 0 && { kinds }),
           onStale: (ps) => reloadPartitions(ps, driver.partitions),
+          ...(rememberedKinds.length > 0 && { onEstablished: (ps: number[]) => establishedHere(ps), fenceOnFailover: true }),
           // Commits without fsync: an OS reboot since the last one marks the store unclean.
           ...(replicated.path !== undefined && replicated.durability === 'commit' && bootId() !== undefined && { bootId: bootId()! }),
         });
@@ -211,9 +258,22 @@ export class TroupeNode implements MessageRouter {
         throw e;
       }
     }
+    // Counted on the main thread as they happen; the rest is read from its owners at each scrape.
+    const metrics =
+      options.metrics === false
+        ? undefined
+        : new NodeMetrics({
+            node: id,
+            kinds: registry.list().map((k) => k.def.kind),
+            workers: async () => (await node!.actors.stats()) as Array<Record<string, unknown>>,
+            router: () => node?.cluster?.router.stats() as Record<string, unknown> | undefined,
+            replication: () => replication?.driver.stats() as Record<string, unknown> | undefined,
+            transport: () => (node?.cluster?.transport as { stats?: () => Record<string, unknown> } | undefined)?.stats?.(),
+            members: () => node?.members() ?? [],
+          });
     const shared = {
       journal,
-      ...(replication && { journalService: replication.driver }),
+      ...(replication && { journalService: metrics ? metrics.timedJournal(replication.driver) : replication.driver }),
       clock,
       log,
       node: id,
@@ -233,6 +293,10 @@ export class TroupeNode implements MessageRouter {
             ...(options.logLevel !== undefined && { logLevel: options.logLevel }),
           });
     reloadPartitions = (ps, count) => actors.reloadPartitions(ps, count);
+    if (replication && rememberedKinds.length > 0) {
+      const remembered = new RememberedActors({ store: replication.store, actors, kinds: rememberedKinds, clock, log });
+      establishedHere = (ps) => remembered.established(ps);
+    }
     try {
       await actors.start();
     } catch (e) {
@@ -242,7 +306,9 @@ export class TroupeNode implements MessageRouter {
       throw e;
     }
     node = new TroupeNode(id, identity, registry, actors, log, snowflakes(id, identity, clock, log));
+    node.metrics = metrics;
     node.replication = replication;
+    node.clock = clock;
     const started = node;
     const onAbort = () => void started.stop();
     options.signal?.addEventListener('abort', onAbort, { once: true });
@@ -253,10 +319,10 @@ export class TroupeNode implements MessageRouter {
       if (options.http !== false) {
         const self = node;
         const sender = { askRaw: (...a: Parameters<Sender['askRaw']>) => self.askFromGateway(...a) };
-        node.gateway = new HttpGateway(registry, sender, log, options.http ?? {}, node.views());
+        node.gateway = new HttpGateway(registry, sender, log, options.http ?? {}, node.views(), metrics && ((code) => metrics.httpError(code)));
         node.httpAddress = await listenOrExplain(node.gateway, options.http ?? {});
       }
-      if (options.cluster) await node.joinCluster(options.cluster, clock, options.defaultAskTimeoutMs);
+      if (options.cluster) await node.joinCluster(options.cluster, clock, options.defaultAskTimeoutMs, options.zone);
     } catch (e) {
       await node.stop();
       throw e;
@@ -264,9 +330,16 @@ export class TroupeNode implements MessageRouter {
       options.signal?.removeEventListener('abort', onAbort);
     }
     node.serving = true;
+    try {
+      await node.startAdmin(options, clock);
+    } catch (e) {
+      await node.stop();
+      throw e;
+    }
     log.info(
       {
         workers: actors.workers,
+        ...(node.admin?.server && { admin: node.admin.server.socketPath ?? node.admin.server.tcpEndpoint }),
         ...(where === 'in-process' && { actors: where }),
         http: node.url,
         cluster: node.cluster?.transport.self.address,
@@ -283,13 +356,65 @@ export class TroupeNode implements MessageRouter {
     return node;
   }
 
+  /** The admin endpoint `troupe repl` attaches to, and its reach to the other members. */
+  private async startAdmin(options: NodeOptions, clock: Clock): Promise<void> {
+    const a = options.admin ?? {};
+    const socketPath = a.socket === false ? undefined : (a.socket ?? (options.dataDir !== undefined ? join(options.dataDir, 'admin.sock') : undefined));
+    // The REPL's `backup`: the partition store in a replicated cluster, else an LMDB journal.
+    const j = replicationOf(options) ?? journalOf(options);
+    const backupPath = 'path' in j && typeof j.path === 'string' ? j.path : undefined;
+    const target = nodeAdminTarget({
+      id: this.id,
+      members: () => this.members(),
+      kinds: () => this.registry.list().map((k) => k.def.kind),
+      actors: this.actors,
+      placement: () => this.replication?.driver.placement,
+      partitions: () => this.replication?.driver.describe() ?? [],
+      counters: () => ({
+        router: this.cluster?.router.stats(),
+        replication: this.replication?.driver.stats(),
+        transport: (this.cluster?.transport as { stats?: () => unknown } | undefined)?.stats?.(),
+      }),
+      ask: (kind, key, command, input) => this.ask(kind, key, input === undefined ? { command } : { command, input }),
+      drain: () => this.drain(),
+      stop: () => this.stop(),
+      ...(backupPath !== undefined && { backup: async (dir: string) => (await import('../persistence/backup.ts')).backup({ type: 'lmdb', path: backupPath }, dir).then(() => backupPath) }),
+    });
+    let executor: AdminExecutor | undefined;
+    const cluster = this.cluster;
+    const peers = cluster
+      ? new AdminPeers({
+          transport: cluster.transport,
+          clock,
+          addressOf: (id) => this.members().find((m) => m.id === id && (m.status === 'alive' || m.status === 'suspect'))?.address,
+          run: (command, args, user, via) => executor!.run(command, args, user, via),
+        })
+      : undefined;
+    executor = new AdminExecutor({
+      target,
+      log: this.log,
+      ...(options.dataDir !== undefined && { auditPath: join(options.dataDir, 'audit.log') }),
+      ...(peers && { peers }),
+    });
+    const server =
+      socketPath === undefined && a.tcp === undefined
+        ? undefined
+        : await AdminServer.start({
+            executor,
+            log: this.log,
+            ...(socketPath !== undefined && { socketPath }),
+            ...(a.tcp !== undefined && { tcp: a.tcp }),
+          });
+    this.admin = { executor, server, peers };
+  }
+
   /** Until the node has joined its cluster it owns nothing it may serve. */
   private askFromGateway(...a: Parameters<Sender['askRaw']>): Promise<unknown> {
     if (!this.serving) return Promise.reject(troupeError('ERR_NO_NODES', this.notServingReason));
-    return this.router.askRaw(...a);
+    return this.metrics ? this.metrics.timeAsk(a[0], () => this.router.askRaw(...a)) : this.router.askRaw(...a);
   }
 
-  private async joinCluster(c: ClusterOptions, clock: Clock, defaultAskTimeoutMs: number | undefined): Promise<void> {
+  private async joinCluster(c: ClusterOptions, clock: Clock, defaultAskTimeoutMs: number | undefined, zone?: string): Promise<void> {
     validateClusterOptions(c);
     const transport =
       c.transport ??
@@ -307,7 +432,7 @@ export class TroupeNode implements MessageRouter {
     await transport.start().catch((e: unknown) => {
       throw clusterListenError(e, c);
     });
-    const membership = new MembershipDriver({ transport, clock, profile: c.profile ?? 'lan', logger: this.log });
+    const membership = new MembershipDriver({ transport, clock, profile: c.profile ?? 'lan', logger: this.log, ...(zone !== undefined && { zone }) });
     const driver = this.replication?.driver;
     driver?.attach(transport);
     const router = new ClusterRouter({
@@ -318,11 +443,18 @@ export class TroupeNode implements MessageRouter {
       log: this.log,
       ...(driver && { onRing: (ring: HashRing) => driver.setMembers(ring) }),
       isReadOnly: (kind: string, command: string) => this.registry.get(kind)?.commands.get(command)?.readOnly === true,
+      ...(driver && { tokens: driver }),
+      ...(driver && { handoffTarget: (p: number) => driver.handoffTarget(p) }),
       ...(defaultAskTimeoutMs !== undefined && { defaultAskTimeoutMs }),
     });
     this.cluster = { transport, membership, router };
     this.router = router;
     membership.onMemberChanged((ch) => {
+      if (ch.previous !== ch.member.status) {
+        this.metrics?.memberChanged(ch.member.status);
+        this.memberEvents.push({ at: new Date().toISOString(), member: ch.member.id, from: ch.previous ?? 'new', to: ch.member.status });
+        if (this.memberEvents.length > 50) this.memberEvents.shift();
+      }
       if (ch.previous !== ch.member.status)
         this.log.info(
           { member: ch.member.id, incarnation: ch.member.incarnation, from: ch.previous, to: ch.member.status },
@@ -402,11 +534,20 @@ export class TroupeNode implements MessageRouter {
     return this.cluster?.router;
   }
 
-  /** Members as this node sees them: id, address, incarnation, status. */
-  members(): Array<{ id: number; address: string; incarnation: number; status: string }> {
+  /** Members as this node sees them: id, address, incarnation, status (and zone, when labelled). */
+  members(): Array<{ id: number; address: string; incarnation: number; status: string; zone?: string; forMs?: number }> {
     if (!this.cluster) return [{ id: this.id, address: 'local', incarnation: this.identity.incarnation, status: 'alive' }];
+    const now = this.clock.now();
     return [...this.cluster.membership.state.members.values()]
-      .map(({ id, address, incarnation, status }) => ({ id, address, incarnation, status }))
+      .map(({ id, address, incarnation, status, zone, statusSince }) => ({
+        id,
+        address,
+        incarnation,
+        status,
+        ...(zone !== undefined && { zone }),
+        // How long it has been in this status (as this node saw it).
+        forMs: Math.max(0, Math.round(now - statusSince)),
+      }))
       .sort((a, b) => a.id - b.id);
   }
 
@@ -433,6 +574,43 @@ export class TroupeNode implements MessageRouter {
     return this.stopping;
   }
 
+  /**
+   * Graceful leave with handoff (what SIGTERM does to `troupe start`): offers every partition
+   * this node leads to its next primary, announces the leave, and keeps serving until it leads
+   * none — each new primary learns, seals and fences it (replication/handoff.ts) — or until
+   * `timeoutMs` (then it stops as `stop()` does; fencing keeps that safe). Resolves once stopped.
+   *
+   * @example
+   *   process.once('SIGTERM', () => void node.drain().then(() => process.exit(0)));
+   */
+  drain(options: { timeoutMs?: number } = {}): Promise<void> {
+    const timeoutMs = options.timeoutMs ?? handoffDefaults.drainTimeoutMs;
+    if (!Number.isFinite(timeoutMs) || timeoutMs < 0) return Promise.reject(invalidOption('options.timeoutMs', 'must be a non-negative number (ms)', timeoutMs));
+    this.stopping ??= this.doDrain(timeoutMs).then(() => this.doStop());
+    return this.stopping;
+  }
+
+  private async doDrain(timeoutMs: number): Promise<void> {
+    const driver = this.replication?.driver;
+    const cluster = this.cluster;
+    if (driver === undefined || cluster === undefined || cluster.membership.upMembers().filter((m) => m.id !== this.id).length === 0) return;
+    const clock = this.clock;
+    const started = clock.now();
+    const sleep = (ms: number) => new Promise<void>((resolve) => clock.setTimeout(resolve, ms));
+    const led = driver.leads();
+    this.log.info({ partitions: led, timeoutMs }, `draining: handing off ${led} partitions`);
+    driver.drain();
+    await cluster.membership.leave().catch(() => undefined);
+    // Nobody left to hand off to (every other member left too, e.g. a whole cluster sent SIGTERM): stop now.
+    const others = () => cluster.membership.upMembers().some((m) => m.id !== this.id);
+    while (driver.leads() > 0 && others() && clock.now() - started < timeoutMs) await sleep(handoffDefaults.drainPollMs);
+    const left = driver.leads();
+    if (left > 0 && !others()) this.log.info({ partitions: left }, `drain: no other member left to hand ${left} partitions to; stopping`);
+    else if (left > 0) this.log.warn({ partitions: left, timeoutMs }, `drain timed out after ${timeoutMs} ms with ${left} partitions still led; stopping (their next primaries fence them)`);
+    else this.log.info({ ms: clock.now() - started }, `drained: every partition handed off in ${clock.now() - started} ms`);
+    await sleep(handoffDefaults.drainLingerMs);
+  }
+
   private async doStop(): Promise<void> {
     this.serving = false;
     this.notServingReason = 'node is stopping';
@@ -450,8 +628,11 @@ export class TroupeNode implements MessageRouter {
       await this.replication.driver.close();
       await this.replication.store.close();
     }
+    this.admin?.peers?.close();
+    await this.admin?.server?.close();
     await this.identity.close(); // the data directory's lock, once the journal is closed
     this.log.info('node stopped');
+    this.markStopped();
   }
 
   private views(): Record<string, () => unknown> {
@@ -465,6 +646,11 @@ export class TroupeNode implements MessageRouter {
       }),
       // Every partition this node holds a copy of: role, epoch, log end, commit and applied points.
       '/cluster/partitions': () => ({ node: this.id, partitions: this.replication?.driver.describe() ?? [] }),
+      // Prometheus text (src/metrics), and the status page with what it polls (src/status).
+      ...(this.metrics && { '/metrics': async () => new RawResponse(this.metrics!.contentType, await this.metrics!.text()) }),
+      '/status': () => new RawResponse('text/html; charset=utf-8', STATUS_PAGE_HTML),
+      '/': () => new RawResponse('text/html; charset=utf-8', STATUS_PAGE_HTML),
+      '/status/data': () => (this.admin ? statusData(this.admin.executor, this.memberEvents) : Promise.reject(troupeError('ERR_NO_NODES', 'the node is starting'))),
       // Frames, writes (frames ÷ writes = coalescing), queued bytes, rejected connections by reason.
       '/cluster/transport': () => (this.cluster?.transport as { stats?: () => unknown } | undefined)?.stats?.() ?? {},
     };
@@ -503,7 +689,23 @@ function snowflakes(id: number, identity: NodeIdentity, clock: Clock, log: Logge
   });
 }
 
-const DURABILITIES: readonly string[] = ['replicated', 'replicated+flush', 'flush', 'commit'];
+const DURABILITIES: readonly string[] = ['replicated', 'replicated+flush', 'lazy', 'flush', 'commit'];
+
+/**
+ * The kinds with a durability or write quorum of their own (defineActor), for the replication
+ * driver on this thread: it settles each write by its kind's rule and fences with the smallest W.
+ */
+function kindDurabilities(registry: ActorRegistry, storeFlush: 'commit' | 'flush'): Map<string, KindDurability> {
+  const kinds = new Map<string, KindDurability>();
+  for (const { kind, def } of registry.list()) {
+    if (def.durability === undefined && def.writeQuorum === undefined) continue;
+    // The store flushes (or not) for the whole node: one kind cannot have it alone.
+    if (def.durability === 'replicated+flush' && storeFlush !== 'flush')
+      throw invalidOption(`${kind}.durability`, "'replicated+flush' needs the node's durability 'replicated+flush' (options.durability)", def.durability);
+    kinds.set(kind, { ...(def.durability !== undefined && { durability: def.durability }), ...(def.writeQuorum !== undefined && { writeQuorum: def.writeQuorum }) });
+  }
+  return kinds;
+}
 
 /** This OS boot's id (Linux), or undefined where the OS does not tell. */
 function bootId(): string | undefined {
@@ -522,9 +724,9 @@ function bootId(): string | undefined {
 function replicationOf(options: NodeOptions): { path: string | undefined; durability: 'commit' | 'flush' } | undefined {
   const d = options.durability;
   if (d !== undefined && !DURABILITIES.includes(d))
-    throw invalidOption('options.durability', "must be 'replicated', 'replicated+flush', 'flush' or 'commit'", d);
+    throw invalidOption('options.durability', "must be 'replicated', 'replicated+flush', 'lazy', 'flush' or 'commit'", d);
   if (options.cluster === undefined) {
-    if (d === 'replicated' || d === 'replicated+flush')
+    if (d === 'replicated' || d === 'replicated+flush' || d === 'lazy')
       throw invalidOption('options.durability', 'replicates across a cluster: it needs options.cluster', d);
     return undefined;
   }

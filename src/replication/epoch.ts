@@ -32,11 +32,16 @@ export interface ReplicaSet {
   readonly members: readonly number[];
   /** Copies (the primary counted) an entry needs before it is acknowledged. */
   readonly w: number;
+  /**
+   * Present when some actor kind acknowledges its writes at fewer copies than `w`
+   * (settle-rule.ts): the smallest such W, which the fence must count with.
+   */
+  readonly fw?: number;
 }
 
-/** The fencing quorum of a set: no W-set can form without one of these |S| − W + 1 members. */
+/** The fencing quorum of a set: no W-set can form without one of these |S| − W + 1 members (W: the smallest any write used). */
 export function fenceQuorum(set: ReplicaSet): number {
-  return set.members.length - set.w + 1;
+  return set.members.length - Math.min(set.w, set.fw ?? set.w) + 1;
 }
 
 /** Where a replica's log ends: the epoch and seq of its last entry (seq 0: empty). */

@@ -6,6 +6,7 @@ import { truncateHistory, ZERO_EPOCH, type Epoch, type Position } from './epoch.
 import type { LogEntry } from './messages.ts';
 import {
   applyFailed,
+  badActorKeysArgs,
   badAgainstStored,
   badApplyArgs,
   badApplyTarget,
@@ -19,7 +20,7 @@ import {
   metaAfterPersist,
   type PersistChange,
 } from './partition-store-checks.ts';
-import { baseOf, emptyPartitionMeta, type InstallResult, type PartitionMeta, type PartitionSnapshot, type PartitionStore } from './partition-store.ts';
+import { baseOf, emptyPartitionMeta, pageOf, type InstallResult, type PartitionMeta, type PartitionSnapshot, type PartitionStore } from './partition-store.ts';
 import { PARTITIONS, partitionOf } from './partition-table.ts';
 
 export interface MemoryPartitionStoreOptions {
@@ -135,6 +136,20 @@ export class MemoryPartitionStore implements PartitionStore {
       const b = snap.base;
       this.metas.set(p, { ...meta, history: truncateHistory(snap.history, b.seq), last: b, base: b, applied: b.seq, commit: Math.max(meta.commit, b.seq) });
       return { installed: true, applied: b.seq };
+    });
+  }
+
+  actorKeys(kind: string, ps: ReadonlySet<number>, after: string | undefined, limit: number): Promise<string[]> {
+    const bad = badActorKeysArgs(kind, ps, after, limit);
+    if (bad) return Promise.reject(bad);
+    return this.queue(() => {
+      const keys: string[] = [];
+      // `images` with a selector that keeps nothing: a walk over the keys, no rows copied.
+      this.actors.images((k, key) => {
+        if (k === kind && (after === undefined || key > after) && ps.has(partitionOf(key, this.partitions))) keys.push(key);
+        return false;
+      });
+      return pageOf(keys, limit);
     });
   }
 

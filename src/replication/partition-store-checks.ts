@@ -137,6 +137,15 @@ export function badEntriesRange(p: number, after: number, limit: number): Troupe
   return undefined;
 }
 
+/** `ERR_JOURNAL_READ` naming the bad argument of `actorKeys`, or undefined. */
+export function badActorKeysArgs(kind: string, ps: ReadonlySet<number>, after: string | undefined, limit: number): TroupeError | undefined {
+  if (typeof kind !== 'string' || kind === '') return troupeError('ERR_JOURNAL_READ', 'kind must be a non-empty string', {});
+  if (!(ps instanceof Set)) return troupeError('ERR_JOURNAL_READ', 'ps must be a Set of partitions', { kind });
+  if (after !== undefined && typeof after !== 'string') return troupeError('ERR_JOURNAL_READ', 'after must be a key (string) or undefined', { kind });
+  if (!isCount(limit) || limit < 1) return troupeError('ERR_JOURNAL_READ', 'limit must be a positive integer', { kind, limit });
+  return undefined;
+}
+
 /**
  * The stored meta after a persist: `applied` and `base` are the store's own, moved by `apply`,
  * `truncatePrefix` and `install` alone (see the stores).

@@ -27,6 +27,11 @@ export interface PartitionMeta {
   base?: Position;
 }
 
+/** The first `limit` of `keys` in ascending order (`actorKeys`' page). */
+export function pageOf(keys: string[], limit: number): string[] {
+  return keys.sort().slice(0, Math.max(0, limit));
+}
+
 export function emptyPartitionMeta(): PartitionMeta {
   return { promised: { term: 0, node: 0 }, history: [], last: { epoch: { term: 0, node: 0 }, seq: 0 }, commit: 0, applied: 0, clean: true };
 }
@@ -140,6 +145,13 @@ export interface PartitionStore {
    * Resolves with whether it was installed and the applied point afterwards (≥ snap.base.seq).
    */
   install(p: number, snap: PartitionSnapshot, meta: PartitionMeta): Promise<InstallResult>;
+  /**
+   * Keys of actor kind `kind` in the actor tables whose partition (of `partitions`) is in `ps`,
+   * ascending, those after `after` only, at most `limit`: what a new primary activates at once
+   * for kinds defined with `remember: true`. Scans the actor tables' keys, so it is paged and
+   * off the hot path (once per partition a node comes to lead).
+   */
+  actorKeys(kind: string, ps: ReadonlySet<number>, after: string | undefined, limit: number): Promise<string[]>;
   /** Partition count the store maps keys with (`partitionOf(key, partitions)`), as the driver does. */
   readonly partitions: number;
   /** The actor tables (snapshot, events, recorded replies per actor): what activation reads. */

@@ -29,7 +29,10 @@ export interface PartitionPlacement {
 export interface PartitionTableOptions {
   /** Copies of each partition (the primary counted), capped by the cluster size. Default 3. */
   replicas?: number;
-  /** Node id → host or zone label: replicas go to different labels where possible. */
+  /**
+   * Node id → host or zone label: replicas go to different labels where possible. Default: the
+   * ring members' own `zone` labels (gossiped by membership); a node without one is a zone of its own.
+   */
   zones?: ReadonlyMap<number, string>;
   partitions?: number;
 }
@@ -59,7 +62,7 @@ export class PartitionTable {
       throw invalidOption('options.partitions', 'must be an integer in [1, 65536]', partitions);
     this.partitions = partitions;
     this.replicas = Math.min(replicas, ring.size);
-    const zones = options.zones;
+    const zones = options.zones ?? zonesOf(ring);
     this.sets = [];
     for (let p = 0; p < partitions; p++) {
       if (ring.size === 0) {
@@ -92,6 +95,13 @@ export class PartitionTable {
     }
     return { primary, replica };
   }
+}
+
+/** The ring members' zone labels, or undefined when none has one (the plain clockwise order). */
+function zonesOf(ring: HashRing): ReadonlyMap<number, string> | undefined {
+  let zones: Map<number, string> | undefined;
+  for (const m of ring.members) if (m.zone !== undefined) (zones ??= new Map()).set(m.id, m.zone);
+  return zones;
 }
 
 /** The first `r` of `order`, taking a node of an unused zone before a second node of any zone. */

@@ -1,4 +1,4 @@
-import type { HashRing, RingMember } from '../cluster/ring.ts';
+import type { RingMember } from '../cluster/ring.ts';
 import type { PeerIdentity, Transport } from '../cluster/transport.ts';
 import type { Clock, TimerHandle } from '../core/clock.ts';
 import { invalidOption, troupeError } from '../core/errors.ts';
@@ -25,7 +25,13 @@ import { baseOf, type ActorImage, type PartitionMeta, type PartitionSnapshot, ty
 import { createPrimaryState, primaryReducer, truncationPoint, type PrimaryEvent, type PrimaryState } from './primary.ts';
 import { createReplicaState, replicaReducer, type ReplicaState } from './replica.ts';
 import { RESTORED_FROM_BACKUP } from '../persistence/lmdb-env.ts';
-import { parseWireMessage, R_REPL, type FetchMessage, type SnapshotMessage, type WireMessage } from './wire.ts';
+import { parseWireMessage, R_REPL, type FetchMessage, type ReplFrameMessage, type SnapshotMessage, type WireMessage } from './wire.ts';
+import { AntiEntropy, antiEntropyDefaults, type HeldPartition } from './anti-entropy.ts';
+import { admitLearners, handoffDefaults, sealDecision, type HandoffMessage } from './handoff.ts';
+import { HashRing } from '../cluster/ring.ts';
+import { judgeToken, formatToken, type Token } from './token.ts';
+import { copiesHolding, fenceWriteQuorum, settleRuleOf, type KindDurability, type ReplicatedDurability, type SettleRule } from './settle-rule.ts';
+import { ReplicationLag, type LagFigures } from './replication-lag.ts';
 
 export const replicationDefaults = {
   /** R: copies of each partition, the primary counted (capped by the cluster size). */
@@ -77,6 +83,8 @@ export interface ReplicationOptions {
   fenceTimeoutMs?: number;
   retryMs?: number;
   resendMs?: number;
+  /** Anti-entropy digests to each peer this often, ms; 0: none (anti-entropy.ts). Default 1 s. */
+  digestIntervalMs?: number;
   /** Random source for back-off jitter (the simulator injects a seeded one). */
   random?: () => number;
   /**
@@ -90,6 +98,60 @@ export interface ReplicationOptions {
    * per turn with every partition that changed in it, before any of them serves again.
    */
   onStale?: (partitions: number[]) => void;
+  /**
+   * This node became the established primary of these partitions (after any fence: failover,
+   * handoff, restart), once per turn with every partition established in it, after `onStale`
+   * for them: kinds defined with `remember: true` activate their actors there.
+   */
+  onEstablished?: (partitions: number[]) => void;
+  /**
+   * Fence at once, not on the first message, a partition this node comes to lead because its
+   * last primary left the ring (a failover), when this node's copy holds data: set when a kind
+   * is defined with `remember: true`, whose actors must come back without a message. Default false.
+   */
+  fenceOnFailover?: boolean;
+  /** Partitions learning (or sealing) at once on this node (handoff.ts, default 8). */
+  maxLearning?: number;
+  /** The old primary's seal holds new requests at most this long, ms (default 2 s). */
+  sealTimeoutMs?: number;
+  /**
+   * When a write's reply may leave: 'replicated' (default) and 'replicated+flush' once W copies
+   * committed it, 'lazy' once this node's own store did (replication goes on in the background;
+   * the partition's commit point, which apply and truncation follow, still needs W copies).
+   */
+  durability?: ReplicatedDurability;
+  /** Actor kinds with a durability or write quorum of their own (settle-rule.ts). */
+  kinds?: ReadonlyMap<string, KindDurability>;
+}
+
+/** As the new proposed primary: catching up from the partition's established (old) primary. */
+interface Learn {
+  source: number;
+  /** The old primary's epoch, which it serves in meanwhile. */
+  epoch: Epoch;
+  /** Its commit point as last heard: the learner fetches up to here. */
+  commit: number;
+  /**
+   * This node holds a copy already (a member of the old primary's set, or a node back with its
+   * data): no fetch — a fetch from 0 would have to truncate what it applied. The fence after the
+   * seal catches it up from the point where its log matches, by epoch, as every fence does.
+   */
+  member: boolean;
+  phase: 'queued' | 'fetching' | 'sealing';
+  since: number;
+  reqId: number;
+  /** The learner fetched from the source in this handoff: its log continues from there. */
+  fetched: boolean;
+  fetch?: { after: number; upTo: number; got: LogEntry[]; image?: Incoming };
+  timer?: TimerHandle;
+}
+
+/** As the old primary: the node this partition is being handed to. It keeps serving until sealed. */
+interface Handoff {
+  to: number;
+  since: number;
+  lastContact: number;
+  seal?: { reqId: number; answered: boolean; timer: TimerHandle };
 }
 
 interface Waiter {
@@ -102,6 +164,13 @@ interface Waiter {
 interface PendingEntry {
   seq: number;
   settle: Array<(e: Error | null) => void>;
+}
+
+/** A write whose kind settles at a number of copies of its own (lazy: 1), not at the commit point. */
+interface EarlyWrite {
+  seq: number;
+  copies: number;
+  settle: (e: Error | null) => void;
 }
 
 interface Fetch {
@@ -151,6 +220,13 @@ class Cell {
   placementMoved = false;
   waiters: Waiter[] = [];
   pending: PendingEntry[] = [];
+  /** Writes settled by their own copy count (settle-rule.ts), in seq order. */
+  early: EarlyWrite[] = [];
+  /**
+   * The highest seq of this epoch acknowledged before the commit point reached it (lazy, or a
+   * kind's smaller W): an activation must not read the actor tables before they hold it.
+   */
+  earlyTail = 0;
   /** Entries appended here recently, contiguous, ending at the log's end (primary only). */
   recent: LogEntry[] = [];
   /** Writes of this turn, appended as one entry in a microtask. */
@@ -179,6 +255,20 @@ class Cell {
   incoming: Incoming | undefined;
   /** While a snapshot is being installed: replica messages wait here, then run in order. */
   held: Array<{ from: number; msg: ReplicationMessage }> | undefined;
+  /** As the new proposed primary: learning from the old one (requests for p are forwarded to it meanwhile). */
+  learn: Learn | undefined;
+  /** As the old primary: handing the partition off (handoff.ts). */
+  handoff: Handoff | undefined;
+  /** The fence in progress follows a seal: its establishment completes a handoff. */
+  handoffFence = false;
+  /**
+   * A fence this node started because a handoff to it ended (sealed, or the learner gave up):
+   * retried after a failure even with no request waiting, until established — nothing else would
+   * fence an idle partition whose old primary that failed fence already deposed.
+   */
+  fenceEagerly = false;
+  /** Eager fences that failed in a row (their retry backs off). */
+  eagerFailures = 0;
 
   constructor(
     readonly p: number,
@@ -208,6 +298,13 @@ export interface ReplicationStats {
   snapshotsInstalled: number;
   /** Entries held in the logs of this node, summed over partitions (last − base). */
   logEntries: number;
+  /** Partitions learning or sealing now (handoff); handoffs this node started as learner, completed, and seals that timed out here. */
+  learning: number;
+  handoffsStarted: number;
+  handoffsCompleted: number;
+  handoffsTimedOut: number;
+  /** Per peer, as this node's primaries saw it: time from shipping an append to its `appended` (replication-lag.ts). */
+  lag: Record<string, LagFigures>;
 }
 
 /**
@@ -246,14 +343,51 @@ export class ReplicationDriver implements Journal {
   private table: PartitionTable | undefined;
   private addresses = new Map<number, string>();
   private transport: Transport | undefined;
-  private outbox = new Map<number, WireMessage[]>();
+  private outbox = new Map<number, ReplFrameMessage[]>();
   private outboxQueued = false;
   private nextReq = 0;
   private closed = false;
   private resendTimer: TimerHandle | undefined;
   private readonly onStale: ((partitions: number[]) => void) | undefined;
+  private readonly onEstablished: ((partitions: number[]) => void) | undefined;
+  private readonly fenceOnFailover: boolean;
+  private established = new Set<number>();
+  private readonly durability: ReplicatedDurability;
+  private readonly kinds: ReadonlyMap<string, KindDurability>;
+  /** The W fences count with: the smallest any non-lazy kind acknowledges at (settle-rule.ts). */
+  private readonly fenceW: number;
   private stale = new Set<number>();
-  private readonly counters = { fences: 0, failedFences: 0, depositions: 0, appendsSent: 0, badMessages: 0, truncations: 0, snapshotsSent: 0, snapshotsInstalled: 0 };
+  private readonly counters = {
+    fences: 0,
+    failedFences: 0,
+    depositions: 0,
+    appendsSent: 0,
+    badMessages: 0,
+    truncations: 0,
+    snapshotsSent: 0,
+    snapshotsInstalled: 0,
+    handoffsStarted: 0,
+    handoffsCompleted: 0,
+    handoffsTimedOut: 0,
+  };
+  private readonly maxLearning: number;
+  private readonly sealTimeoutMs: number;
+  /** Partitions offered to this node, oldest first, waiting for a learning slot. */
+  private learnQueue: number[] = [];
+  /** Partitions learning or sealing now (at most maxLearning). */
+  private readonly learning = new Set<number>();
+  /** Old primaries this node learns from, or hands off through, that its ring may no longer hold (a draining node). */
+  private readonly handoffPeers = new Map<number, string>();
+  /** The address each peer last wrote from (an offer may come from a node already off the ring). */
+  private readonly senders = new Map<number, string>();
+  /** A graceful leave: this node proposes itself for nothing and hands its partitions off. */
+  private draining = false;
+  /** The last up set membership gave. */
+  private ring: HashRing | undefined;
+  /** Handoffs completed since the last log line, by source (one line per batch). */
+  private completedBatch = new Map<number, number>();
+  private readonly lag = new ReplicationLag();
+  private readonly antiEntropy: AntiEntropy;
 
   private constructor(o: ReplicationOptions, metas: Map<number, PartitionMeta>) {
     this.self = o.self;
@@ -269,6 +403,16 @@ export class ReplicationDriver implements Journal {
     this.resendMs = o.resendMs ?? replicationDefaults.resendMs;
     this.random = o.random ?? Math.random;
     this.onStale = o.onStale;
+    this.onEstablished = o.onEstablished;
+    this.fenceOnFailover = o.fenceOnFailover ?? false;
+    this.antiEntropy = new AntiEntropy(this.antiEntropyHost(), this.clock, o.digestIntervalMs ?? antiEntropyDefaults.intervalMs);
+    this.maxLearning = o.maxLearning ?? handoffDefaults.maxLearning;
+    if (!Number.isSafeInteger(this.maxLearning) || this.maxLearning < 1) throw invalidOption('options.maxLearning', 'must be a positive integer', o.maxLearning);
+    this.sealTimeoutMs = o.sealTimeoutMs ?? handoffDefaults.sealTimeoutMs;
+    if (!(this.sealTimeoutMs > 0)) throw invalidOption('options.sealTimeoutMs', 'must be a positive number (ms)', o.sealTimeoutMs);
+    this.durability = o.durability ?? 'replicated';
+    this.kinds = o.kinds ?? new Map();
+    this.fenceW = fenceWriteQuorum(this.writeQuorum, this.kinds.values(), this.durability);
     for (const [p, meta] of metas) this.cells.set(p, new Cell(p, meta));
   }
 
@@ -313,11 +457,43 @@ export class ReplicationDriver implements Journal {
     this.transport = transport;
     transport.onMessage((from, payload) => this.onPayload(from, payload));
     this.armResend();
+    this.antiEntropy.start();
+  }
+
+  /** Anti-entropy's view of this node: partitions it leads, its replicas' positions, a pull. */
+  private antiEntropyHost() {
+    return {
+      self: this.self,
+      held: (): HeldPartition[] => {
+        const out: HeldPartition[] = [];
+        for (const cell of this.cells.values()) {
+          const primary = cell.primary;
+          if (cell.role !== 'primary' || primary === undefined || primary.status !== 'serving' || primary.commit < primary.startSeq) continue;
+          const members = primary.sets[primary.sets.length - 1]!.members;
+          out.push({ p: cell.p, epoch: primary.epoch, end: primary.last, commit: primary.commit, members });
+        }
+        return out;
+      },
+      replicaOf: (p: number) => {
+        const cell = this.cellOf(p);
+        if (cell.role !== 'idle' || cell.held !== undefined || cell.learn !== undefined) return undefined;
+        return { last: cell.replica.last, promised: cell.replica.promised };
+      },
+      sendDigest: (to: number, msg: ReplFrameMessage) => this.send(to, msg),
+      // The primary's answer to a mismatch: it ships from the match point, through the Append checks.
+      pull: (p: number, to: number, epoch: Epoch) => {
+        const r = this.cellOf(p).replica;
+        this.send(to, { type: 'mismatch', p, epoch, last: r.last, history: r.history });
+      },
+    };
   }
 
   /** A new up set: the proposed replica sets of every partition follow it. */
   setMembers(ring: HashRing): void {
     this.addresses = new Map(ring.members.map((m: RingMember) => [m.id, m.address]));
+    this.ring = ring;
+    // Draining: this node proposes itself for nothing, whatever its ring still says of it.
+    if (this.draining) ring = withoutNode(ring, this.self);
     this.table = new PartitionTable(ring, { replicas: this.replicas, partitions: this.partitions });
     for (const cell of this.cells.values()) {
       const primary = cell.primary;
@@ -327,15 +503,25 @@ export class ReplicationDriver implements Journal {
         // a member regains R copies before a second failure, even in a partition only read
         // from resident actors (which never reach the driver). Partitions this node does not
         // lead yet are fenced lazily, on first use.
-        if (cell.waiters.length > 0 || (cell.role === 'primary' && cell.placementMoved)) this.advance(cell);
+        if (cell.handoff !== undefined) this.endHandoff(cell, 'the partition moved back');
+        if (cell.waiters.length > 0 || (cell.role === 'primary' && cell.placementMoved) || this.failedOverTo(cell, ring)) this.advance(cell);
         continue;
       }
+      if (cell.learn !== undefined) this.endLearn(cell, 'the partition moved elsewhere');
+      // Not ours any more, but established here: keep serving while the new primary learns.
+      if (this.offerHandoff(cell)) continue;
       // Not ours any more: a fence in progress stops; a serving primary keeps committing what
       // it has in flight until the new primary's fence deposes it, and takes nothing new.
       if (cell.role === 'candidate') this.abandonFence(cell, 'the partition moved');
       if (cell.role === 'primary') this.markStale(cell.p);
       this.rejectWaiters(cell, notPrimary(cell.p, this.self));
     }
+    this.pumpLearners();
+  }
+
+  /** The partition table membership proposes now (undefined before the first ring). */
+  get placement(): PartitionTable | undefined {
+    return this.table;
   }
 
   stats(): ReplicationStats {
@@ -351,7 +537,7 @@ export class ReplicationDriver implements Journal {
       if (c.role === 'candidate') candidates++;
       pendingEntries += c.pending.length;
     }
-    return { partitions: this.cells.size, primaries, established, candidates, pendingEntries, logEntries, ...this.counters };
+    return { partitions: this.cells.size, primaries, established, candidates, pendingEntries, logEntries, learning: this.learning.size, ...this.counters, lag: this.lag.stats() };
   }
 
   /** Per partition this node holds: role, epoch, log end, commit and applied points. */
@@ -366,6 +552,7 @@ export class ReplicationDriver implements Journal {
       commit: c.replica.commit,
       applied: c.applied,
       proposed: this.table?.replicasOf(c.p),
+      ...(handoffState(c) !== undefined && { handoff: handoffState(c) }),
     }));
   }
 
@@ -373,15 +560,106 @@ export class ReplicationDriver implements Journal {
 
   async read(kind: string, key: string): Promise<ActorHistory> {
     const cell = await this.ready(partitionOf(key, this.partitions));
-    await this.appliedThrough(cell, cell.replica.commit);
+    await this.readable(cell);
     const history = await this.store.actors.read(kind, key);
     return { ...history, epoch: cell.actorEpoch };
   }
 
   async readFrom(kind: string, key: string, afterSeq: number, limit: number): Promise<EventRecord[]> {
     const cell = await this.ready(partitionOf(key, this.partitions));
-    await this.appliedThrough(cell, cell.replica.commit);
+    await this.readable(cell);
     return this.store.actors.readFrom(kind, key, afterSeq, limit);
+  }
+
+  // ── Read-your-writes tokens (token.ts) ────────────────────────────────────────────────────
+
+  /**
+   * The token for a reply this node produced just now for `kind`/`key`: the reply left only
+   * after its write settled, so the partition's commit point covers it — or, for a kind that
+   * settles before the commit point (lazy, a smaller W), this primary's own durable log end.
+   * Undefined where this node holds nothing of the partition (it replicates nothing of it).
+   */
+  tokenOf(kind: string, key: string): Token | undefined {
+    const cell = this.cells.get(partitionOf(key, this.partitions));
+    if (cell === undefined) return undefined;
+    let seq = cell.replica.commit;
+    const primary = cell.role === 'primary' ? cell.primary : undefined;
+    const rule = this.settleRule(kind);
+    // Settled before the commit point reached it: the token must name the write itself, so it
+    // cannot pass for older state (deposed meanwhile: the log still ends at or past the write).
+    if (rule.type === 'copies' && rule.copies < this.writeQuorum)
+      seq = Math.max(seq, primary !== undefined ? Math.min(primary.durable, cell.replica.last.seq) : cell.replica.last.seq);
+    if (seq <= 0) return undefined;
+    return { p: cell.p, epoch: epochAt(cell.replica.history, seq), seq };
+  }
+
+  /**
+   * Resolves once this node serves the token's partition as its established primary with state
+   * covering the token (I7), within `timeoutMs`. Rejects with ERR_NOT_PRIMARY when the token
+   * comes from a later epoch than this node's (it was replaced, or has not heard yet: the router
+   * resends), ERR_TOKEN_LOST when this node's epoch history shows the token's write was lost,
+   * ERR_PARTITION_UNAVAILABLE when the state does not catch up in time.
+   */
+  async awaitToken(token: Token, timeoutMs: number): Promise<void> {
+    const cell = await this.ready(token.p);
+    const primary = cell.primary!;
+    const verdict = judgeToken(token, primary.epoch, cell.replica.history, cell.replica.last.seq);
+    if (verdict.type === 'newer')
+      throw troupeError('ERR_NOT_PRIMARY', `token ${formatToken(token)} is from a later epoch than node ${this.self}'s ${fmt(primary.epoch)} for partition ${cell.p}`, {
+        p: cell.p,
+        node: this.self,
+      });
+    if (verdict.type === 'lost')
+      throw troupeError(
+        'ERR_TOKEN_LOST',
+        `token ${formatToken(token)}: partition ${cell.p}'s epoch ${fmt(token.epoch)} ended at seq ${Math.max(verdict.end, 0)} in the surviving log, before the write it names (acknowledged without replication, lazy durability); refusing to serve older state`,
+        { p: cell.p, token: formatToken(token) },
+      );
+    if (cell.applied >= verdict.seq) return;
+    await this.appliedWithin(cell, verdict.seq, timeoutMs, () =>
+      troupeError('ERR_PARTITION_UNAVAILABLE', `partition ${cell.p} did not catch up with token ${formatToken(token)} within ${timeoutMs} ms`, { p: cell.p }),
+    );
+  }
+
+  /**
+   * Activations read the actor tables once they hold everything committed — and everything this
+   * epoch acknowledged before the commit point (lazy writes): waiting for that is bounded by
+   * `holdMs`, since it needs W live copies (reading older state than was acknowledged is not
+   * an option).
+   */
+  private readable(cell: Cell): Promise<void> {
+    const commit = cell.replica.commit;
+    if (cell.earlyTail <= commit) return this.appliedThrough(cell, commit);
+    const seq = cell.earlyTail;
+    return this.appliedWithin(cell, seq, this.holdMs, () =>
+      troupeError('ERR_PARTITION_UNAVAILABLE', `partition ${cell.p}: writes acknowledged through seq ${seq} (lazy) reached no ${this.writeQuorum} copies within ${this.holdMs} ms`, {
+        p: cell.p,
+        holdMs: this.holdMs,
+      }),
+    );
+  }
+
+  /** appliedThrough, rejecting with `timeout()` after `ms` (the waiter is dropped). */
+  private appliedWithin(cell: Cell, seq: number, ms: number, timeout: () => Error): Promise<void> {
+    if (cell.applied >= seq) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const timer = this.clock.setTimeout(() => {
+        const i = cell.applyWaiters.indexOf(waiter);
+        if (i >= 0) cell.applyWaiters.splice(i, 1);
+        reject(timeout());
+      }, ms);
+      const waiter = {
+        seq,
+        resolve: () => (this.clock.clearTimeout(timer), resolve()),
+        reject: (e: Error) => (this.clock.clearTimeout(timer), reject(e)),
+      };
+      cell.applyWaiters.push(waiter);
+      if (cell.applyTimer !== undefined) {
+        this.clock.clearTimeout(cell.applyTimer);
+        cell.applyTimer = undefined;
+      }
+      this.scheduleApply(cell);
+    });
   }
 
   async write(w: ActorWrite): Promise<void> {
@@ -398,9 +676,13 @@ export class ReplicationDriver implements Journal {
     if (this.closed) return;
     this.closed = true;
     if (this.resendTimer !== undefined) this.clock.clearTimeout(this.resendTimer);
+    this.antiEntropy.stop();
     const stopped = troupeError('ERR_STOPPED', 'node is stopping');
     for (const cell of this.cells.values()) {
       this.clearTimers(cell);
+      this.endHandoff(cell, 'stopping');
+      if (cell.learn?.timer !== undefined) this.clock.clearTimeout(cell.learn.timer);
+      cell.learn = undefined;
       this.rejectWaiters(cell, stopped);
       this.failPending(cell, stopped);
       this.rejectApplyWaiters(cell, stopped);
@@ -453,8 +735,18 @@ export class ReplicationDriver implements Journal {
     const entry: LogEntry = { seq, epoch: primary.epoch, data: batch.writes };
     cell.replica = { ...cell.replica, last: { epoch: primary.epoch, seq } };
     this.remember(cell, entry);
-    cell.pending.push({ seq, settle: batch.settle });
+    const atCommit: PendingEntry = { seq, settle: [] };
+    batch.writes.forEach((w, i) => {
+      const rule = this.settleRule(w.kind);
+      if (rule.type === 'commit') atCommit.settle.push(batch.settle[i]!);
+      else cell.early.push({ seq, copies: rule.copies, settle: batch.settle[i]! });
+    });
+    if (atCommit.settle.length > 0) cell.pending.push(atCommit);
     this.appendOwn(cell, entry);
+  }
+
+  private settleRule(kind: string): SettleRule {
+    return settleRuleOf(this.kinds.get(kind), { durability: this.durability, writeQuorum: this.writeQuorum });
   }
 
   /** The primary's own entry: persisted while it ships (raft's parallel write), durable → counted. */
@@ -482,8 +774,11 @@ export class ReplicationDriver implements Journal {
   /** Serving: an established primary of the proposed set, with everything committed applied. */
   private isReady(cell: Cell): boolean {
     const primary = cell.primary;
-    if (cell.role !== 'primary' || primary === undefined || primary.status !== 'serving' || cell.sealing || cell.placementMoved) return false;
+    if (cell.role !== 'primary' || primary === undefined || primary.status !== 'serving' || cell.sealing) return false;
     if (primary.commit < primary.startSeq || cell.applied < primary.startSeq) return false;
+    // Handing off: still the established primary (a fence deposes it), serving until sealed.
+    if (cell.handoff !== undefined) return cell.handoff.seal === undefined;
+    if (cell.placementMoved) return false;
     return this.placedAsEpoch(cell.p, primary);
   }
 
@@ -496,14 +791,17 @@ export class ReplicationDriver implements Journal {
 
   private proposedSet(p: number): ReplicaSet {
     const members = this.table!.replicasOf(p);
-    return { members, w: Math.min(this.writeQuorum, members.length) };
+    const w = Math.min(this.writeQuorum, members.length);
+    // Recorded in the epoch's start entry, so later fences of this set count with it too.
+    return this.fenceW < w ? { members, w, fw: this.fenceW } : { members, w };
   }
 
   private ready(p: number): Promise<Cell> {
     const cell = this.cellOf(p);
     if (this.isReady(cell)) return Promise.resolve(cell);
     if (this.closed) return Promise.reject(troupeError('ERR_STOPPED', 'node is stopping'));
-    if (this.table === undefined || this.table.primaryOf(p) !== this.self) return Promise.reject(notPrimary(p, this.self));
+    // A sealed old primary holds requests (bounded) until the new one's fence deposes it or the seal times out.
+    if ((this.table === undefined || this.table.primaryOf(p) !== this.self) && cell.handoff === undefined) return Promise.reject(notPrimary(p, this.self));
     return new Promise((resolve, reject) => {
       const waiter: Waiter = {
         resolve: () => resolve(cell),
@@ -529,6 +827,8 @@ export class ReplicationDriver implements Journal {
     if (this.isReady(cell)) return this.releaseWaiters(cell);
     if (this.closed || this.table === undefined || this.table.primaryOf(cell.p) !== this.self) return;
     if (cell.role === 'candidate' || cell.retryTimer !== undefined || cell.held !== undefined) return;
+    // Learning: the old primary serves meanwhile; the fence follows the seal.
+    if (cell.learn !== undefined) return;
     const primary = cell.primary;
     if (cell.role === 'primary' && primary !== undefined && primary.status === 'serving') {
       if (!cell.placementMoved && this.placedAsEpoch(cell.p, primary)) return; // established soon, or applying: a commit or apply calls advance again
@@ -544,6 +844,7 @@ export class ReplicationDriver implements Journal {
   private startFence(cell: Cell): void {
     const p = cell.p;
     cell.sealing = false;
+    if (cell.handoff !== undefined) this.endHandoff(cell, 'fencing again');
     // Resident actors stay valid across this fence only if this node served until now and the
     // fence finds no other node's later entries (then it fetches, see writeStart).
     cell.continuous = cell.role === 'primary' && cell.primary?.status === 'serving' && cell.continuous;
@@ -639,6 +940,8 @@ export class ReplicationDriver implements Journal {
     cell.role = 'primary';
     cell.candidate = undefined;
     cell.recent = [entry];
+    cell.earlyTail = 0; // what earlier epochs acknowledged early is below this start entry, or lost
+    this.lag.reset(cell.p); // seqs shipped in an earlier epoch of ours are no probe for this one
     cell.primary = createPrimaryState({
       p: cell.p,
       self: this.self,
@@ -665,17 +968,22 @@ export class ReplicationDriver implements Journal {
     cell.candidate = undefined;
     cell.role = 'idle';
     cell.continuous = false;
+    cell.handoffFence = false;
     this.log.info({ p: cell.p, why }, `partition ${cell.p}: fence abandoned (${why})`);
     if (retry) this.retryLater(cell);
   }
 
   /** With requests waiting, fence again after a jittered back-off (never in a tight loop). */
   private retryLater(cell: Cell): void {
-    if (cell.waiters.length === 0 || cell.retryTimer !== undefined || this.closed) return;
-    const delay = this.retryMs * (1 + this.random());
+    const wanted = () => cell.waiters.length > 0 || cell.fenceEagerly;
+    if (!wanted() || cell.retryTimer !== undefined || this.closed) return;
+    // Nobody waiting (an eager handoff fence): no hurry — back off, so that a loaded cluster is not
+    // asked for the same fetches (snapshots) over and over.
+    const eager = handoffDefaults.eagerRetryMs * 2 ** Math.min(4, cell.eagerFailures++);
+    const delay = (cell.waiters.length > 0 ? this.retryMs : eager) * (1 + this.random());
     cell.retryTimer = this.clock.setTimeout(() => {
       cell.retryTimer = undefined;
-      if (cell.waiters.length > 0) this.advance(cell);
+      if (wanted()) this.advance(cell);
     }, delay);
   }
 
@@ -689,8 +997,14 @@ export class ReplicationDriver implements Journal {
     cell.continuous = false;
     cell.sealing = false;
     cell.recent = [];
+    cell.earlyTail = 0;
     this.markStale(cell.p);
     this.failPending(cell, cause ?? staleEpoch(cell.p));
+    if (cell.handoff !== undefined) {
+      // Handed off: what it held during the seal follows the new primary (routers resend ERR_NOT_PRIMARY).
+      this.endHandoff(cell, 'deposed');
+      if (this.table?.primaryOf(cell.p) !== this.self) this.rejectWaiters(cell, notPrimary(cell.p, this.self));
+    }
     this.retryLater(cell);
   }
 
@@ -705,12 +1019,14 @@ export class ReplicationDriver implements Journal {
       const had = before.matched.get(event.from) ?? 0;
       if ((step.state.matched.get(event.from) ?? 0) > had) {
         cell.progress.set(event.from, this.clock.now());
+        this.lag.confirmed(cell.p, event.from, event.msg.seq, this.clock.now());
         this.maybeTruncate(cell);
       }
     }
     for (const e of step.effects) {
       switch (e.type) {
         case 'ship':
+          this.lag.shipped(cell.p, e.to, e.last, this.clock.now());
           this.ship(cell, e.to, e.after, e.last, e.commit);
           break;
         case 'snapshot':
@@ -731,6 +1047,10 @@ export class ReplicationDriver implements Journal {
             { p: cell.p, epoch: e.epoch, startSeq: cell.primary!.startSeq, sets: cell.primary!.sets },
             `partition ${cell.p}: primary in epoch ${fmt(e.epoch)}`,
           );
+          cell.fenceEagerly = false;
+          cell.eagerFailures = 0;
+          if (cell.handoffFence) this.handoffCompleted(cell, e.epoch);
+          this.markEstablished(cell.p);
           break;
         case 'step-down':
           cell.maxTerm = Math.max(cell.maxTerm, e.promised.term);
@@ -738,6 +1058,7 @@ export class ReplicationDriver implements Journal {
           break;
       }
     }
+    if (cell.early.length > 0) this.settleEarly(cell);
   }
 
   /** Sends entries (after, last] to a member, in pages, from memory or the store. */
@@ -748,10 +1069,14 @@ export class ReplicationDriver implements Journal {
     const fromRecent = (lo: number) => recent.slice(Math.max(0, lo + 1 - firstRecent), last - firstRecent + 1);
     if (after + 1 >= firstRecent) return this.sendPages(cell, to, primary.epoch, after, fromRecent(after), commit);
     // Older than what memory holds: read it (it is durable, recent entries are trimmed only once durable).
+    // The in-memory part is taken now: `recent` may be trimmed while the store reads.
+    const tail = fromRecent(firstRecent - 1);
     void this.store.entries(cell.p, after, firstRecent - 1 - after).then(
       (older) => {
-        if (cell.primary !== primary) return;
-        this.sendPages(cell, to, primary.epoch, after, [...older, ...fromRecent(firstRecent - 1)], commit);
+        // Still this epoch's primary (the reducer's state is a new object after every step, so
+        // compare the epoch: an identity check dropped nearly every read-back ship under load).
+        if (cell.role !== 'primary' || cell.primary === undefined || !sameEpoch(cell.primary.epoch, primary.epoch)) return;
+        this.sendPages(cell, to, primary.epoch, after, [...older, ...tail], commit);
       },
       (e: unknown) => {
         // Truncated meanwhile: the resend timer ships again from the new base (or a snapshot follows).
@@ -852,6 +1177,7 @@ export class ReplicationDriver implements Journal {
       const now = this.clock.now();
       for (const cell of this.cells.values()) {
         const primary = cell.primary;
+        if (cell.handoff !== undefined) this.handoffTick(cell, now);
         if (cell.role !== 'primary' || primary === undefined) continue;
         for (const [m, matched] of primary.matched) {
           if (matched >= primary.last) continue;
@@ -942,6 +1268,7 @@ export class ReplicationDriver implements Journal {
       n++;
     }
     if (n > 0) cell.pending.splice(0, n);
+    if (cell.handoff?.seal !== undefined) this.answerSeal(cell);
     if (cell.sealing && cell.pending.length === 0 && cell.batch === null) {
       cell.sealing = false;
       this.advance(cell);
@@ -950,8 +1277,32 @@ export class ReplicationDriver implements Journal {
 
   private failPending(cell: Cell, e: Error): void {
     const pending = cell.pending;
+    const early = cell.early;
     cell.pending = [];
+    cell.early = [];
     for (const entry of pending) for (const s of entry.settle) s(e);
+    for (const w of early) w.settle(e);
+  }
+
+  /**
+   * Acknowledges the writes whose kind's rule is met: enough members of the epoch's set hold
+   * their entry (capped by the set's size, as W is). One settled before the commit point reached
+   * it raises `earlyTail`, which activations wait for.
+   */
+  private settleEarly(cell: Cell): void {
+    const primary = cell.primary;
+    if (primary === undefined || cell.role !== 'primary') return;
+    const size = primary.sets[primary.sets.length - 1]!.members.length;
+    const still: EarlyWrite[] = [];
+    for (const w of cell.early) {
+      if (copiesHolding(primary, w.seq) < Math.min(w.copies, size)) {
+        still.push(w);
+        continue;
+      }
+      if (w.seq > cell.replica.commit) cell.earlyTail = Math.max(cell.earlyTail, w.seq);
+      w.settle(null);
+    }
+    cell.early = still;
   }
 
   // ── Receiving ────────────────────────────────────────────────────────────────────────────
@@ -962,12 +1313,17 @@ export class ReplicationDriver implements Journal {
     // reach it all the same (a dropped promise stalled a moved partition for a whole fence
     // timeout). The transport authenticated the peer; the next ring replaces the map anyway.
     if (!this.addresses.has(from.id)) this.addresses.set(from.id, from.address);
+    this.senders.set(from.id, from.address);
     const msgs = payload[1];
     if (!Array.isArray(msgs)) return void this.counters.badMessages++;
     for (const raw of msgs) {
       const msg = parseWireMessage(raw, this.partitions);
       if (msg === undefined) {
         this.counters.badMessages++;
+        continue;
+      }
+      if (msg.type === 'digest') {
+        this.antiEntropy.received(from.id, msg);
         continue;
       }
       try {
@@ -982,6 +1338,7 @@ export class ReplicationDriver implements Journal {
   private onMessage(from: number, msg: WireMessage): void {
     const cell = this.cellOf(msg.p);
     cell.maxTerm = Math.max(cell.maxTerm, msg.epoch.term);
+    if (this.onHandoffMessage(cell, from, msg)) return;
     switch (msg.type) {
       case 'prepare':
       case 'append':
@@ -1201,6 +1558,328 @@ export class ReplicationDriver implements Journal {
     );
   }
 
+  // ── Handoff (handoff.ts): learner, seal, rate limit, drain ─────────────────────────────────
+
+  /**
+   * Where this node's requests for `p` go while it learns p from the old primary: that primary
+   * (it still serves), or undefined when this node serves p itself or fences it as usual.
+   */
+  handoffTarget(p: number): { id: number; address: string } | undefined {
+    const learn = this.cells.get(p)?.learn;
+    if (learn === undefined || this.table?.primaryOf(p) !== this.self) return undefined;
+    const address = this.addresses.get(learn.source) ?? this.handoffPeers.get(learn.source);
+    return address === undefined ? undefined : { id: learn.source, address };
+  }
+
+  /** Partitions this node serves as primary (a drain waits for none). */
+  leads(): number {
+    let n = 0;
+    for (const c of this.cells.values()) if (c.role === 'primary') n++;
+    return n;
+  }
+
+  /**
+   * A graceful leave begins: from now on this node proposes itself for nothing, offers every
+   * partition it leads to the primary the others' rings will propose once it is gone, and keeps
+   * serving each until that node's fence deposes it. Call before announcing the leave.
+   */
+  drain(): void {
+    if (this.draining || this.ring === undefined) return;
+    this.draining = true;
+    this.setMembers(this.ring);
+  }
+
+  /** As the old primary: offer p to its new proposed primary, and keep serving it meanwhile. True if handing off. */
+  private offerHandoff(cell: Cell): boolean {
+    const primary = cell.primary;
+    const to = this.table?.primaryOf(cell.p);
+    if (cell.role !== 'primary' || primary === undefined || primary.status !== 'serving' || to === undefined || to === this.self) return false;
+    if (primary.commit < primary.startSeq) return false; // not established: nothing to hand off
+    const now = this.clock.now();
+    if (cell.handoff?.to !== to) {
+      if (cell.handoff !== undefined) this.endHandoff(cell, `now proposed for node ${to}`);
+      cell.handoff = { to, since: now, lastContact: now };
+    }
+    this.sendOffer(cell);
+    return true;
+  }
+
+  private sendOffer(cell: Cell): void {
+    const primary = cell.primary!;
+    const set = primary.sets[primary.sets.length - 1]!;
+    this.send(cell.handoff!.to, { type: 'offer', p: cell.p, epoch: primary.epoch, commit: primary.commit, members: [...set.members] });
+  }
+
+  /** The old primary stops handing off (deposed, moved back, timed out): sealed requests go on or fail. */
+  private endHandoff(cell: Cell, why: string): void {
+    const h = cell.handoff;
+    if (h === undefined) return;
+    cell.handoff = undefined;
+    if (h.seal !== undefined) this.clock.clearTimeout(h.seal.timer);
+    this.log.debug({ p: cell.p, to: h.to, why }, `partition ${cell.p}: handoff to node ${h.to} ended (${why})`);
+  }
+
+  /** Handoff messages, and the learner's fetch answers; false for anything else. */
+  private onHandoffMessage(cell: Cell, from: number, msg: WireMessage): boolean {
+    switch (msg.type) {
+      case 'offer':
+        this.onOffer(cell, from, msg);
+        return true;
+      case 'seal':
+        this.onSeal(cell, from, msg);
+        return true;
+      case 'sealed':
+      case 'behind':
+      case 'decline':
+        this.onSealAnswer(cell, from, msg);
+        return true;
+      case 'entries':
+      case 'snapshot': {
+        const learn = cell.learn;
+        if (learn?.fetch === undefined || learn.reqId !== msg.reqId || learn.source !== from) return false;
+        this.onLearnPage(cell, learn, msg);
+        return true;
+      }
+      default:
+        return false;
+    }
+  }
+
+  /** As the new proposed primary (now or once the ring says so): queue a learner. */
+  private onOffer(cell: Cell, from: number, msg: Extract<HandoffMessage, { type: 'offer' }>): void {
+    if (this.closed || this.draining) return;
+    // Already serving or fencing, or an offer of an epoch this node knows to be over: ignore.
+    if (cell.role !== 'idle' || compareEpoch(msg.epoch, cell.replica.promised) < 0) return;
+    const learn = cell.learn;
+    if (learn !== undefined && learn.source === from && sameEpoch(learn.epoch, msg.epoch)) {
+      learn.commit = Math.max(learn.commit, msg.commit);
+      return;
+    }
+    if (learn !== undefined) this.endLearn(cell, `a new offer from node ${from}`);
+    const address = this.addresses.get(from) ?? this.peerAddress(from);
+    if (address !== undefined) this.handoffPeers.set(from, address);
+    cell.learn = {
+      source: from,
+      epoch: msg.epoch,
+      commit: msg.commit,
+      member: msg.members.includes(this.self) || cell.replica.last.seq > 0 || cell.applied > 0,
+      phase: 'queued',
+      since: this.clock.now(),
+      reqId: 0,
+      fetched: false,
+    };
+    this.learnQueue.push(cell.p);
+    this.pumpLearners();
+  }
+
+  /** Starts queued learners whose partition this node is proposed for, up to maxLearning at once. */
+  private pumpLearners(): void {
+    if (this.learnQueue.length === 0) return;
+    const ready = this.learnQueue.filter((p) => this.cells.get(p)?.learn?.phase === 'queued' && this.table?.primaryOf(p) === this.self);
+    for (const p of admitLearners(ready, this.learning.size, this.maxLearning)) {
+      const cell = this.cells.get(p)!;
+      this.learnQueue.splice(this.learnQueue.indexOf(p), 1);
+      this.learning.add(p);
+      this.counters.handoffsStarted++;
+      // A member of the old set holds the log already: straight to the seal.
+      if (cell.learn!.member) this.requestSeal(cell);
+      else this.learnFetch(cell);
+    }
+  }
+
+  /** Every learner step hears back in time (fetch pages: learnPageTimeoutMs; seals: seal + fence timeouts), or the learner gives up. */
+  private armLearnTimer(cell: Cell, ms: number): void {
+    const learn = cell.learn!;
+    if (learn.timer !== undefined) this.clock.clearTimeout(learn.timer);
+    learn.timer = this.clock.setTimeout(() => {
+      learn.timer = undefined;
+      if (cell.learn === learn) this.endLearn(cell, `node ${learn.source} did not answer (${learn.phase})`, true);
+    }, ms);
+  }
+
+  /** Fetch the old primary's log up to its commit point (a snapshot first where it truncated). */
+  private learnFetch(cell: Cell): void {
+    const learn = cell.learn!;
+    const after = learn.fetched ? cell.replica.last.seq : 0;
+    learn.phase = 'fetching';
+    learn.reqId = ++this.nextReq;
+    learn.fetch = { after, upTo: Math.max(after, learn.commit), got: [] };
+    this.armLearnTimer(cell, Math.max(this.fenceTimeoutMs, handoffDefaults.learnPageTimeoutMs));
+    this.send(learn.source, { type: 'fetch', p: cell.p, epoch: learn.epoch, reqId: learn.reqId, after, upTo: learn.fetch.upTo });
+  }
+
+  private onLearnPage(cell: Cell, learn: Learn, msg: Extract<WireMessage, { type: 'entries' | 'snapshot' }>): void {
+    const f = learn.fetch!;
+    this.armLearnTimer(cell, Math.max(this.fenceTimeoutMs, handoffDefaults.learnPageTimeoutMs));
+    if (msg.type === 'snapshot') {
+      f.image = this.collect(f.image, learn.source, msg);
+      if (f.image === undefined) this.endLearn(cell, `node ${learn.source}'s snapshot pages arrived out of order`, true);
+      return;
+    }
+    for (const e of msg.entries) f.got.push(e);
+    if (!msg.done) return;
+    learn.fetch = undefined;
+    const { got, image } = f;
+    if (image !== undefined && !image.done) return this.endLearn(cell, `node ${learn.source}'s snapshot did not arrive whole`, true);
+    const after = image?.base.seq ?? f.after;
+    // A snapshot may end past `upTo`: the old primary snapshots at its commit point now, which
+    // has moved on since the offer named `upTo`. Reaching `upTo` is what the learner needs.
+    const contiguous = got.every((e, i) => e.seq === after + 1 + i) && (got.length === 0 ? after : got[got.length - 1]!.seq) >= f.upTo;
+    if (!contiguous) return this.endLearn(cell, `node ${learn.source} did not have entries ${after + 1}..${f.upTo}`, true);
+    const store = () => {
+      // What was fetched is committed on the old primary's set (the learner asked for its commit point).
+      let history = truncateHistory(cell.replica.history, after);
+      for (const e of got) if (e.start !== undefined) history = [...history, e.start];
+      const lastEntry = got[got.length - 1];
+      const last = lastEntry ? { epoch: lastEntry.epoch, seq: lastEntry.seq } : cell.replica.last;
+      const before = cell.replica;
+      const stored = { ...before, last, history, commit: Math.max(Math.min(before.commit, after), last.seq) };
+      cell.replica = stored;
+      this.persist(cell, image === undefined ? { truncateAfter: after, entries: got } : { entries: got }).then(
+        () => {
+          if (cell.learn !== learn) return;
+          learn.fetched = true;
+          this.scheduleApply(cell);
+          this.requestSeal(cell);
+        },
+        (e: unknown) => {
+          // The store refused the change: memory must not claim entries the log does not hold
+          // (every later append would then fail to follow it).
+          if (cell.replica === stored) cell.replica = before;
+          this.endLearn(cell, `cannot store fetched entries: ${(e as Error).message}`, true);
+        },
+      );
+    };
+    if (image === undefined) return store();
+    this.install(cell, image).then(
+      (installed) => {
+        if (cell.learn !== learn) return;
+        if (!installed) return this.endLearn(cell, `node ${learn.source}'s snapshot is behind what this node applied`, true);
+        store();
+      },
+      (e: unknown) => this.endLearn(cell, `cannot install node ${learn.source}'s snapshot: ${(e as Error).message}`, true),
+    );
+  }
+
+  private requestSeal(cell: Cell): void {
+    const learn = cell.learn!;
+    learn.phase = 'sealing';
+    learn.reqId = ++this.nextReq;
+    this.armLearnTimer(cell, this.sealTimeoutMs + this.fenceTimeoutMs);
+    this.send(learn.source, { type: 'seal', p: cell.p, epoch: learn.epoch, reqId: learn.reqId, have: cell.replica.last.seq });
+  }
+
+  /** As the old primary: seal if the learner is close, else tell it how far to fetch. */
+  private onSeal(cell: Cell, from: number, msg: Extract<HandoffMessage, { type: 'seal' }>): void {
+    const { p, epoch, reqId } = msg;
+    const primary = cell.primary;
+    const h = cell.handoff;
+    const serving =
+      cell.role === 'primary' && primary !== undefined && primary.status === 'serving' && sameEpoch(primary.epoch, epoch) && h !== undefined && h.to === from;
+    const decision = sealDecision({ serving, last: cell.replica.last.seq, have: msg.have, sealGap: handoffDefaults.sealGap });
+    if (decision === 'decline') return this.send(from, { type: 'decline', p, epoch, reqId });
+    h!.lastContact = this.clock.now();
+    if (decision === 'behind') return this.send(from, { type: 'behind', p, epoch, reqId, commit: cell.replica.commit });
+    if (h!.seal !== undefined) this.clock.clearTimeout(h!.seal.timer);
+    const seal = {
+      reqId,
+      answered: false,
+      // Nobody fenced in time (the learner died, a message was lost): serve again; the learner retries later.
+      timer: this.clock.setTimeout(() => {
+        if (cell.handoff !== h || h!.seal !== seal) return;
+        h!.seal = undefined;
+        this.counters.handoffsTimedOut++;
+        this.log.info({ p, to: from }, `partition ${p}: seal for node ${from} timed out after ${this.sealTimeoutMs} ms; serving again`);
+        if (cell.waiters.length > 0) this.advance(cell);
+      }, this.sealTimeoutMs),
+    };
+    h!.seal = seal;
+    this.answerSeal(cell);
+  }
+
+  /** Sealed, once every write appended before the seal has committed: the learner may fence now. */
+  private answerSeal(cell: Cell): void {
+    const seal = cell.handoff?.seal;
+    if (seal === undefined || seal.answered || cell.pending.length > 0 || cell.batch !== null) return;
+    seal.answered = true;
+    this.send(cell.handoff!.to, { type: 'sealed', p: cell.p, epoch: cell.primary!.epoch, reqId: seal.reqId, last: cell.replica.last.seq });
+  }
+
+  /** As the learner: sealed → fence (as always: old and new sets jointly); behind → fetch more; decline → fence lazily. */
+  private onSealAnswer(cell: Cell, from: number, msg: Extract<HandoffMessage, { type: 'sealed' | 'behind' | 'decline' }>): void {
+    const learn = cell.learn;
+    if (learn === undefined || learn.source !== from || learn.reqId !== msg.reqId || learn.phase !== 'sealing') return;
+    if (msg.type === 'decline') return this.endLearn(cell, `node ${from} does not lead the partition in epoch ${fmt(learn.epoch)}`);
+    if (msg.type === 'behind') {
+      // A copy of its own too far behind to seal: the fence catches it up (by epoch, see `member`).
+      if (learn.member && !learn.fetched) return this.endLearn(cell, `${msg.commit - cell.replica.last.seq} entries behind node ${from}: fencing`, true);
+      learn.commit = Math.max(learn.commit, msg.commit);
+      return this.learnFetch(cell);
+    }
+    this.endLearn(cell, 'sealed');
+    if (this.table?.primaryOf(cell.p) !== this.self || cell.role !== 'idle') return;
+    cell.handoffFence = true;
+    cell.fenceEagerly = true;
+    this.startFence(cell);
+  }
+
+  /**
+   * The learner stops. `fence`: the old primary may still lead p (a timeout, a failed fetch): fence
+   * now rather than on first use, so a draining node is not left leading it until its timeout.
+   */
+  private endLearn(cell: Cell, why: string, fence = false): void {
+    const learn = cell.learn;
+    if (learn === undefined) return;
+    cell.learn = undefined;
+    if (learn.timer !== undefined) this.clock.clearTimeout(learn.timer);
+    this.learning.delete(cell.p);
+    const i = this.learnQueue.indexOf(cell.p);
+    if (i >= 0) this.learnQueue.splice(i, 1);
+    if (why !== 'sealed') this.log.info({ p: cell.p, from: learn.source, why }, `partition ${cell.p}: learning from node ${learn.source} stopped (${why})`);
+    this.pumpLearners();
+    if (this.table?.primaryOf(cell.p) !== this.self) return;
+    if (fence && cell.role === 'idle') {
+      cell.fenceEagerly = true;
+      this.startFence(cell);
+    }
+    else if (cell.waiters.length > 0) this.advance(cell);
+  }
+
+  /** One log line per batch of completed handoffs (a join moves hundreds of partitions). */
+  private handoffCompleted(cell: Cell, epoch: Epoch): void {
+    cell.handoffFence = false;
+    this.counters.handoffsCompleted++;
+    const from = epochAt(truncateHistory(cell.replica.history, cell.primary!.startSeq - 1), cell.primary!.startSeq - 1).node;
+    this.completedBatch.set(from, (this.completedBatch.get(from) ?? 0) + 1);
+    // The batch ends when nothing learns, waits to, or fences after a seal any more.
+    if (this.learning.size > 0 || this.learnQueue.some((p) => this.table?.primaryOf(p) === this.self)) return;
+    for (const other of this.cells.values()) if (other.handoffFence) return;
+    const froms = [...this.completedBatch].map(([n, k]) => `${k} from node ${n}`).join(', ');
+    const total = [...this.completedBatch.values()].reduce((a, b) => a + b, 0);
+    this.log.info({ partitions: total, from: Object.fromEntries(this.completedBatch), epoch }, `handoff: took over ${total} partitions (${froms})`);
+    this.completedBatch = new Map();
+  }
+
+  /** Periodic: re-offer partitions whose learner is silent, drop handoffs nobody took up. */
+  private handoffTick(cell: Cell, now: number): void {
+    const h = cell.handoff;
+    if (h === undefined || h.seal !== undefined) return;
+    if (now - h.since > handoffDefaults.handoffTimeoutMs && now - h.lastContact > handoffDefaults.handoffTimeoutMs) {
+      this.endHandoff(cell, 'nobody took it over');
+      cell.placementMoved = true;
+      this.rejectWaiters(cell, notPrimary(cell.p, this.self));
+      return;
+    }
+    if (now - h.lastContact >= handoffDefaults.reofferMs) {
+      h.lastContact = now;
+      this.sendOffer(cell);
+    }
+  }
+
+  private peerAddress(id: number): string | undefined {
+    return this.handoffPeers.get(id) ?? this.senders.get(id);
+  }
+
   // ── Store and network ────────────────────────────────────────────────────────────────────
 
   /** Queues a change of the partition's store with its current state; sends wait for it. */
@@ -1223,7 +1902,7 @@ export class ReplicationDriver implements Journal {
   }
 
   /** Queues a message for `to`; every peer's messages of this turn leave as one payload. */
-  private send(to: number, msg: WireMessage): void {
+  private send(to: number, msg: ReplFrameMessage): void {
     if (this.closed || this.transport === undefined) return;
     let box = this.outbox.get(to);
     if (box === undefined) this.outbox.set(to, (box = []));
@@ -1238,10 +1917,33 @@ export class ReplicationDriver implements Journal {
     const outbox = this.outbox;
     this.outbox = new Map();
     for (const [to, msgs] of outbox) {
-      const address = this.addresses.get(to);
+      // A draining old primary is off the ring but still answers its handoff (and the fence after it).
+      const address = this.addresses.get(to) ?? this.handoffPeers.get(to);
       if (address === undefined || this.transport === undefined) continue; // not up: the fence or resend covers it
       this.transport.send(address, [R_REPL, msgs], 'actor');
     }
+  }
+
+  /**
+   * `fenceOnFailover`: an idle copy with data whose last epoch's primary is off the ring, seen
+   * by a node that has peers (a node alone on its ring before joining has not seen a failover).
+   */
+  private failedOverTo(cell: Cell, ring: HashRing): boolean {
+    if (!this.fenceOnFailover || cell.role !== 'idle' || ring.size < 2) return false;
+    const last = cell.replica.history[cell.replica.history.length - 1];
+    return last !== undefined && cell.replica.last.seq > 0 && !ring.has(last.epoch.node);
+  }
+
+  /** Collects partitions newly established here; announced once per turn, after the stale ones. */
+  private markEstablished(p: number): void {
+    if (this.onEstablished === undefined) return;
+    if (this.established.size === 0)
+      queueMicrotask(() => {
+        const ps = [...this.established];
+        this.established = new Set();
+        this.onEstablished!(ps);
+      });
+    this.established.add(p);
   }
 
   /** Collects partitions whose resident actors may be stale; announced once per turn. */
@@ -1292,6 +1994,21 @@ export class ReplicationDriver implements Journal {
 function metaOf(cell: Cell): PartitionMeta {
   const r = cell.replica;
   return { promised: r.promised, history: r.history, last: r.last, commit: r.commit, applied: cell.applied, clean: r.clean };
+}
+
+/** The ring without one member (a draining node proposes itself for nothing). */
+function withoutNode(ring: HashRing, id: number): HashRing {
+  return new HashRing(
+    ring.members.filter((m) => m.id !== id),
+    { epoch: ring.epoch, virtualNodes: ring.virtualNodes },
+  );
+}
+
+/** What describe() shows of a partition's handoff: learning or sealing here, or sealed / handing off as the old primary. */
+function handoffState(c: Cell): string | undefined {
+  if (c.learn !== undefined) return c.learn.phase === 'queued' ? 'queued' : c.learn.phase === 'fetching' ? 'learning' : 'sealing';
+  if (c.handoff !== undefined) return c.handoff.seal !== undefined ? 'sealed' : `handing-off to ${c.handoff.to}`;
+  return undefined;
 }
 
 function fmt(e: Epoch): string {

@@ -1,6 +1,8 @@
 import type { Epoch, EpochHistory, Position } from './epoch.ts';
 import type { LogEntry, ReplicationMessage } from './messages.ts';
 import type { ActorImage } from './partition-store.ts';
+import { parseHandoffMessage, type HandoffMessage } from './handoff.ts';
+import type { DigestMessage } from './anti-entropy.ts';
 
 /**
  * Replication on the wire: one transport payload per peer per event-loop turn,
@@ -35,7 +37,25 @@ export type SnapshotMessage = {
   done: boolean;
 };
 
-export type WireMessage = ReplicationMessage | FetchMessage | SnapshotMessage;
+export type WireMessage = ReplicationMessage | FetchMessage | SnapshotMessage | HandoffMessage;
+
+/** Everything an `[R_REPL, messages]` frame may carry: the per-partition messages and digests. */
+export type ReplFrameMessage = WireMessage | DigestMessage;
+
+/** A digest's partitions at most (anti-entropy.ts pages far below it); a longer one is refused. */
+const MAX_DIGEST_PARTITIONS = 4_096;
+
+/**
+ * Anti-entropy's digest (anti-entropy.ts): `parts` is flat, `[p, term, node, end, commit]` per
+ * partition, every number a count and every p one of this node's partitions. It names many
+ * partitions, so it carries no top-level `p` or `epoch`.
+ */
+export function parseDigestMessage(msg: Record<string, unknown>, partitions: number): DigestMessage | undefined {
+  const parts = msg.parts;
+  if (!Array.isArray(parts) || parts.length % 5 !== 0 || parts.length > 5 * MAX_DIGEST_PARTITIONS) return undefined;
+  for (let i = 0; i < parts.length; i++) if (!isCount(parts[i]) || (i % 5 === 0 && parts[i] >= partitions)) return undefined;
+  return { type: 'digest', parts: parts as number[] };
+}
 
 const isCount = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0;
 const isEpoch = (v: unknown): v is Epoch =>
@@ -64,9 +84,10 @@ const isHistory = (v: unknown): boolean =>
  * The message if it is well formed for a node with `partitions` partitions, else undefined. An
  * authenticated peer can still run buggy or older code: every field the driver reads is checked.
  */
-export function parseWireMessage(m: unknown, partitions: number): WireMessage | undefined {
+export function parseWireMessage(m: unknown, partitions: number): ReplFrameMessage | undefined {
   if (typeof m !== 'object' || m === null) return undefined;
   const msg = m as Record<string, unknown>;
+  if (msg.type === 'digest') return parseDigestMessage(msg, partitions);
   if (!isCount(msg.p) || msg.p >= partitions || !isEpoch(msg.epoch)) return undefined;
   switch (msg.type) {
     case 'prepare':
@@ -94,6 +115,6 @@ export function parseWireMessage(m: unknown, partitions: number): WireMessage | 
         ? (m as WireMessage)
         : undefined;
     default:
-      return undefined;
+      return parseHandoffMessage(msg);
   }
 }

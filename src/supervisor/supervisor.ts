@@ -3,7 +3,9 @@ import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { MessageChannel, type MessagePort, type ResourceLimits } from 'node:worker_threads';
 import { Piscina } from 'piscina';
+import type { ActorInspection, SlotTop } from '../actors/actor-host.ts';
 import type { AnyMessage, AskOptions } from '../actors/define-actor.ts';
+import type { SystemOp } from '../actors/envelope.ts';
 import type { MessageRouter } from '../actors/actor-ref.ts';
 import type { Clock, TimerHandle } from '../core/clock.ts';
 import { fromErrorRecord, invalidOption, toErrorRecord, troupeError, type ErrorRecord, type TroupeError } from '../core/errors.ts';
@@ -219,6 +221,17 @@ export class Supervisor extends EventEmitter implements LocalActors {
     for (const s of this.slots) s.writer.control(0, 'reload-partitions', { partitions, count });
   }
 
+  activate(kind: string, keys: readonly string[]): void {
+    const bySlot = new Map<number, string[]>();
+    for (const key of keys) {
+      const slot = this.slotOf(key);
+      const list = bySlot.get(slot);
+      if (list === undefined) bySlot.set(slot, [key]);
+      else list.push(key);
+    }
+    for (const [slot, list] of bySlot) this.slots[slot]!.writer.control(0, 'activate', { kind, keys: list });
+  }
+
   /** Tells every worker which keys this node owns, so actors on it keep local traffic local. */
   placement(members: readonly { id: number; address: string }[], selfId: number): void {
     for (const s of this.slots) s.writer.control(0, 'placement', { members, selfId });
@@ -227,6 +240,18 @@ export class Supervisor extends EventEmitter implements LocalActors {
 
   stats(): Promise<unknown[]> {
     return Promise.all(this.slots.map((s) => this.control(s.index, 'stats')));
+  }
+
+  inspect(kind: string, key: string): Promise<ActorInspection> {
+    return this.control(this.slotOf(key), 'inspect', { kind, key }) as Promise<ActorInspection>;
+  }
+
+  steer(kind: string, key: string, op: SystemOp): Promise<boolean> {
+    return this.control(this.slotOf(key), 'steer-actor', { kind, key, op }) as Promise<boolean>;
+  }
+
+  top(n: number): Promise<SlotTop[]> {
+    return Promise.all(this.slots.map((s) => this.control(s.index, 'top', { n }) as Promise<SlotTop>));
   }
 
   /** Thread id hosting each slot (changes when a slot is re-hosted). */

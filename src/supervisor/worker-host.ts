@@ -92,6 +92,20 @@ export default async function hostSlot(task: WorkerTask): Promise<void> {
           const { partitions, count } = arg as { partitions: number[]; count: number };
           const stale = new Set(partitions);
           host.reloadWhere((_kind, key) => stale.has(partitionOf(key, count)));
+        } else if (name === 'activate') {
+          const { kind, keys } = arg as { kind: string; keys: string[] };
+          for (const key of keys) host.wake(kind, key);
+        } else if (name === 'inspect') {
+          const { kind, key } = arg as { kind: string; key: string };
+          host.inspect(kind, key).then(
+            (v) => writer.reply(askId, true, v),
+            (e: unknown) => writer.reply(askId, false, toErrorRecord(e)),
+          );
+        } else if (name === 'steer-actor') {
+          const { kind, key, op } = arg as { kind: string; key: string; op: 'restart' | 'passivate' };
+          writer.reply(askId, true, host.system(kind, key, op));
+        } else if (name === 'top') {
+          writer.reply(askId, true, host.top((arg as { n: number }).n));
         } else if (name === 'restart-actor') {
           const { kind, key } = arg as { kind: string; key: string };
           writer.reply(askId, true, host.system(kind, key, 'restart'));

@@ -102,7 +102,7 @@ describe('usage errors: one line naming the flag, exit 2', () => {
     { args: ['demo', '--durability', 'commit'], line: 'troupe demo: --durability commit needs --data-dir' },
     {
       args: ['demo', '--durability', 'fast', '--data-dir', 'x'],
-      line: 'troupe demo: --durability must be one of replicated, replicated+flush, flush, commit (got "fast")',
+      line: 'troupe demo: --durability must be one of replicated, replicated+flush, lazy, flush, commit (got "fast")',
     },
     { args: ['demo', '--durability', 'replicated'], line: 'troupe demo: --durability replicated replicates across a cluster' },
     { args: ['demo', '--replicas', '2'], line: 'troupe demo: --replicas and --write-quorum apply to a cluster' },

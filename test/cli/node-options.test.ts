@@ -181,7 +181,7 @@ describe('troupe demo --seeds', () => {
 describe('NodeOptions the CLI flags map to are validated by the node, naming the option', () => {
   const demo = new URL('../../src/demo/app.ts', import.meta.url).href;
   it.each([
-    { o: { durability: 'fast' }, message: "options.durability must be 'replicated', 'replicated+flush', 'flush' or 'commit' (got \"fast\")" },
+    { o: { durability: 'fast' }, message: "options.durability must be 'replicated', 'replicated+flush', 'lazy', 'flush' or 'commit' (got \"fast\")" },
     { o: { durability: 'replicated' }, message: 'options.durability replicates across a cluster: it needs options.cluster' },
     { o: { durability: 'commit' }, message: 'options.durability needs a durable journal' },
     { o: { maxResidentPerWorker: 0 }, message: 'options.maxResidentPerWorker must be a positive integer (got 0)' },

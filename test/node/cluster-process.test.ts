@@ -1,58 +1,14 @@
-import type { ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { forkNode } from '../../src/cli/node-process.ts';
-import { eventually, exited, stopChild } from '../helpers/processes.ts';
+import { ProcessCluster, type ProcessNode } from '../helpers/process-cluster.ts';
+import { eventually, exited } from '../helpers/processes.ts';
 
-const app = fileURLToPath(new URL('../../src/demo/app.ts', import.meta.url));
-const secret = randomBytes(24).toString('base64url');
-const dataRoot = mkdtempSync(join(tmpdir(), 'troupe-cluster-'));
-
-interface Started {
-  child: ChildProcess;
-  url: string;
-  cluster: string;
-}
-
-/** Starts `troupe start` as a child process and resolves when it reports ready over IPC. */
-async function startNode(id: number, seeds: string[], port = 0): Promise<Started> {
-  const args = [
-    'start',
-    '--id',
-    String(id),
-    '--port',
-    String(port),
-    '--http',
-    '0',
-    '--workers',
-    '1',
-    '--app',
-    app,
-    '--data-dir',
-    join(dataRoot, `n${id}`),
-    '--log-level',
-    'warn',
-  ];
-  if (seeds.length) args.push('--seeds', seeds.join(','));
-  const { child, ready } = forkNode(args, {
-    env: { ...process.env, TROUPE_CLUSTER_SECRET: secret },
-    stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
-  });
-  const r = await ready;
-  return { child, url: r.url, cluster: r.cluster! };
-}
+const cluster = new ProcessCluster('cluster');
 
 type Member = { id: number; status: string; incarnation: number };
 async function members(url: string): Promise<Member[]> {
   const res = await fetch(url + '/cluster/members');
   return ((await res.json()) as { members: Member[] }).members;
 }
-
-
 
 const incr = async (url: string, key: string) => {
   const res = await fetch(`${url}/actors/counter/${key}/incr`, { method: 'POST', body: '{"by":1}' });
@@ -61,24 +17,15 @@ const incr = async (url: string, key: string) => {
 };
 
 describe('three troupe processes on 127.0.0.1', () => {
-  const nodes: Started[] = [];
+  const nodes: ProcessNode[] = [];
 
   beforeAll(async () => {
-    nodes.push(await startNode(1, []));
-    nodes.push(...(await Promise.all([startNode(2, [nodes[0]!.cluster]), startNode(3, [nodes[0]!.cluster])])));
-    await eventually(
-      async () => (await Promise.all(nodes.map((n) => members(n.url)))).every((ms) => ms.filter((m) => m.status === 'alive').length === 3),
-      15_000,
-      'all three nodes see three alive members',
-    );
+    nodes.push(...(await cluster.startAll([1, 2, 3])));
   }, 60_000);
 
-  afterAll(async () => {
-    // Wait for each process to exit before deleting its data directory: a node still closing
-    // its journal would write into a directory being removed.
-    await Promise.all(nodes.map((n) => stopChild(n.child)));
-    rmSync(dataRoot, { recursive: true, force: true });
-  }, 15_000);
+  // Each process has exited before its data directory is deleted: a node still closing its
+  // journal would write into a directory being removed.
+  afterAll(() => cluster.stop(), 15_000);
 
   const keys = Array.from({ length: 30 }, (_, i) => `p-${i}`);
 
@@ -113,7 +60,7 @@ describe('three troupe processes on 127.0.0.1', () => {
 
     await exited(victim.child); // its ports are free once the kernel has reaped it
     // Same id and the same address, as an operator restarting the node would.
-    const again = await startNode(3, [nodes[0]!.cluster], port);
+    const again = await cluster.start(3, { seeds: [nodes[0]!.cluster], port });
     nodes[2] = again;
     await eventually(
       async () =>

@@ -601,3 +601,89 @@ describe.each(subjects)('$name: prefix truncation and partition snapshots', (sub
     expect((await store.loadAll()).get(p)).toBeUndefined();
   });
 });
+
+describe.each(subjects)('$name: calls of one turn across partitions', (subject) => {
+  it('each call keeps its own outcome: a refused persist and an apply failing half-way change nothing, the others take effect', async () => {
+    const store = subject.make();
+    // Partition 22's entry 3 skips seq 2 of cart/g22: its apply fails after applying entry 2's writes.
+    await append(store, 22, [start(1, E1), turn(2, E1, [cart('g22', 1, 1)]), turn(3, E1, [cart('g22', 3, 3)])]);
+    await append(store, 21, [start(1, E1)]);
+    // One turn, nothing awaited in between: these share one transaction in the LMDB store.
+    const ok20 = store.persist(20, { entries: [start(1, E1), turn(2, E1, [cart('g20', 1, 1)])], meta: metaAt(2, E1, 2) });
+    const refused21 = store.persist(21, { entries: turns(5, 5), meta: metaAt(5, E1, 5) }); // does not follow seq 1
+    const failed22 = store.apply(22, 3);
+    const ok23 = store.persist(23, { entries: [start(1, E1)], meta: metaAt(1, E1, 1) });
+    const applied20 = store.apply(20, 2);
+    await expectCode(refused21, 'ERR_JOURNAL_WRITE', /does not follow 1, the end of partition 21/);
+    await expectCode(failed22, 'ERR_JOURNAL_WRITE', /entry 3 of partition 22/);
+    await ok20;
+    await ok23;
+    expect(await applied20).toBe(2);
+    const all = await store.loadAll();
+    expect([20, 21, 22, 23].map((p) => [all.get(p)?.last.seq, all.get(p)?.applied])).toEqual([
+      [2, 2],
+      [1, 0],
+      [3, 0],
+      [1, 0],
+    ]);
+    expect((await store.entries(21, 0, 10)).map((e) => e.seq)).toEqual([1]);
+    expect((await store.actors.read('cart', 'g20')).events.map((e) => e.seq)).toEqual([1]);
+    expect((await store.actors.read('cart', 'g22')).events).toEqual([]); // entry 2's writes rolled back too
+    // What the store checks against afterwards is what committed: partition 21 still ends at 1.
+    await store.persist(21, { entries: turns(2, 2), meta: metaAt(2, E1, 2) });
+    expect(await store.apply(22, 2)).toBe(2);
+  });
+});
+
+describe('LmdbPartitionStore: one transaction per group of calls', () => {
+  function make(): LmdbPartitionStore {
+    const path = mkdtempSync(join(tmpdir(), 'troupe-pstore-'));
+    dirs.push(path);
+    const store = new LmdbPartitionStore({ path, durability: 'commit' });
+    open.push(store);
+    return store;
+  }
+
+  it('a persist whose data cannot be encoded fails alone, leaving none of its entries; the same turn in other partitions commits', async () => {
+    const store = make();
+    // 2^70 does not fit msgpack's 64-bit integers: the put of entry 2 throws after entry 1 was put.
+    const unencodable = turn(2, E1, [{ kind: 'cart', key: 'big', events: [{ seq: 1, v: 1, event: { n: 2n ** 70n } }] }]);
+    const ok30 = store.persist(30, { entries: [start(1, E1)], meta: metaAt(1, E1, 1) });
+    const bad31 = store.persist(31, { entries: [start(1, E1), unencodable], meta: metaAt(2, E1, 2) });
+    const ok32 = store.persist(32, { entries: [start(1, E1), ...turns(2, 2)], meta: metaAt(2, E1, 2) });
+    await expectCode(bad31, 'ERR_JOURNAL_WRITE', /persist of partition 31 failed: .*too large/);
+    await ok30;
+    await ok32;
+    expect(await store.entries(31, 0, 10)).toEqual([]);
+    const all = await store.loadAll();
+    expect([...all.keys()].sort((a, b) => a - b)).toEqual([30, 32]);
+    expect(all.get(32)!.last.seq).toBe(2);
+    // The store's own view of partition 31 was rolled back as well: its log starts at 1 again.
+    await store.persist(31, { entries: [start(1, E1)], meta: metaAt(1, E1, 1) });
+    expect((await store.entries(31, 0, 10)).map((e) => e.seq)).toEqual([1]);
+  });
+
+  it("queues one transaction for a turn's calls and writes each touched partition's meta record once", async () => {
+    const store = make();
+    await append(store, 40, [start(1, E1)]);
+    const env = (store as unknown as { env: LmdbEnv }).env;
+    let transactions = 0;
+    let metaPuts = 0;
+    const transaction = env.root.transaction.bind(env.root);
+    const put = env.pmeta.put.bind(env.pmeta);
+    env.root.transaction = ((cb: () => unknown) => (transactions++, transaction(cb))) as typeof env.root.transaction;
+    env.pmeta.put = ((k: unknown, v: unknown) => (metaPuts++, put(k as never, v))) as typeof env.pmeta.put;
+    await Promise.all([
+      store.persist(40, { entries: turns(2, 2), meta: metaAt(2, E1, 1) }),
+      store.persist(41, { entries: [start(1, E1)], meta: metaAt(1, E1, 1) }),
+      store.persist(40, { entries: turns(3, 3), meta: metaAt(3, E1, 2) }),
+      store.apply(40, 2),
+      store.persist(40, { entries: turns(4, 4), meta: metaAt(4, E1, 3) }),
+    ]);
+    expect(transactions).toBe(1);
+    expect(metaPuts).toBe(2); // partitions 40 and 41
+    const all = await store.loadAll();
+    expect(all.get(40)).toEqual({ ...metaAt(4, E1, 3), applied: 2 });
+    expect(all.get(41)!.last.seq).toBe(1);
+  });
+});

@@ -23,7 +23,7 @@ import { pino, type Logger } from 'pino';
 import { MemoryNetwork, type MemoryNetworkOptions } from '../../src/cluster/memory-network.ts';
 import { SimulatedClock } from '../../src/core/clock.ts';
 import { isTroupeError } from '../../src/core/errors.ts';
-import { TroupeNode } from '../../src/node/troupe-node.ts';
+import { TroupeNode, type NodeOptions } from '../../src/node/troupe-node.ts';
 import { History, type EpochClaim } from '../helpers/history.ts';
 
 const fixtures = new URL('../fixtures/actors.ts', import.meta.url).href;
@@ -41,6 +41,14 @@ export interface SimNodeClusterOptions {
   workers?: number;
   /** Simulated ms per step of `runUntil`: each step is followed by one event-loop turn. Default 1. */
   stepMs?: number;
+  /** Node id → its `zone` option. Default: no labels. */
+  zones?: Readonly<Record<number, string>>;
+  /** R (`cluster.replicas`). Default: the node's default (3). */
+  replicas?: number;
+  /** Actor modules every node loads. Default: test/fixtures/actors.ts. */
+  modules?: string[];
+  /** Every node's `durability`. Default: the cluster default ('replicated'). */
+  durability?: NodeOptions['durability'];
 }
 
 /** A line a node logged, with the simulated time it was written at. */
@@ -101,6 +109,7 @@ export class SimNodeCluster {
   readonly random: () => number;
   private readonly stepMs: number;
   private readonly workers: number;
+  private readonly extra: Pick<SimNodeClusterOptions, 'zones' | 'replicas' | 'modules' | 'durability'>;
   private readonly realRandom = Math.random;
   private readonly onKill = new Map<number, Array<() => void>>();
   private readonly stopping: Promise<void>[] = [];
@@ -114,6 +123,7 @@ export class SimNodeCluster {
     this.random = seededRandom(seed * 7_919 + 1);
     this.stepMs = o.stepMs ?? 1;
     this.workers = o.workers ?? 2;
+    this.extra = { ...(o.zones && { zones: o.zones }), ...(o.replicas !== undefined && { replicas: o.replicas }), ...(o.modules && { modules: o.modules }), ...(o.durability && { durability: o.durability }) };
     // The replication driver's jitter uses Math.random when no source is injected (TroupeNode
     // injects none): seeded for the cluster's lifetime, restored by stop().
     Math.random = seededRandom(seed * 104_729 + 3);
@@ -187,13 +197,19 @@ export class SimNodeCluster {
   private startNode(id: number, seeds: string[]): Promise<TroupeNode> {
     const started = TroupeNode.start({
       id,
-      modules: [fixtures],
+      modules: this.extra.modules ?? [fixtures],
       actors: 'in-process',
       workers: this.workers,
       http: false,
       clock: this.clock,
       log: this.logger(id),
-      cluster: { transport: this.net.transport({ id, incarnation: 1, address: addressOf(id) }), seeds },
+      ...(this.extra.zones?.[id] !== undefined && { zone: this.extra.zones[id] }),
+      ...(this.extra.durability !== undefined && { durability: this.extra.durability }),
+      cluster: {
+        transport: this.net.transport({ id, incarnation: 1, address: addressOf(id) }),
+        seeds,
+        ...(this.extra.replicas !== undefined && { replicas: this.extra.replicas }),
+      },
     });
     started.then((n) => this.nodes.set(id, n), () => undefined);
     return started;
