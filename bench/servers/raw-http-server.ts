@@ -19,7 +19,7 @@ function send(res: ServerResponse, status: number, body: string): void {
 
 const server = createServer((req, res) => {
   const parts = (req.url ?? '/').split('/');
-  if (req.method !== 'POST' || parts.length !== 5 || parts[1] !== 'actors' || parts[2] !== 'counter' || parts[4] !== 'incr') {
+  if (req.method !== 'POST' || parts.length !== 5 || parts[1] !== 'actors' || parts[2] !== 'counter' || (parts[4] !== 'incr' && parts[4] !== 'get')) {
     req.resume();
     return send(res, 404, '{"error":{"code":"ERR_NOT_FOUND","message":"no route"}}');
   }
@@ -31,7 +31,7 @@ const server = createServer((req, res) => {
     size += c.length;
   });
   req.on('end', () => {
-    let by = 1;
+    let by = parts[4] === 'get' ? 0 : 1; // `get` (bench:load's reads) adds nothing
     if (size > 0) {
       try {
         const body = JSON.parse(chunks.length === 1 ? chunks[0]!.toString('utf8') : Buffer.concat(chunks, size).toString('utf8')) as {

@@ -74,6 +74,38 @@ export interface ActorDefinition<S, E, C extends Commands<S, E>> {
    * any non-lazy kind uses (writeQuorum 1 with R=3: all three).
    */
   writeQuorum?: number;
+  /**
+   * Where the HTTP gateway takes this kind's actor key from (default 'path'):
+   * 'path': `/actors/:kind/:key/:command`; 'cookie': the signed `sid` cookie, issued on first
+   * contact, at `/sessions/:kind/:command` (nodes need a session secret); 'address': the client's
+   * IP address, at `/sessions/:kind/:command`. A cookie or address kind refuses the path form,
+   * so no caller can name another's session.
+   */
+  session?: SessionSource;
+  /**
+   * Decides on the gateway's main thread, before the ask, whether an HTTP request may call this
+   * kind, key and command: anything but `true` refuses it (403 ERR_FORBIDDEN). Without a hook
+   * every route of the kind is open to whoever reaches the gateway.
+   */
+  authorize?: (request: AuthorizeRequest) => boolean | Promise<boolean>;
+}
+
+/** Where an HTTP request's actor key comes from. */
+export type SessionSource = 'path' | 'cookie' | 'address';
+
+/** What an authorization hook sees of an HTTP request. */
+export interface AuthorizeRequest {
+  readonly kind: string;
+  readonly key: string;
+  readonly command: string;
+  readonly method: 'GET' | 'POST';
+  readonly session: SessionSource;
+  /** The request's headers, names lower-cased (authorization, cookie, origin …). */
+  readonly headers: Readonly<Record<string, string | string[] | undefined>>;
+  /** The client's IP address (X-Forwarded-For counts only from the gateway's trusted proxies). */
+  readonly address: string;
+  /** The decoded input (JSON body, or `?input=` of a GET), before the command's own validation. */
+  readonly input: unknown;
 }
 
 export type InputOf<C> = C extends CommandSpec<any, any, infer I, any> ? I : never;
@@ -107,6 +139,7 @@ export interface AskOptions {
 
 const KIND_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 const KIND_DURABILITIES: readonly unknown[] = ['replicated', 'replicated+flush', 'lazy'];
+const KIND_SESSIONS: readonly unknown[] = ['path', 'cookie', 'address'];
 export const ACTOR_DEFINITION = Symbol.for('troupe.actor-definition');
 
 /** What `defineActor` returns: the definition, branded so module loaders can find it. */
@@ -157,6 +190,10 @@ export function defineActor<S, E, C extends Commands<S, E>>(def: ActorDefinition
   if (def.durability !== undefined && !KIND_DURABILITIES.includes(def.durability))
     throw invalidOption(`${def.kind}.durability`, "must be 'replicated', 'replicated+flush' or 'lazy'", def.durability);
   positiveInt('writeQuorum', def.writeQuorum);
+  if (def.session !== undefined && !KIND_SESSIONS.includes(def.session))
+    throw invalidOption(`${def.kind}.session`, "must be 'path', 'cookie' or 'address'", def.session);
+  if (def.authorize !== undefined && typeof def.authorize !== 'function')
+    throw invalidOption(`${def.kind}.authorize`, 'must be a function', def.authorize);
   if (def.durability === 'lazy' && def.writeQuorum !== undefined)
     throw invalidOption(`${def.kind}.writeQuorum`, "has no effect with durability 'lazy' (its replies leave at one copy): drop one of them", def.writeQuorum);
   return Object.assign(Object.create(null) as object, def, { [ACTOR_DEFINITION]: true as const }) as DefinedActor<S, E, C>;

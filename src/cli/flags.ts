@@ -86,6 +86,8 @@ const FLAG_OF: Record<string, string> = {
   'options.workers': '--workers',
   'options.http.port': '--http',
   'options.http.host': '--host',
+  'options.http.sessionSecrets': '--session-secret',
+  'options.http.corsOrigins': '--cors-origin',
   'options.dataDir': '--data-dir',
   'options.durability': '--durability',
   'options.maxResidentPerWorker': '--max-resident',

@@ -1,11 +1,12 @@
 /**
  * The `troupe` command line: `start` runs one node, `demo` the demo app on one node, `cluster`
- * N node processes on this machine, `backup` and `restore` copy a node's journal.
+ * N node processes on this machine, `bench` load-tests a running cluster, `backup` and `restore` copy a node's journal.
  *
  * Exit codes: 0 done, 1 a runtime failure (one line and a hint), 2 a usage error (one line
  * naming the flag, and where its help is).
  */
 import { existsSync, readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -65,6 +66,11 @@ interface NodeFlags {
   adminSocket?: string;
   adminListen?: string;
   metrics?: boolean;
+  sessionSecret?: string[];
+  sessionMaxAge?: string;
+  secureCookies?: boolean;
+  trustProxy?: string[];
+  corsOrigin?: string[];
 }
 
 interface ClusterFlags {
@@ -118,6 +124,11 @@ function nodeCommand(program: Command, name: 'start' | 'demo', summary: string):
     .option('--max-resident <n>', 'resident actors per worker thread before the least recently used passivate (default 1000000)')
     .option('--log-level <level>', `${LOG_LEVELS.join(', ')} (default info, or env TROUPE_LOG_LEVEL)`)
     .option('--admin-socket <path>', "admin socket for 'troupe repl', mode 0600 (default <data-dir>/admin.sock, else a temporary path printed at start; none: no socket)")
+    .option('--session-secret <s>', "signs sid cookies of kinds with session: 'cookie', ≥ 16 chars, the same on every node (repeatable: the first signs, all verify; or env TROUPE_SESSION_SECRET, comma-separated)", collect)
+    .option('--session-max-age <seconds>', 'lifetime of a sid cookie (default 604800, a week)')
+    .option('--secure-cookies', 'mark sid cookies Secure even over plain HTTP (TLS ends at a proxy in front)')
+    .option('--trust-proxy <address>', 'IP address of a proxy whose X-Forwarded-For names the client (repeatable; default: none)', collect)
+    .option('--cors-origin <origin>', "browser origin allowed to call actor routes, e.g. https://app.example.com, or '*' without cookies (repeatable; default: none)", collect)
     .option('--no-metrics', 'do not count or serve Prometheus metrics at GET /metrics (default: on)')
     .option('--admin-listen <host:port>', "also serve the admin REPL over TCP; every connection must bring the token in env TROUPE_ADMIN_TOKEN (off by default)")
     .addHelpText(
@@ -129,7 +140,7 @@ Examples:
   TROUPE_CLUSTER_SECRET=… troupe start --app ./app.ts --id 2 --listen 0.0.0.0:7401 \\
       --advertise 10.0.0.2:7401 --seeds 10.0.0.1:7401 --host 0.0.0.0 --tls-cert … --tls-key … --tls-ca …
 
-Environment: TROUPE_CLUSTER_SECRET, TROUPE_LOG_LEVEL, TROUPE_LOG_FORMAT=json|pretty`
+Environment: TROUPE_CLUSTER_SECRET, TROUPE_SESSION_SECRET, TROUPE_LOG_LEVEL, TROUPE_LOG_FORMAT=json|pretty`
         : `
 Example:
   troupe demo --http 8080`,
@@ -196,6 +207,24 @@ function program(exit: { code: number }): Command {
     .action(async (flags: DrainFlags) => {
       exit.code = await drainCommand(flags);
     });
+  p.command('bench')
+    .summary('load-test a running cluster (autocannon): req/s, p50/p99, optional write check')
+    .description(
+      "Drive the demo app's counter on a running cluster with a scenario; connections are spread over the --url addresses.\n" +
+        'Progress each second on stderr, a summary table on stdout. --check verifies every key afterwards: acknowledged ≤ final ≤ attempted.',
+    )
+    .option('--url <list>', 'http://host:port of one or more gateways, comma-separated (required)')
+    .option('--scenario <name>', 'write-heavy, read-heavy, sessions-100k or hot-key (required)')
+    .option('--seconds <n>', 'how long to send, 1..86400 (default 10)')
+    .option('--connections <n>', 'concurrent connections, 1..10000 (default 50)')
+    .option('--keys <n>', 'distinct keys for write-heavy and read-heavy (default 1000)')
+    .option('--check', 'record every write and verify each key afterwards; exit 1 naming the keys that fail')
+    .addHelpText('after', '\nExample:\n  troupe bench --url http://127.0.0.1:8081,http://127.0.0.1:8082 --scenario write-heavy --seconds 10 --check\n')
+    .action(async (flags: import('./bench-command.ts').BenchFlags) => {
+      // Loaded on use: a node never loads autocannon.
+      const { benchCommand } = await import('./bench-command.ts');
+      exit.code = await benchCommand(flags);
+    });
   p.command('backup')
     .summary("hot, consistent copy of a node's journal")
     .description("Copy a node's journal while it serves (a consistent snapshot). Restore it with 'troupe restore'.")
@@ -216,7 +245,7 @@ function program(exit: { code: number }): Command {
   return p;
 }
 
-const COMMANDS = ['start', 'demo', 'cluster', 'repl', 'drain', 'backup', 'restore'];
+const COMMANDS = ['start', 'demo', 'cluster', 'repl', 'drain', 'bench', 'backup', 'restore'];
 
 export async function main(argv: string[]): Promise<number> {
   const exit = { code: 0 };
@@ -233,7 +262,7 @@ export async function main(argv: string[]): Promise<number> {
   } catch (e) {
     if (e instanceof CommanderError) {
       if (e.exitCode === 0) return 0; // --help, --version
-      return usage(command, e.message.replace(/^error: /, ''));
+      return usage(command, e.message.replace(/^error: /, '').replace(/\s*\n\s*/g, ' ')); // one line, a suggestion included
     }
     if (e instanceof UsageError) return usage(command, e.message);
     return failure(command, e);
@@ -318,6 +347,7 @@ function nodeOptions(command: 'start' | 'demo', v: NodeFlags): NodeOptions {
     http: {
       port: v.http !== undefined ? portFlag('--http', v.http) : 8080,
       ...(v.host !== undefined && { host: hostFlag('--host', v.host) }),
+      ...sessionOptions(v),
     },
     ...(v.id !== undefined && { id: intFlag('--id', v.id, 0, 1023) }),
     ...(v.workers !== undefined && { workers: intFlag('--workers', v.workers, 1, 256) }),
@@ -335,6 +365,22 @@ function nodeOptions(command: 'start' | 'demo', v: NodeFlags): NodeOptions {
   const modules = command === 'demo' ? [demoModule, ...apps] : apps;
   if (modules.length === 0) throw new UsageError(`start needs --app <module> (or run 'troupe demo')`);
   return { modules, ...options };
+}
+
+/** `--session-secret` (or TROUPE_SESSION_SECRET), `--session-max-age`, `--secure-cookies`, `--trust-proxy`, `--cors-origin`. */
+function sessionOptions(v: NodeFlags): Partial<NonNullable<Exclude<NodeOptions['http'], false>>> {
+  const env = process.env.TROUPE_SESSION_SECRET;
+  const secrets = v.sessionSecret ?? (env ? env.split(',').map((s) => s.trim()).filter((s) => s.length > 0) : undefined);
+  for (const s of secrets ?? [])
+    if (s.length < 16) throw new UsageError(`${v.sessionSecret ? '--session-secret' : 'TROUPE_SESSION_SECRET'} must be at least 16 characters (got ${s.length})`);
+  for (const a of v.trustProxy ?? []) if (isIP(a) === 0) throw new UsageError(`--trust-proxy must be an IP address (got ${JSON.stringify(a)})`);
+  return {
+    ...(secrets && { sessionSecrets: secrets }),
+    ...(v.sessionMaxAge !== undefined && { sessionMaxAgeS: intFlag('--session-max-age', v.sessionMaxAge, 1, 10 * 365 * 24 * 3600) }),
+    ...(v.secureCookies && { secureCookies: true }),
+    ...(v.trustProxy && { trustedProxies: v.trustProxy }),
+    ...(v.corsOrigin && { corsOrigins: v.corsOrigin }),
+  };
 }
 
 /** `--admin-socket` / `--admin-listen`: without a data directory the socket goes to a temporary path. */

@@ -35,6 +35,12 @@ export const ErrorCodes = {
   ERR_FORBIDDEN_KEY: 'ERR_FORBIDDEN_KEY',
   ERR_NOT_FOUND: 'ERR_NOT_FOUND',
   ERR_METHOD_NOT_ALLOWED: 'ERR_METHOD_NOT_ALLOWED',
+  /** A `sid` cookie that is malformed or not signed by any of the cluster's session secrets (forged, tampered): never replaced silently. */
+  ERR_BAD_SESSION: 'ERR_BAD_SESSION',
+  /** A `sid` cookie whose signed expiry has passed. */
+  ERR_SESSION_EXPIRED: 'ERR_SESSION_EXPIRED',
+  /** The kind's authorization hook refused the request, or a CORS preflight came from an origin not allowed. */
+  ERR_FORBIDDEN: 'ERR_FORBIDDEN',
   // Persistence
   ERR_JOURNAL_WRITE: 'ERR_JOURNAL_WRITE',
   ERR_JOURNAL_READ: 'ERR_JOURNAL_READ',
@@ -65,8 +71,16 @@ export const ErrorCodes = {
 
 export type ErrorCode = keyof typeof ErrorCodes;
 
+/**
+ * Marks a TroupeError whichever copy of troupe made it: an app may import `invalidInput` from
+ * its own installed copy while the CLI runs another (or the sources and the build meet in one
+ * process), and `instanceof` would then call its refusal a crash.
+ */
+const BRAND = Symbol.for('troupe.TroupeError');
+
 export class TroupeError extends Error {
   override readonly name = 'TroupeError';
+  readonly [BRAND] = true;
   constructor(
     readonly code: ErrorCode,
     message: string,
@@ -91,11 +105,12 @@ export function troupeError(code: ErrorCode, message: string, details?: Record<s
 }
 
 export function isTroupeError(e: unknown, code?: ErrorCode): e is TroupeError {
-  return e instanceof TroupeError && (code === undefined || e.code === code);
+  if (!(e instanceof TroupeError) && (typeof e !== 'object' || e === null || (e as { [BRAND]?: unknown })[BRAND] !== true)) return false;
+  return code === undefined || (e as TroupeError).code === code;
 }
 
 export function toErrorRecord(e: unknown): ErrorRecord {
-  if (e instanceof TroupeError) {
+  if (isTroupeError(e)) {
     return e.details === undefined ? { code: e.code, message: e.message } : { code: e.code, message: e.message, details: e.details };
   }
   const message = e instanceof Error ? e.message : String(e);

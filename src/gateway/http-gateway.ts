@@ -1,10 +1,16 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { ActorRegistry } from '../actors/registry.ts';
+import type { TLSSocket } from 'node:tls';
+import type { ActorKind, ActorRegistry } from '../actors/registry.ts';
 import { checkKey } from '../actors/actor-ref.ts';
+import type { SessionSource } from '../actors/define-actor.ts';
+import { systemClock, type Clock } from '../core/clock.ts';
 import { invalidOption, isTroupeError, toErrorRecord, troupeError, type ErrorCode, type TroupeError } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
 import { findForbiddenKey } from './forbidden-keys.ts';
+import { checkTrustedProxies, clientAddress } from './client-address.ts';
+import { checkCorsOrigins, corsHeaders, preflightHeaders } from './cors.ts';
+import { checkSessionSecrets, issueSession, sessionCookieOf, sessionSetCookie, verifySession } from './session-cookie.ts';
 import { PARTITIONS } from '../replication/partition-table.ts';
 import { formatTokens, mergeTokens, parseTokens, TOKEN_HEADER, type Token, type TokenExchange, type TokenSet } from '../replication/token.ts';
 
@@ -30,6 +36,20 @@ export interface GatewayOptions {
   /** Ask timeout when the request names none (`x-timeout-ms`), ms. */
   defaultTimeoutMs?: number;
   maxTimeoutMs?: number;
+  /**
+   * Secrets that sign and check `sid` cookies (kinds with `session: 'cookie'`): the first signs,
+   * any verifies (rotation: put the new one first, drop the old after `sessionMaxAgeS`). Every
+   * node of a cluster needs the same list. Each ≥ 16 characters; no default.
+   */
+  sessionSecrets?: string[];
+  /** Lifetime of a `sid` cookie, seconds; signed into it, so an older one is refused. */
+  sessionMaxAgeS?: number;
+  /** Mark `sid` cookies Secure even over plain HTTP (TLS ends at a proxy in front). */
+  secureCookies?: boolean;
+  /** Proxy addresses whose X-Forwarded-For names the client (`address` sessions, `authorize`); none by default. */
+  trustedProxies?: string[];
+  /** Browser origins allowed to call actor routes (CORS), or '*' (without cookies); none by default. */
+  corsOrigins?: string[];
 }
 
 export const gatewayDefaults = {
@@ -38,6 +58,11 @@ export const gatewayDefaults = {
   maxBodyBytes: 64 * 1024, // bytes: a session command, not an upload
   defaultTimeoutMs: 5_000, // ms
   maxTimeoutMs: 60_000, // ms; a client cannot pin a request for longer
+  sessionSecrets: [] as string[], // none: cookie sessions need one set for the whole cluster
+  sessionMaxAgeS: 7 * 24 * 3600, // s; a week, then the browser starts a new session
+  secureCookies: false, // Secure is added anyway when the request came over TLS
+  trustedProxies: [] as string[], // X-Forwarded-For is believed from nobody
+  corsOrigins: [] as string[], // no cross-origin scripts
 };
 
 const STATUS: Partial<Record<ErrorCode, number>> = {
@@ -48,6 +73,9 @@ const STATUS: Partial<Record<ErrorCode, number>> = {
   ERR_INVALID_KEY: 400,
   ERR_FORBIDDEN_KEY: 400,
   ERR_INVALID_OPTION: 400,
+  ERR_BAD_SESSION: 401,
+  ERR_SESSION_EXPIRED: 401,
+  ERR_FORBIDDEN: 403,
   ERR_NOT_FOUND: 404,
   ERR_METHOD_NOT_ALLOWED: 405,
   ERR_BODY_TOO_LARGE: 413,
@@ -81,9 +109,32 @@ export function httpStatusOf(code: ErrorCode): number {
 
 const JSON_TYPE = 'application/json; charset=utf-8';
 
+/** One actor request, resolved from its route, method and session before anything is asked. */
+interface ActorCall {
+  kind: ActorKind;
+  key: string;
+  command: string;
+  method: 'GET' | 'POST';
+  session: SessionSource;
+  address: string;
+  /** The `?input=` of a GET (a POST's input is its body). */
+  queryInput?: unknown;
+}
+
 /**
- * The HTTP face of a node: `POST /actors/:kind/:key/:command` with a JSON body becomes one ask,
- * and its reply (or a `{ error: { code, message } }`) the response.
+ * The HTTP face of a node: an actor request becomes one ask, and its reply (or a
+ * `{ error: { code, message } }`) the response. Two route forms, chosen by each kind's `session`:
+ *
+ *   POST /actors/:kind/:key/:command    session 'path' (default): the key is in the path
+ *   POST /sessions/:kind/:command       session 'cookie': the key is the signed `sid` cookie,
+ *                                       issued (Set-Cookie) on a request that brings none;
+ *                                       session 'address': the key is the client's IP address
+ *
+ * A read-only command (`readOnly: true`) also answers GET, its input as `?input=<JSON>` (or
+ * none); GET of any other command is 405. A kind's `authorize` hook runs before the ask (403
+ * ERR_FORBIDDEN when it refuses); `corsOrigins` lets browser pages on other origins call these
+ * routes (OPTIONS preflight). The key's owner may be another node: the sender forwards in one
+ * hop, and the answer and error codes are the owner's.
  *
  * Read-your-writes: a reply from a replicated partition carries a `troupe-token` header; send it
  * back (the whole set, comma-separated, as the last reply gave it) and the request is served only
@@ -92,10 +143,15 @@ const JSON_TYPE = 'application/json; charset=utf-8';
  * @example
  *   curl -XPOST localhost:8080/actors/counter/k1/incr -d '{"by":2}'   # → {"n":2}, troupe-token: 17:4.2:381
  *   curl -XPOST localhost:8080/actors/counter/k1/get -H 'troupe-token: 17:4.2:381'
+ *   curl localhost:8080/actors/counter/k1/get                          # GET: read-only commands
+ *   curl -c jar -b jar -XPOST localhost:8080/sessions/cart/add -d '{"sku":"tea"}'  # a cookie session
  */
 export class HttpGateway {
   private readonly server: Server;
   private readonly o: Required<GatewayOptions>;
+  private readonly secrets: readonly string[];
+  private readonly trusted: ReadonlySet<string>;
+  private readonly origins: ReadonlySet<string>;
 
   constructor(
     private readonly registry: ActorRegistry,
@@ -106,14 +162,29 @@ export class HttpGateway {
     private readonly views: Record<string, () => unknown> = {},
     /** Every error answer, by code (metrics: nothing refused goes uncounted). */
     private readonly onError?: (code: string, status: number) => void,
+    /** Wall time for `sid` cookie expiry (comparable across nodes). */
+    private readonly clock: Clock = systemClock,
   ) {
     this.o = { ...gatewayDefaults, ...options };
-    for (const name of ['maxBodyBytes', 'defaultTimeoutMs', 'maxTimeoutMs'] as const) {
+    for (const name of ['maxBodyBytes', 'defaultTimeoutMs', 'maxTimeoutMs', 'sessionMaxAgeS'] as const) {
       const v = this.o[name];
       if (!Number.isInteger(v) || v <= 0) throw invalidOption(`options.http.${name}`, 'must be a positive integer', v);
     }
     if (!Number.isInteger(this.o.port) || this.o.port < 0 || this.o.port > 65535)
       throw invalidOption('options.http.port', 'must be an integer in [0, 65535]', this.o.port);
+    if (typeof this.o.secureCookies !== 'boolean') throw invalidOption('options.http.secureCookies', 'must be a boolean', this.o.secureCookies);
+    this.secrets = checkSessionSecrets(this.o.sessionSecrets);
+    this.trusted = checkTrustedProxies(this.o.trustedProxies);
+    this.origins = checkCorsOrigins(this.o.corsOrigins);
+    // Refused at start rather than per request: a node without the cluster's secret would turn
+    // away every cookie session it is sent, which looks like a broken node, not a missing flag.
+    const cookieKind = registry.list().find((k) => k.def.session === 'cookie');
+    if (cookieKind && this.secrets.length === 0)
+      throw invalidOption(
+        'options.http.sessionSecrets',
+        `must list at least one secret: kind '${cookieKind.kind}' keeps its session in the sid cookie (--session-secret or TROUPE_SESSION_SECRET, the same on every node)`,
+        'none',
+      );
     this.server = createServer((req, res) => this.handle(req, res));
     this.server.keepAliveTimeout = 65_000; // ms; longer than common load balancers' idle timeout
   }
@@ -144,7 +215,7 @@ export class HttpGateway {
 
   private handle(req: IncomingMessage, res: ServerResponse): void {
     const url = req.url ?? '/';
-    if (url.startsWith('/actors/')) return this.actorRequest(req, res, url);
+    if (url.startsWith('/actors/') || url.startsWith('/sessions/')) return this.actorRequest(req, res, url);
     if (req.method === 'GET') {
       if (url === '/health') return sendJson(res, 200, '{"status":"ok"}');
       const view = Object.hasOwn(this.views, url) ? this.views[url] : undefined;
@@ -160,33 +231,15 @@ export class HttpGateway {
   }
 
   private actorRequest(req: IncomingMessage, res: ServerResponse, url: string): void {
-    const q = url.indexOf('?');
-    const parts = (q === -1 ? url : url.slice(0, q)).split('/');
-    if (parts.length !== 5) {
-      req.resume();
-      return this.fail(res, troupeError('ERR_NOT_FOUND', 'expected /actors/:kind/:key/:command'));
-    }
-    if (req.method !== 'POST') {
-      req.resume();
-      res.setHeader('allow', 'POST');
-      return this.fail(res, troupeError('ERR_METHOD_NOT_ALLOWED', `${req.method} is not allowed; use POST`));
-    }
-    let kind: string, key: string, command: string;
-    try {
-      kind = decodeURIComponent(parts[2]!);
-      key = decodeURIComponent(parts[3]!);
-      command = decodeURIComponent(parts[4]!);
-    } catch {
-      req.resume();
-      return this.fail(res, troupeError('ERR_INVALID_KEY', 'path segments must be valid percent-encoded UTF-8'));
-    }
+    const cors = corsHeaders(header(req.headers.origin), this.origins);
+    if (cors) for (const [name, value] of Object.entries(cors)) res.setHeader(name, value);
+    if (req.method === 'OPTIONS') return this.preflight(req, res, cors);
+    let call: ActorCall;
     let timeoutMs = this.o.defaultTimeoutMs;
     let msgId: string | undefined;
     let tokens: TokenSet | undefined;
     try {
-      this.registry.check(kind, command);
-      const keyProblem = checkKey(key);
-      if (keyProblem) throw troupeError('ERR_INVALID_KEY', keyProblem);
+      call = this.resolveCall(req, res, url);
       const t = req.headers['x-timeout-ms'];
       if (t !== undefined) timeoutMs = parseTimeout(t, this.o.maxTimeoutMs);
       const idem = req.headers['idempotency-key'];
@@ -215,21 +268,129 @@ export class HttpGateway {
       if (refused) return;
       let input: unknown;
       try {
-        input = parseBody(chunks, size);
+        input = call.method === 'GET' ? call.queryInput : parseBody(chunks, size);
       } catch (e) {
         return this.fail(res, e as TroupeError);
       }
+      const { kind, key, command } = call;
       // The reply's token joins the set the client sent: echoing the last header is all a client does.
       let token: string | undefined;
       const onToken = (t: Token) => void (token = formatTokens(mergeTokens(tokens ?? new Map(), t)));
-      this.sender.askRaw(kind, key, command, input, msgId, timeoutMs, { ...(tokens && { tokens }), onToken }).then(
-        (reply) => {
-          if (token !== undefined) res.setHeader(TOKEN_HEADER, token);
-          this.sendValue(res, reply, `reply of ${kind}/${key} '${command}'`);
-        },
-        (e: unknown) => this.fail(res, e),
-      );
+      this.authorize(req, call, input)
+        .then(() => this.sender.askRaw(kind.kind, key, command, input, msgId, timeoutMs, { ...(tokens && { tokens }), onToken }))
+        .then(
+          (reply) => {
+            if (token !== undefined) res.setHeader(TOKEN_HEADER, token);
+            this.sendValue(res, reply, `reply of ${kind.kind}/${key} '${command}'`);
+          },
+          (e: unknown) => this.fail(res, e),
+        );
     });
+  }
+
+  /**
+   * Route, method and session → the call. Issues a `sid` cookie (Set-Cookie on `res`) to a
+   * cookie-session request that brings none; refuses one that brings a bad one.
+   */
+  private resolveCall(req: IncomingMessage, res: ServerResponse, url: string): ActorCall {
+    const q = url.indexOf('?');
+    const parts = (q === -1 ? url : url.slice(0, q)).split('/');
+    const byPath = parts[1] === 'actors';
+    if (parts.length !== (byPath ? 5 : 4))
+      throw troupeError('ERR_NOT_FOUND', byPath ? 'expected /actors/:kind/:key/:command' : 'expected /sessions/:kind/:command');
+    if (req.method !== 'POST' && req.method !== 'GET') {
+      res.setHeader('allow', 'GET, POST');
+      throw troupeError('ERR_METHOD_NOT_ALLOWED', `${req.method} is not allowed; use POST (or GET for a read-only command)`);
+    }
+    let kindName: string, pathKey: string | undefined, command: string;
+    try {
+      kindName = decodeURIComponent(parts[2]!);
+      pathKey = byPath ? decodeURIComponent(parts[3]!) : undefined;
+      command = decodeURIComponent(parts[byPath ? 4 : 3]!);
+    } catch {
+      throw troupeError('ERR_INVALID_KEY', 'path segments must be valid percent-encoded UTF-8');
+    }
+    const kind = this.registry.check(kindName, command);
+    const method = req.method;
+    if (method === 'GET' && kind.commands.get(command)!.readOnly !== true) {
+      res.setHeader('allow', 'POST');
+      throw troupeError('ERR_METHOD_NOT_ALLOWED', `GET is only for read-only commands; '${command}' of '${kindName}' writes: use POST`);
+    }
+    const session = kind.def.session ?? 'path';
+    // A cookie or address kind must not be reachable by a key in the path: anyone could name another's session.
+    if (byPath !== (session === 'path'))
+      throw troupeError(
+        'ERR_NOT_FOUND',
+        session === 'path'
+          ? `kind '${kindName}' takes its key from the path: use /actors/${kindName}/:key/${command}`
+          : `kind '${kindName}' takes its key from the ${session === 'cookie' ? 'sid cookie' : 'client address'}: use /sessions/${kindName}/${command}`,
+      );
+    const address = clientAddress(req.socket.remoteAddress, req.headers['x-forwarded-for'], this.trusted);
+    let key: string;
+    if (session === 'path') key = pathKey!;
+    else if (session === 'address') key = address;
+    else key = this.sessionKey(req, res);
+    const keyProblem = checkKey(key);
+    if (keyProblem) throw troupeError('ERR_INVALID_KEY', keyProblem);
+    return { kind, key, command, method, session, address, ...(method === 'GET' && { queryInput: parseQueryInput(q === -1 ? '' : url.slice(q + 1)) }) };
+  }
+
+  /** The `sid` cookie's session id, or a new one issued in this response. */
+  private sessionKey(req: IncomingMessage, res: ServerResponse): string {
+    const now = this.clock.wallNow();
+    const value = sessionCookieOf(header(req.headers.cookie));
+    if (value !== undefined) return verifySession(value, this.secrets, now);
+    const issued = issueSession(this.secrets, now, this.o.sessionMaxAgeS);
+    const secure = this.o.secureCookies || (req.socket as TLSSocket).encrypted === true;
+    res.setHeader('set-cookie', sessionSetCookie(issued.value, this.o.sessionMaxAgeS, secure));
+    return issued.id;
+  }
+
+  /** Resolves when the kind has no hook or its hook answers `true`; anything else is a 403. */
+  private async authorize(req: IncomingMessage, call: ActorCall, input: unknown): Promise<void> {
+    const hook = call.kind.def.authorize;
+    if (hook === undefined) return;
+    let allowed: unknown;
+    try {
+      allowed = await hook({
+        kind: call.kind.kind,
+        key: call.key,
+        command: call.command,
+        method: call.method,
+        session: call.session,
+        headers: req.headers,
+        address: call.address,
+        input,
+      });
+    } catch (e) {
+      // Fails closed, and loudly: a hook that throws is a bug in the app, not a refusal.
+      this.log.error({ err: e, kind: call.kind.kind }, 'authorization hook failed');
+      throw troupeError('ERR_INTERNAL', `authorization hook of kind '${call.kind.kind}' failed`);
+    }
+    if (allowed !== true)
+      throw troupeError('ERR_FORBIDDEN', `not authorized to call '${call.command}' of ${call.kind.kind}/${truncate(call.key)}`, {
+        kind: call.kind.kind,
+        command: call.command,
+      });
+  }
+
+  /** OPTIONS: a CORS preflight; answered only for an allowed origin. */
+  private preflight(req: IncomingMessage, res: ServerResponse, cors: Record<string, string> | undefined): void {
+    req.resume();
+    if (!cors) {
+      const origin = header(req.headers.origin);
+      return this.fail(
+        res,
+        troupeError(
+          'ERR_FORBIDDEN',
+          origin === undefined
+            ? 'OPTIONS is a CORS preflight and needs an Origin header'
+            : `origin ${truncate(origin)} is not allowed (options.http.corsOrigins, --cors-origin)`,
+        ),
+      );
+    }
+    res.writeHead(204, preflightHeaders());
+    res.end();
   }
 
   /** Answers without reading the body, then closes the connection (its rest is unread). */
@@ -333,4 +494,23 @@ function tooLarge(max: number): TroupeError {
 
 function truncate(s: string): string {
   return s.length > 80 ? s.slice(0, 80) + '…' : s;
+}
+
+/** One header's value: a repeated one is refused by the callers that care, the first used here. */
+function header(v: string | string[] | undefined): string | undefined {
+  return Array.isArray(v) ? v[0] : v;
+}
+
+/**
+ * A GET's input: `?input=<URL-encoded JSON>`, or none. Other parameters are refused rather than
+ * ignored, so a misspelt `?inptu=` is not silently a call without input.
+ */
+function parseQueryInput(query: string): unknown {
+  const params = new URLSearchParams(query);
+  for (const name of params.keys())
+    if (name !== 'input') throw troupeError('ERR_INVALID_INPUT', `query parameter '${truncate(name)}' is not understood; GET takes its input as ?input=<JSON>`);
+  const all = params.getAll('input');
+  if (all.length === 0) return undefined;
+  if (all.length > 1) throw troupeError('ERR_INVALID_INPUT', 'query parameter input is given more than once');
+  return parseBody([Buffer.from(all[0]!)], Buffer.byteLength(all[0]!));
 }

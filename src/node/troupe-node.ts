@@ -13,7 +13,8 @@ import { NodeIdentity } from '../cluster/node-identity.ts';
 import { SnowflakeGenerator } from '../cluster/snowflake.ts';
 import { parseAddress, TcpTransport, type TcpTransportOptions } from '../cluster/tcp-transport.ts';
 import type { Transport } from '../cluster/transport.ts';
-import type { HashRing } from '../cluster/ring.ts';
+import { HashRing } from '../cluster/ring.ts';
+import { PARTITIONS, PartitionTable } from '../replication/partition-table.ts';
 import { systemClock, type Clock, type TimerHandle } from '../core/clock.ts';
 import { invalidOption, isTroupeError, troupeError, type TroupeError } from '../core/errors.ts';
 import { createLogger, type Logger } from '../core/logger.ts';
@@ -319,7 +320,7 @@ export class TroupeNode implements MessageRouter {
       if (options.http !== false) {
         const self = node;
         const sender = { askRaw: (...a: Parameters<Sender['askRaw']>) => self.askFromGateway(...a) };
-        node.gateway = new HttpGateway(registry, sender, log, options.http ?? {}, node.views(), metrics && ((code) => metrics.httpError(code)));
+        node.gateway = new HttpGateway(registry, sender, log, options.http ?? {}, node.views(), metrics && ((code) => metrics.httpError(code)), clock);
         node.httpAddress = await listenOrExplain(node.gateway, options.http ?? {});
       }
       if (options.cluster) await node.joinCluster(options.cluster, clock, options.defaultAskTimeoutMs, options.zone);
@@ -386,7 +387,8 @@ export class TroupeNode implements MessageRouter {
       ? new AdminPeers({
           transport: cluster.transport,
           clock,
-          addressOf: (id) => this.members().find((m) => m.id === id && (m.status === 'alive' || m.status === 'suspect'))?.address,
+          // A member that left may still be draining: the REPL watches its progress until it stops answering.
+          addressOf: (id) => this.members().find((m) => m.id === id && m.status !== 'down')?.address,
           run: (command, args, user, via) => executor!.run(command, args, user, via),
         })
       : undefined;
@@ -635,6 +637,32 @@ export class TroupeNode implements MessageRouter {
     this.markStopped();
   }
 
+  /**
+   * What `troupe/client` needs to send each request straight to its key's primary: the serving
+   * node by partition (the old primary while the proposed one learns it in a handoff), the up
+   * members, and this node's own id and URL. It lists no other node's URL on purpose: clients
+   * map ids to URLs by asking each address they were given (DNS records) which node answers
+   * there, so they dial what they can reach, not an address a node bound (0.0.0.0, a container's).
+   */
+  private routingTable(): { node: number; url: string | undefined; epoch: number; members: number[]; partitions: number; primaries: number[] } {
+    const router = this.cluster?.router;
+    const driver = this.replication?.driver;
+    const epoch = router?.stats().epoch ?? 0;
+    let table = driver?.placement;
+    if (table === undefined && this.cluster !== undefined) {
+      // No replication ('flush'/'commit' clusters): the router's table, rebuilt as it builds it, once per ring.
+      if (this.tableCache?.epoch !== epoch) this.tableCache = { epoch, table: new PartitionTable(new HashRing(this.cluster.membership.upMembers())) };
+      table = this.tableCache.table;
+    }
+    const partitions = table?.partitions ?? PARTITIONS;
+    const primaries: number[] = new Array<number>(partitions);
+    for (let p = 0; p < partitions; p++) primaries[p] = table === undefined ? this.id : (driver?.handoffTarget(p)?.id ?? table.primaryOf(p) ?? -1);
+    const members = this.cluster ? this.cluster.membership.upMembers().map((m) => m.id) : [this.id];
+    return { node: this.id, url: this.url, epoch, members, partitions, primaries };
+  }
+
+  private tableCache: { epoch: number; table: PartitionTable } | undefined;
+
   private views(): Record<string, () => unknown> {
     return {
       // Per worker: resident and evicted actors, queues, and the journal each thread runs with.
@@ -646,6 +674,8 @@ export class TroupeNode implements MessageRouter {
       }),
       // Every partition this node holds a copy of: role, epoch, log end, commit and applied points.
       '/cluster/partitions': () => ({ node: this.id, partitions: this.replication?.driver.describe() ?? [] }),
+      // The client library's routing table (src/client): partition → the node serving it.
+      '/cluster/table': () => this.routingTable(),
       // Prometheus text (src/metrics), and the status page with what it polls (src/status).
       ...(this.metrics && { '/metrics': async () => new RawResponse(this.metrics!.contentType, await this.metrics!.text()) }),
       '/status': () => new RawResponse('text/html; charset=utf-8', STATUS_PAGE_HTML),

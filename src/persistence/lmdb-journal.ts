@@ -366,26 +366,42 @@ export class LmdbJournal implements Journal {
    * per actor): rare, so a scan is fine.
    */
   imagesInTransaction(select: (kind: string, key: string) => boolean): ActorImage[] {
-    const { heads, snapshots, events, replies } = this.env;
+    const { heads } = this.env;
     const picked: Array<[string, string, StoredHead]> = [];
     for (const { key: k, value } of heads.getRange({})) {
       const [kind, key] = k as [string, string];
       if (select(kind, key)) picked.push([kind, key, value as StoredHead]);
     }
-    return picked.map(([kind, key, head]) => {
-      const image: ActorImage = { kind, key, lastSeq: head[0], events: [], replies: [] };
-      const epoch = storedEpoch(head);
-      if (epoch !== undefined) image.epoch = epoch;
-      const snap = snapshots.get([kind, key]) as StoredSnapshot | undefined;
-      if (snap) image.snapshot = { seq: snap[0], v: snap[1], state: snap[2] };
-      for (const { key: ek, value } of events.getRange({ start: [kind, key, snap ? snap[0] + 1 : 1], end: [kind, key, MAX_SEQ] })) {
-        image.events.push(toEventRecord(ek, value as StoredEvent));
-      }
-      const recent = replies.getRange({ start: [kind, key, MAX_SEQ], end: [kind, key, 0], reverse: true, limit: this.recentReplies });
-      for (const { value } of recent) image.replies.push(toRecordedReply(value as StoredReply));
-      image.replies.reverse();
-      return image;
-    });
+    return picked.map(([kind, key, head]) => this.imageOf(kind, key, head));
+  }
+
+  /**
+   * As `imagesInTransaction`, for the listed actors only, by point reads instead of a scan (the
+   * caller keeps its own index of them); an actor with no record is left out.
+   */
+  imagesOfInTransaction(actors: Iterable<readonly [kind: string, key: string]>): ActorImage[] {
+    const out: ActorImage[] = [];
+    for (const [kind, key] of actors) {
+      const head = this.env.heads.get([kind, key]) as StoredHead | undefined;
+      if (head !== undefined) out.push(this.imageOf(kind, key, head));
+    }
+    return out;
+  }
+
+  private imageOf(kind: string, key: string, head: StoredHead): ActorImage {
+    const { snapshots, events, replies } = this.env;
+    const image: ActorImage = { kind, key, lastSeq: head[0], events: [], replies: [] };
+    const epoch = storedEpoch(head);
+    if (epoch !== undefined) image.epoch = epoch;
+    const snap = snapshots.get([kind, key]) as StoredSnapshot | undefined;
+    if (snap) image.snapshot = { seq: snap[0], v: snap[1], state: snap[2] };
+    for (const { key: ek, value } of events.getRange({ start: [kind, key, snap ? snap[0] + 1 : 1], end: [kind, key, MAX_SEQ] })) {
+      image.events.push(toEventRecord(ek, value as StoredEvent));
+    }
+    const recent = replies.getRange({ start: [kind, key, MAX_SEQ], end: [kind, key, 0], reverse: true, limit: this.recentReplies });
+    for (const { value } of recent) image.replies.push(toRecordedReply(value as StoredReply));
+    image.replies.reverse();
+    return image;
   }
 
   /**

@@ -1,3 +1,4 @@
+import type { Database } from 'lmdb';
 import { invalidOption, troupeError, type TroupeError } from '../core/errors.ts';
 import { systemClock, type Clock, type TimerHandle } from '../core/clock.ts';
 import { silentLogger, type Logger } from '../core/logger.ts';
@@ -45,6 +46,16 @@ const MAX_SEQ = Number.MAX_SAFE_INTEGER;
 // Flat, as the journal stores its records: the epoch as two numbers, then what the entry has.
 type StoredEntry = [term: number, node: number, data?: readonly ActorWrite[], start?: EpochStart];
 
+/** The partition index's database: a key per actor in the actor tables, no value worth reading. */
+export const ACTOR_INDEX_DB = 'pactors';
+/** `meta` key: the partition count the index was built with (another count maps keys elsewhere). */
+export const ACTOR_INDEX_KEY = 'replication.actorIndex';
+type IndexKey = [p: number, kind: string, key: string];
+
+// Where JavaScript's string order (UTF-16 code units: `<`, `sort`, `pageOf`) and the index's
+// (UTF-8 bytes, i.e. code points) can disagree: only between a surrogate and U+E000–U+FFFF.
+const ORDER_IN_DOUBT = /[\uD800-\uFFFF]/;
+
 /**
  * The durable `PartitionStore`: partition logs in the `plog` database and their metadata in
  * `pmeta`, in the node's LMDB environment beside the actor tables (see lmdb-env.ts), so that
@@ -66,6 +77,16 @@ type StoredEntry = [term: number, node: number, data?: readonly ActorWrite[], st
  *
  * (Per call, a nested transaction with its own meta rewrite cost a replicated write five nested
  * transactions across the cluster; they were a quarter of a node's CPU, bench/RESULTS.md.)
+ *
+ * Partition index: the actor tables are keyed `[kind, key]`, so finding partition p's actors
+ * meant walking every actor of the node, and a join runs ~85 `snapshot`s per old primary back to
+ * back (bench/RESULTS.md, rebalance). The `pactors` database holds one key `[p, kind, key]` per
+ * actor in the tables (p = `partitionOf(key, partitions)`), put when `apply` or `install` first
+ * writes the actor and removed when `install` removes it, in the same transaction; `snapshot` and
+ * `actorKeys` read partition p's range of it only. Actors are never deleted otherwise. A store
+ * that has actors the index lacks (built before it, or written by a single-node `LmdbJournal`
+ * on the same directory) gets it rebuilt at open (`ensureActorIndex`): one scan, logged; so does
+ * a store whose `actors` journal was written directly while open, at its next index read.
  *
  * Hot path: an append (`persist` without `truncateAfter`) reads nothing. Its checks against what
  * the partition holds use `known`, this store's copy of each partition's meta as the
@@ -94,6 +115,7 @@ export class LmdbPartitionStore implements PartitionStore {
   readonly partitions: number;
   readonly actors: LmdbJournal;
   private readonly env: LmdbEnv;
+  private readonly index: Database;
   private readonly closeTimeoutMs: number;
   private readonly clock: Clock;
   private readonly logger: Logger;
@@ -136,6 +158,15 @@ export class LmdbPartitionStore implements PartitionStore {
       this.env = acquireEnv(this.path, { noSync: durability === 'commit' });
     } catch (e) {
       throw toReadError(e, this.path, 'opening the partition store');
+    }
+    try {
+      // Before anything of this store or its journal is queued: a synchronous transaction must
+      // not wait behind asynchronous ones of this thread.
+      this.index = this.env.root.openDB(ACTOR_INDEX_DB, {});
+      this.ensureActorIndex();
+    } catch (e) {
+      void releaseEnv(this.env, this.closeTimeoutMs, (fn, ms) => this.arm(fn, ms));
+      throw toReadError(e, this.path, 'building the partition index of the actor tables');
     }
     if (durability === 'commit') this.armSync();
     try {
@@ -231,6 +262,9 @@ export class LmdbPartitionStore implements PartitionStore {
             } catch (e) {
               throw applyFailed(p, seq, e); // aborts the group's nested txn: the tables keep the applied prefix
             }
+            // A point read per write; the put only for an actor new to the tables.
+            const ik: IndexKey = [partitionOf(w.key, this.partitions), w.kind, w.key];
+            if (!this.index.doesExist(ik)) void this.index.put(ik, true);
           }
         }
         if (seq !== upTo) throw applyFailed(p, seq + 1, 'the entry is missing from the log');
@@ -273,7 +307,8 @@ export class LmdbPartitionStore implements PartitionStore {
     return this.commit(
       () => {
         const stored = this.metaInTxn(p);
-        const actors = this.actors.imagesInTransaction((_kind, key) => partitionOf(key, this.partitions) === p);
+        this.indexInTxn();
+        const actors = this.actors.imagesOfInTransaction(this.indexedActors(p).map(([, kind, key]) => [kind, key] as const));
         return { base: baseAt(stored, stored.applied), history: truncateHistory(stored.history, stored.applied), actors };
       },
       `snapshot of partition ${p}`,
@@ -289,12 +324,9 @@ export class LmdbPartitionStore implements PartitionStore {
     // In a (writeless) child transaction, as `snapshot`: after every apply issued before it.
     return this.commit(
       () => {
+        this.indexInTxn();
         const keys: string[] = [];
-        // A selector that keeps nothing: a walk over the heads, no actor rows read.
-        this.actors.imagesInTransaction((k, key) => {
-          if (k === kind && (after === undefined || key > after) && ps.has(partitionOf(key, this.partitions))) keys.push(key);
-          return false;
-        });
+        for (const p of ps) if (Number.isSafeInteger(p) && p >= 0) this.indexedKeys(p, kind, after, limit, keys);
         return pageOf(keys, limit);
       },
       `keys of ${kind}`,
@@ -314,10 +346,15 @@ export class LmdbPartitionStore implements PartitionStore {
       () => {
         const stored = this.metaInTxn(p);
         if (stored.applied >= snap.base.seq) return { installed: false, applied: stored.applied };
-        for (const a of this.actors.imagesInTransaction((_kind, key) => partitionOf(key, this.partitions) === p)) {
-          this.actors.replaceInTransaction(a.kind, a.key, undefined);
+        this.indexInTxn(); // every actor of p goes, indexed or not
+        for (const ik of this.indexedActors(p)) {
+          this.actors.replaceInTransaction(ik[1], ik[2], undefined);
+          void this.index.remove(ik);
         }
-        for (const a of snap.actors) this.actors.replaceInTransaction(a.kind, a.key, a);
+        for (const a of snap.actors) {
+          this.actors.replaceInTransaction(a.kind, a.key, a);
+          void this.index.put([p, a.kind, a.key] satisfies IndexKey, true);
+        }
         for (const k of [...plog.getKeys({ start: [p, 0], end: [p, MAX_SEQ] })]) void plog.remove(k);
         const b = snap.base;
         this.setKnown(p, { ...meta, history: truncateHistory(snap.history, b.seq), last: b, base: b, applied: b.seq, commit: Math.max(meta.commit, b.seq) });
@@ -337,6 +374,12 @@ export class LmdbPartitionStore implements PartitionStore {
         if (!this.closed) this.armSync();
       });
     }, backgroundSyncMs);
+  }
+
+  sync(): Promise<void> {
+    if (this.durability === 'flush' || this.closed) return Promise.resolve();
+    // A sync already running may have started before the caller's commit: sync once more after it.
+    return (this.syncing ?? Promise.resolve()).then(() => this.syncInBackground());
   }
 
   /** fsync of what committed since the last one ('commit' durability: commits do not sync). */
@@ -380,6 +423,75 @@ export class LmdbPartitionStore implements PartitionStore {
       if (!clean) this.logger.warn({ path: this.path }, 'lmdb environment did not close in time');
     })();
     return this.closing;
+  }
+
+  /**
+   * At open: rebuilds the partition index unless it was built for this partition count and holds
+   * as many actors as the tables. Synchronous: calls must not run before it.
+   */
+  private ensureActorIndex(): void {
+    if (this.env.meta.get(ACTOR_INDEX_KEY) === this.partitions && this.indexComplete()) return;
+    const started = this.clock.now();
+    const actors = this.env.root.transactionSync(() => this.rebuildIndex());
+    this.logger.info({ path: this.path, actors, ms: Math.round(this.clock.now() - started) }, 'built the partition index of the actor tables');
+  }
+
+  /**
+   * Whether the index holds every actor of the tables: two O(1) counts, which see the running
+   * transaction's writes. Outside this store the tables only ever gain actors (the journal never
+   * deletes one), so equal counts mean the same actors.
+   */
+  private indexComplete(): boolean {
+    const count = (db: Database) => (db.getStats() as { entryCount: number }).entryCount;
+    return count(this.index) === count(this.env.heads);
+  }
+
+  /**
+   * Inside a transaction, before the index is read: actors written to `actors` directly while
+   * this store is open (a test, a tool) are indexed too, by a rebuild. In a read-only call a
+   * rebuild that throws half-way stays half-done; the counts then differ and the next one redoes it.
+   */
+  private indexInTxn(): void {
+    if (!this.indexComplete()) {
+      const actors = this.rebuildIndex();
+      this.logger.warn({ path: this.path, actors }, 'rebuilt the partition index: actors were written around the partition store');
+    }
+  }
+
+  /** Inside a write transaction: the index anew from the tables' actor heads; returns the actor count. */
+  private rebuildIndex(): number {
+    const { heads, meta } = this.env;
+    for (const k of [...this.index.getKeys({})]) void this.index.remove(k);
+    // Read first, then write, as `apply` does.
+    const actors = [...heads.getKeys({})] as Array<[kind: string, key: string]>;
+    for (const [kind, key] of actors) void this.index.put([partitionOf(key, this.partitions), kind, key] satisfies IndexKey, true);
+    void meta.put(ACTOR_INDEX_KEY, this.partitions);
+    return actors.length;
+  }
+
+  /** Partition `p`'s actors, `[p, kind, key]` ascending by kind then key; call inside a transaction. */
+  private indexedActors(p: number): IndexKey[] {
+    return [...this.index.getKeys({ start: [p], end: [p + 1] })] as IndexKey[];
+  }
+
+  /**
+   * Adds to `out` the keys of `kind` in partition `p` after `after`: at least the first `limit`
+   * of them in JavaScript order, more only where the index's order may differ from it.
+   */
+  private indexedKeys(p: number, kind: string, after: string | undefined, limit: number, out: string[]): void {
+    // From `after` itself when byte order cannot put a key greater in JavaScript order before it.
+    const start = after !== undefined && !ORDER_IN_DOUBT.test(after) ? [p, kind, after] : [p, kind];
+    let taken = 0;
+    let inOrder = true;
+    for (const k of this.index.getKeys({ start, end: [p + 1] })) {
+      const [, kd, key] = k as IndexKey;
+      if (kd !== kind) break;
+      if (after !== undefined && !(key > after)) continue;
+      out.push(key);
+      if (inOrder && ORDER_IN_DOUBT.test(key)) inOrder = false;
+      // Keys free of doubtful characters compare the same both ways: the rest sort after them.
+      if (++taken >= limit && inOrder) break;
+    }
   }
 
   /** Partition `p`'s meta as the transactions executed so far left it; call inside a write transaction. */

@@ -51,6 +51,13 @@ export interface MemoryPartitionStoreOptions {
 export class MemoryPartitionStore implements PartitionStore {
   readonly actors: MemoryJournal;
   readonly durability = 'commit' as const;
+  /** Counted, for tests of who waits for a sync; nothing to flush in memory. */
+  syncs = 0;
+
+  sync(): Promise<void> {
+    this.syncs++;
+    return Promise.resolve();
+  }
   readonly partitions: number;
   private readonly ownsActors: boolean;
   private readonly metas = new Map<number, PartitionMeta>();

@@ -159,6 +159,12 @@ export interface PartitionStore {
   /** 'commit' or 'flush': what a resolved `persist` promises. */
   readonly durability: 'commit' | 'flush';
   /**
+   * Resolves once everything committed before the call is on disk (a 'flush' store: at once).
+   * The driver calls it when a partition's only copy is its own: with no replica to survive an
+   * OS crash, `replicated` falls back to `flush` (REPLICATION.md).
+   */
+  sync(): Promise<void>;
+  /**
    * The OS boot the store's last commit was made under (REPLICATION.md, Unclean replicas): a
    * store that commits without fsync may have lost its last commits when the boot changed.
    * `recordBoot` stores the current one, durably.

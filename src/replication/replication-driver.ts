@@ -751,7 +751,12 @@ export class ReplicationDriver implements Journal {
 
   /** The primary's own entry: persisted while it ships (raft's parallel write), durable → counted. */
   private appendOwn(cell: Cell, entry: LogEntry, history?: EpochHistory): void {
-    const persisted = this.persist(cell, { entries: [entry] });
+    let persisted = this.persist(cell, { entries: [entry] });
+    // The epoch's own set is this node alone (a one-node cluster, or R=1): no other copy survives
+    // an OS crash, so the entry counts only once it is on disk — `replicated` falls back to `flush`.
+    const sets = cell.primary?.sets;
+    if (sets !== undefined && sets[sets.length - 1]!.members.length === 1 && this.store.durability === 'commit')
+      persisted = persisted.then(() => this.store.sync());
     this.stepPrimary(cell, { type: 'wrote', last: entry.seq, ...(history && { history }) });
     persisted.then(
       () => this.stepPrimary(cell, { type: 'durable', seq: entry.seq }),

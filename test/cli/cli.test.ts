@@ -56,7 +56,8 @@ describe('usage errors: one line naming the flag, exit 2', () => {
   it.each([
     { args: ['start', '--bogus'], line: "troupe start: unknown option '--bogus' (see troupe start --help)" },
     { args: ['backup', '--bogus'], line: "troupe backup: unknown option '--bogus' (see troupe backup --help)" },
-    { args: ['launch'], line: "troupe: unknown command 'launch' (see troupe --help)" },
+    { args: ['xyzzy'], line: "troupe: unknown command 'xyzzy' (see troupe --help)" },
+    { args: ['strat'], line: "troupe: unknown command 'strat' (Did you mean start?) (see troupe --help)" },
     { args: ['start'], line: "troupe start: start needs --app <module> (or run 'troupe demo') (see troupe start --help)" },
     { args: ['start', 'extra'], line: 'troupe start: too many arguments' },
     { args: ['demo', '--http'], line: "troupe demo: option '--http <port>' argument missing" },

@@ -100,8 +100,8 @@ describe('gateway errors', () => {
     expect(typeof (res.body.error as { message: unknown }).message).toBe('string');
   });
 
-  it('405 with Allow for a non-POST actor request', async () => {
-    const res = await fetch(base + '/actors/counter/e/get');
+  it('405 with Allow for a GET of a command that writes', async () => {
+    const res = await fetch(base + '/actors/counter/e/incr');
     expect(res.status).toBe(405);
     expect(res.headers.get('allow')).toBe('POST');
     expect(await res.json()).toMatchObject({ error: { code: 'ERR_METHOD_NOT_ALLOWED' } });

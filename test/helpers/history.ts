@@ -11,6 +11,8 @@
  *     a lost-then-reapplied write, or two primaries serving one key, would return one twice)
  *   - every acknowledged count ≤ F
  */
+import { checkCounts, type CounterViolation, type KeyTally } from '../../src/load/counter-check.ts';
+
 export type Outcome = 'ok' | 'failed' | 'unknown';
 
 export interface Operation {
@@ -52,39 +54,23 @@ export class History {
   }
 }
 
-export interface CounterViolation {
-  key: string;
-  problem: string;
-}
+export type { CounterViolation } from '../../src/load/counter-check.ts';
 
-/** Checks counter histories against the final counts; returns every violation (empty: the history is valid). */
+/** Checks counter histories against the final counts (src/load/counter-check.ts); returns every violation (empty: the history is valid). */
 export function checkCounters(history: History, finals: ReadonlyMap<string, number>): CounterViolation[] {
-  const byKey = new Map<string, Operation[]>();
+  const tallies = new Map<string, KeyTally>();
   for (const op of history.ops) {
-    let list = byKey.get(op.key);
-    if (list === undefined) byKey.set(op.key, (list = []));
-    list.push(op);
-  }
-  const out: CounterViolation[] = [];
-  for (const [key, ops] of byKey) {
-    const final = finals.get(key);
-    if (final === undefined) {
-      out.push({ key, problem: 'no final count (the key is not served)' });
-      continue;
-    }
-    const acked = ops.filter((o) => o.outcome === 'ok');
-    const unknown = ops.filter((o) => o.outcome === 'unknown').length;
-    if (final < acked.length) out.push({ key, problem: `final ${final} < ${acked.length} acknowledged increments (acknowledged writes lost)` });
-    if (final > acked.length + unknown)
-      out.push({ key, problem: `final ${final} > ${acked.length} acknowledged + ${unknown} unknown (applied from nowhere)` });
-    const seen = new Set<number>();
-    for (const o of acked) {
-      if (seen.has(o.value!)) out.push({ key, problem: `two acknowledged increments returned ${o.value}` });
-      seen.add(o.value!);
-      if (o.value! > final) out.push({ key, problem: `an acknowledged increment returned ${o.value}, above the final ${final}` });
+    let t = tallies.get(op.key);
+    if (t === undefined) tallies.set(op.key, (t = { acknowledged: 0, possible: 0, values: [] }));
+    // A failed operation is known not applied; an unknown one may have been.
+    if (op.outcome === 'failed') continue;
+    t.possible++;
+    if (op.outcome === 'ok') {
+      t.acknowledged++;
+      t.values.push(op.value!);
     }
   }
-  return out;
+  return checkCounts(tallies, finals);
 }
 
 /**

@@ -5,6 +5,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { isTroupeError, type ErrorCode } from '../../src/core/errors.ts';
 import type { ActorWrite, RecordedReply } from '../../src/persistence/journal.ts';
 import { acquireEnv, releaseEnv, type LmdbEnv } from '../../src/persistence/lmdb-env.ts';
+import { LmdbJournal } from '../../src/persistence/lmdb-journal.ts';
 import { MemoryJournal } from '../../src/persistence/memory-journal.ts';
 import type { Epoch, EpochHistory, EpochStart } from '../../src/replication/epoch.ts';
 import { LmdbPartitionStore } from '../../src/replication/lmdb-partition-store.ts';
@@ -685,5 +686,182 @@ describe('LmdbPartitionStore: one transaction per group of calls', () => {
     const all = await store.loadAll();
     expect(all.get(40)).toEqual({ ...metaAt(4, E1, 3), applied: 2 });
     expect(all.get(41)!.last.seq).toBe(1);
+  });
+});
+
+/** The first key `make(i)` (i = 0, 1, …) that falls in partition `p` of the default count. */
+function keyIn(p: number, make: (i: number) => string): string {
+  for (let i = 0; ; i++) if (partitionOf(make(i)) === p) return make(i);
+}
+
+/**
+ * Keys whose JavaScript order (UTF-16 code units) and LMDB's (UTF-8 bytes) differ: U+FF01 sorts
+ * after a surrogate pair in one and before it in the other. Plain keys make up the rest.
+ */
+function actorsOf(p: number): Array<[kind: string, key: string]> {
+  return [
+    ['cart', keyIn(p, (i) => `plain-${i}`)],
+    ['cart', keyIn(p, (i) => `plain-${i + 5000}`)],
+    ['cart', keyIn(p, (i) => `x\u{1F600}${i}`)],
+    ['cart', keyIn(p, (i) => `x\uFF01${i}`)],
+    ['cart', keyIn(p, (i) => `y\uFF01${i}`)],
+    ['tag', keyIn(p, (i) => `plain-${i}`)],
+    ['tag', keyIn(p, (i) => `z\u{1F600}${i}`)],
+  ];
+}
+
+/** One write of `kind/key`: its first event. */
+function firstWrite(kind: string, key: string): ActorWrite {
+  return { ...cart(key, 1, 1), kind };
+}
+
+const byActor = (a: { kind: string; key: string }, b: { kind: string; key: string }) =>
+  a.kind === b.kind ? (a.key < b.key ? -1 : a.key > b.key ? 1 : 0) : a.kind < b.kind ? -1 : 1;
+
+/** Every key `actorKeys` gives page by page (`limit` a page), from the start. */
+async function allPages(store: PartitionStore, kind: string, ps: ReadonlySet<number>, limit: number): Promise<string[][]> {
+  const pages: string[][] = [];
+  let after: string | undefined;
+  for (;;) {
+    const page = await store.actorKeys(kind, ps, after, limit);
+    pages.push(page);
+    if (page.length < limit) return pages;
+    after = page[page.length - 1];
+  }
+}
+
+describe('LmdbPartitionStore: the partition index answers snapshot and actorKeys as a scan of every actor does', () => {
+  const PARTS = [3, 11, 700];
+  /** The same partitions, written the same way, in a store that scans (memory) and the LMDB one. */
+  async function fill(store: PartitionStore): Promise<void> {
+    for (const p of PARTS) {
+      const actors = actorsOf(p);
+      const writes = actors.map(([kind, key]) => firstWrite(kind, key));
+      // Entry 3 writes the actors again: an actor already indexed gets no second index key.
+      const again = actors.map(([kind, key]) => ({ ...cart(key, 2, 2), kind }));
+      await append(store, p, [start(1, E1), turn(2, E1, writes), turn(3, E1, again)]);
+      await store.apply(p, 2);
+      await store.apply(p, 3);
+    }
+  }
+
+  function lmdb(path?: string): LmdbPartitionStore {
+    const dir = path ?? mkdtempSync(join(tmpdir(), 'troupe-pstore-'));
+    if (path === undefined) dirs.push(dir);
+    const store = new LmdbPartitionStore({ path: dir, durability: 'commit' });
+    open.push(store);
+    return store;
+  }
+
+  function memory(): MemoryPartitionStore {
+    const store = new MemoryPartitionStore();
+    open.push(store);
+    return store;
+  }
+
+  /** What the scan finds (the memory store) is what the index finds, for every partition, kind, page size and `after`. */
+  async function expectSameAnswers(indexed: PartitionStore, scanned: PartitionStore): Promise<void> {
+    for (const p of [...PARTS, 5]) {
+      const got = await indexed.snapshot(p);
+      const want = await scanned.snapshot(p);
+      // The LMDB store lists them by kind then key in UTF-8 order (its tables'); the memory one as written.
+      const utf8 = (a: { kind: string; key: string }) => Buffer.from(`${a.kind}\u0000${a.key}`);
+      expect(got.actors.map((a) => `${a.kind}/${a.key}`)).toEqual(got.actors.slice().sort((a, b) => Buffer.compare(utf8(a), utf8(b))).map((a) => `${a.kind}/${a.key}`));
+      expect(got.actors.slice().sort(byActor)).toEqual(want.actors.slice().sort(byActor));
+      expect(got.base).toEqual(want.base);
+      expect(got.actors.every((a) => partitionOf(a.key) === p)).toBe(true);
+    }
+    const afters = [undefined, '', 'plain-', 'x', 'y', 'y\u{1F600}', 'x\uFFFF', ...PARTS.flatMap((p) => actorsOf(p).map(([, key]) => key))];
+    for (const kind of ['cart', 'tag', 'none']) {
+      for (const ps of [new Set([PARTS[0]!]), new Set(PARTS), new Set([5, PARTS[1]!])]) {
+        for (const limit of [1, 2, 3, 100]) {
+          expect(await allPages(indexed, kind, ps, limit), `${kind} ${[...ps]} ${limit}`).toEqual(await allPages(scanned, kind, ps, limit));
+          for (const after of afters) {
+            expect(await indexed.actorKeys(kind, ps, after, limit), `${kind} ${[...ps]} after ${after} limit ${limit}`).toEqual(await scanned.actorKeys(kind, ps, after, limit));
+          }
+        }
+      }
+    }
+  }
+
+  it("snapshot(p) and actorKeys list partition p's actors only, as the scan did, in JavaScript order where UTF-8's differs", async () => {
+    const indexed = lmdb();
+    const scanned = memory();
+    await fill(indexed);
+    await fill(scanned);
+    const [p] = PARTS;
+    // A page of one: the surrogate pair's key comes first in JavaScript order, U+FF01's in the index.
+    const [, , pair, fullwidth] = actorsOf(p!);
+    expect(await indexed.actorKeys('cart', new Set([p!]), 'x', 1)).toEqual([pair![1]]);
+    expect(await indexed.actorKeys('cart', new Set([p!]), pair![1], 1)).toEqual([fullwidth![1]]);
+    await expectSameAnswers(indexed, scanned);
+  });
+
+  it('after install, snapshot and actorKeys leave out the actors it removed and list those it wrote', async () => {
+    const indexed = lmdb();
+    const scanned = memory();
+    await fill(indexed);
+    await fill(scanned);
+    const [p, q] = PARTS;
+    // Partition q's new image: the source's actors of q, minus two, installed over what q held.
+    const source = memory();
+    const kept = actorsOf(q!).slice(2);
+    await append(source, q!, [start(1, E1), turn(2, E1, kept.map(([kind, key]) => firstWrite(kind, key))), ...turns(3, 9).map((e) => ({ ...e, data: [] }))]);
+    await source.apply(q!, 9);
+    const snap = await source.snapshot(q!);
+    for (const store of [indexed, scanned]) expect(await store.install(q!, snap, metaAt(9, E1, 9))).toEqual({ installed: true, applied: 9 });
+    expect((await indexed.snapshot(q!)).actors.map((a) => a.key).sort()).toEqual(kept.map(([, key]) => key).sort());
+    expect(await indexed.actorKeys('cart', new Set([q!]), undefined, 100)).not.toContain(actorsOf(q!)[0]![1]);
+    expect((await indexed.snapshot(p!)).actors).toHaveLength(actorsOf(p!).length);
+    await expectSameAnswers(indexed, scanned);
+  });
+
+  it('a store built before the index (or written by a single-node journal) answers the same once reopened', async () => {
+    const scanned = memory();
+    await fill(scanned);
+    let indexed = lmdb();
+    await fill(indexed);
+    const { path } = indexed;
+    await indexed.close();
+    // What an older build left: the same tables, no index database, no index marker.
+    const env = acquireEnv(path);
+    env.root.openDB('pactors', {}).dropSync();
+    env.meta.removeSync('replication.actorIndex');
+    await releaseEnv(env, 10_000, (fn, ms) => {
+      const t = setTimeout(fn, ms);
+      return () => clearTimeout(t);
+    });
+    indexed = lmdb(path);
+    await expectSameAnswers(indexed, scanned);
+
+    // A node run single-node on the same directory adds actors through its journal alone.
+    await indexed.close();
+    const extra = keyIn(PARTS[1]!, (i) => `solo-${i}`);
+    const journal = new LmdbJournal({ type: 'lmdb', path, durability: 'flush' });
+    await journal.write(firstWrite('cart', extra));
+    await journal.close();
+    await scanned.actors.write(firstWrite('cart', extra));
+    indexed = lmdb(path);
+    expect((await indexed.snapshot(PARTS[1]!)).actors.map((a) => a.key)).toContain(extra);
+    await expectSameAnswers(indexed, scanned);
+  });
+});
+
+describe.each(subjects)('$name: actors written to its journal directly', (subject) => {
+  it('are in snapshot and actorKeys, and install removes them with the rest of the partition', async () => {
+    const p = 11;
+    const { inside: [a, b] } = keysIn(p, 2);
+    const store = subject.make();
+    await append(store, p, [start(1, E1), turn(2, E1, [cart(a!, 1, 1)])]);
+    await store.apply(p, 2);
+    await store.actors.write(cart(b!, 1, 1)); // around the store: a tool, a test
+    expect((await store.snapshot(p)).actors.map((x) => x.key).sort()).toEqual([a, b].sort());
+    expect(await store.actorKeys('cart', new Set([p]), undefined, 10)).toEqual([a, b].sort());
+    await store.actors.write(cart(b!, 2, 2));
+    const image = { kind: 'cart', key: a!, lastSeq: 1, events: [{ seq: 1, v: 1, event: {} }], replies: [] };
+    await store.actors.write({ ...cart(keysIn(p, 3).inside[2]!, 1, 1) });
+    expect(await store.install(p, { base: { epoch: E1, seq: 5 }, history: [], actors: [image] }, metaAt(5, E1, 5))).toEqual({ installed: true, applied: 5 });
+    expect((await store.snapshot(p)).actors.map((x) => x.key)).toEqual([a]);
+    expect(await store.actorKeys('cart', new Set([p]), undefined, 10)).toEqual([a]);
   });
 });
