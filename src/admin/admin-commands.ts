@@ -367,7 +367,7 @@ export const adminCommands: readonly AdminCommand[] = [
   {
     name: 'drain',
     usage: 'drain',
-    summary: 'graceful leave: hand every partition off, then stop (the node this REPL is on, or `@<node> drain`)',
+    summary: 'graceful leave: hand every partition off, then stop (the node this REPL is on, or `@<node> drain`); the REPL prints the partitions it still leads every second until it stops',
     mutates: true,
     async run(t) {
       void t.drain().catch(() => undefined);

@@ -5,6 +5,7 @@ import { start as startRepl, type REPLServer } from 'node:repl';
 import type { Readable, Writable } from 'node:stream';
 import { systemClock, type Clock } from '../core/clock.ts';
 import { isTroupeError, troupeError } from '../core/errors.ts';
+import { handoffDefaults } from '../replication/handoff.ts';
 import type { AdminClient } from './admin-client.ts';
 import type { AdminResult } from './admin-protocol.ts';
 
@@ -29,6 +30,10 @@ export const replLoopDefaults = {
   tailPollMs: 200, // how often tail reads the node's buffer of log lines for it
   pipedTailMs: 2_000, // piped `tail` without a duration: scripts must end
   topBusiest: 3, // busiest actors shown per node
+  drainEveryMs: 1_000, // drain's progress line: how many partitions the node still leads
+  // How long drain's progress is watched: the node's own drain gives up after drainTimeoutMs, then
+  // stops (lingering a moment); the slack covers that and one unanswered poll (a peer's 5 s deadline).
+  drainWatchMs: handoffDefaults.drainTimeoutMs + 15_000,
 };
 
 /** How `top` and `tail` stream: to a terminal until a key, or a bounded number of frames when piped. */
@@ -90,6 +95,7 @@ async function runLine(client: AdminClient, line: string, io?: LoopIo): Promise<
   if (parsed === undefined) throw troupeError('ERR_INVALID_INPUT', 'type a command, or help');
   if (io !== undefined && parsed.command === 'top') return runTop(client, parsed.args, io);
   if (io !== undefined && parsed.command === 'tail') return runTail(client, parsed.args, parsed.node, io);
+  if (io !== undefined && parsed.command === 'drain') return runDrain(client, parsed.args, parsed.node, io);
   // The directory is the operator's: a relative one means relative to where the REPL runs.
   if (parsed.command === 'backup' && parsed.args[0] !== undefined && parsed.node === undefined) parsed.args[0] = resolve(parsed.args[0]);
   return formatResult(await client.call(parsed.command, parsed.args, parsed.node));
@@ -204,6 +210,36 @@ async function runTail(client: AdminClient, args: string[], node: number | undef
   return undefined;
 }
 
+/** Errors that mean the node no longer answers: it stopped (or left and was forgotten). */
+const GONE = ['ERR_NODE_UNREACHABLE', 'ERR_UNKNOWN_NODE', 'ERR_STOPPED'] as const;
+
+/**
+ * `drain` (or `@<node> drain`): starts the graceful leave, then every second prints how many
+ * partitions the node still leads (its `summary`), until it stops answering — it handed off and
+ * stopped — and says so. Bounded by the node's own drain timeout (plus the time to stop), piped or
+ * not; in a terminal a key stops the watching, not the drain.
+ */
+async function runDrain(client: AdminClient, args: string[], node: number | undefined, io: LoopIo): Promise<string> {
+  const target = node ?? client.node;
+  io.write(`${formatResult(await client.call('drain', args, node))}\n`);
+  const started = io.clock.now();
+  // The first line comes at once (a drain where every partition has its copies may take under a second).
+  for (let first = true; ; first = false) {
+    const left = replLoopDefaults.drainWatchMs - (io.clock.now() - started);
+    if (left <= 0) return `node ${target} still answers after ${Math.round(replLoopDefaults.drainWatchMs / 1000)} s: stopped watching (members shows whether it left)`;
+    if (!first && (await pause(io, Math.min(left, replLoopDefaults.drainEveryMs)))) return `stopped watching node ${target}; its drain goes on`;
+    let leads: number;
+    try {
+      const r = await client.call('summary', [], node);
+      leads = Number((r.kind === 'value' ? (r.value as { leads?: unknown }) : {}).leads);
+    } catch (e) {
+      if (GONE.some((code) => isTroupeError(e, code))) return `node ${target} drained and stopped`;
+      throw e;
+    }
+    io.write(`node ${target} drains: leads ${Number.isFinite(leads) ? leads : '?'} partitions${leads === 0 ? ', stopping' : ''}\n`);
+  }
+}
+
 const LEVEL_NAMES: Record<number, string> = { 10: 'TRACE', 20: 'DEBUG', 30: 'INFO', 40: 'WARN', 50: 'ERROR', 60: 'FATAL' };
 
 /** A pino JSON line as one readable line: time, level, node (and worker), message, the other fields. */
@@ -295,7 +331,7 @@ export async function runRepl(client: AdminClient, o: ReplOptions): Promise<{ fa
       o.input.once('data', onKey);
       // While top or tail streams, the key that ends it is theirs: readline must not take it as
       // input (it would land, invisible, in the next line) nor Ctrl-C as the REPL's own SIGINT.
-      const streaming = ['top', 'tail'].includes(parseCommandLine(line)?.command ?? '');
+      const streaming = ['top', 'tail', 'drain'].includes(parseCommandLine(line)?.command ?? '');
       const readlineKeys = streaming ? o.input.listeners('keypress') : [];
       for (const l of readlineKeys) o.input.off('keypress', l as (...a: unknown[]) => void);
       const done = runLine(client, line, { write: (t) => o.output.write(t), interactive: true, keyPressed, clock });

@@ -10,7 +10,7 @@ import type { MessageRouter } from '../actors/actor-ref.ts';
 import type { Clock, TimerHandle } from '../core/clock.ts';
 import { fromErrorRecord, invalidOption, toErrorRecord, troupeError, type ErrorRecord, type TroupeError } from '../core/errors.ts';
 import { resolveModuleSpecifier, siblingModule, sourceLoaderExecArgv } from '../core/import-module.ts';
-import { defaultLogFormat, type Logger } from '../core/logger.ts';
+import { defaultLogFormat, logTap, type Logger } from '../core/logger.ts';
 import { workerCount, type LocalActors } from '../node/local-actors.ts';
 import type { Journal, JournalConfig } from '../persistence/journal.ts';
 import { slotOf } from './placement.ts';
@@ -320,6 +320,10 @@ export class Supervisor extends EventEmitter implements LocalActors {
           this.emit('worker-ready', slot.index);
         } else if (name === 'escalated') {
           this.emit('escalated', data);
+        } else if (name === 'log') {
+          // A worker's warn-and-above lines, for whoever follows the node's logs (`tail`).
+          const lines = (data as { lines?: unknown }).lines;
+          if (Array.isArray(lines)) for (const line of lines) if (typeof line === 'string') logTap.write(line);
         } else if (name === 'failed') {
           const { message } = data as ErrorRecord;
           this.o.log.error({ worker: slot.index, error: data }, 'worker failed to start');

@@ -10,7 +10,7 @@ import { ActorHost } from '../actors/actor-host.ts';
 import { loadActorModules } from '../actors/registry.ts';
 import { systemClock } from '../core/clock.ts';
 import { toErrorRecord } from '../core/errors.ts';
-import { createLogger, type LogFormat } from '../core/logger.ts';
+import { createLogger, logTap, type LogFormat } from '../core/logger.ts';
 import type { Journal, JournalConfig } from '../persistence/journal.ts';
 import { createJournal } from '../persistence/create-journal.ts';
 import { PortJournal } from './port-journal.ts';
@@ -33,10 +33,30 @@ export interface WorkerTask {
   host?: { maxResident?: number; maxHeapBytes?: number };
 }
 
+/** How often a worker hands its warn-and-above log lines to the main thread, ms. */
+const LOG_FORWARD_MS = 200;
+
+/**
+ * A worker's warn-and-above lines (a handler that failed, an actor that escalated) reach the main
+ * thread's log tap, so the REPL's `tail` shows them with the node's own. Batched every 200 ms over
+ * the slot's port; the worker's tap buffer is bounded (its oldest lines go, counted), so a burst
+ * never blocks the worker. Lower levels stay in the worker's own output.
+ */
+function forwardLogLines(writer: PortWriter, node: number | string): void {
+  const follower = logTap.follow('warn');
+  const timer = setInterval(() => {
+    const { lines, dropped } = follower.take();
+    if (dropped > 0) lines.unshift(JSON.stringify({ level: 40, time: Date.now(), node, msg: `${dropped} worker log lines dropped before forwarding` }));
+    if (lines.length > 0) writer.event('log', { lines });
+  }, LOG_FORWARD_MS);
+  timer.unref();
+}
+
 export default async function hostSlot(task: WorkerTask): Promise<void> {
   const { port } = task;
   const log = createLogger({ node: task.node, worker: task.slot, thread: threadId }, task.logLevel, task.logFormat ?? 'json');
   const writer = new PortWriter(port);
+  forwardLogLines(writer, task.node);
   // With `journal: { type: 'node' }` the main thread serves the journal over this same port.
   const portJournal = task.journal.type === 'node' ? PortJournal.over(writer) : undefined;
   let host: ActorHost;

@@ -9,12 +9,15 @@ import { execFileSync, spawn } from 'node:child_process';
 import { chmodSync, existsSync, readFileSync, statSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { troupeBin } from '../../src/cli/node-process.ts';
 import { aliveCount, ProcessCluster, type ProcessNode } from '../helpers/process-cluster.ts';
 import { eventually, exited } from '../helpers/processes.ts';
 
-const cluster = new ProcessCluster('repl', { logLevel: 'info' });
+/** A kind whose handler can be made to fail (a worker-thread warning for `tail`). */
+const hostileApp = fileURLToPath(new URL('../fixtures/hostile-actors.ts', import.meta.url));
+const cluster = new ProcessCluster('repl', { logLevel: 'info', args: ['--app', hostileApp] });
 /** The data directories, the REPL's history file and the backups all go under it. */
 const root = cluster.root;
 const nodes: Array<ProcessNode & { dir: string }> = [];
@@ -38,7 +41,7 @@ function hasCommand(name: string): boolean {
 }
 
 /** Runs `troupe repl <args>` with `script` on its standard input (`as`: a command prefix such as runuser). */
-function repl(args: string[], script: string, as: string[] = [], onOutput?: (stdout: string) => void): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function repl(args: string[], script: string, as: string[] = [], onOutput?: (stdout: string) => void, timeoutMs = 20_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
     const argv = [...as, process.execPath, troupeBin, 'repl', ...args];
     const child = spawn(argv[0]!, argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
@@ -52,7 +55,7 @@ function repl(args: string[], script: string, as: string[] = [], onOutput?: (std
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
       reject(new Error(`troupe repl did not finish: ${stdout}\n${stderr}`));
-    }, 20_000);
+    }, timeoutMs);
     child.on('exit', (code) => {
       clearTimeout(timer);
       resolve({ code, stdout, stderr });
@@ -69,7 +72,8 @@ const started = async (id: number, seeds: string[] = []) => {
 beforeAll(async () => {
   nodes.push(await started(1));
   nodes.push(await started(2, [nodes[0]!.cluster]));
-  await eventually(async () => (await aliveCount(nodes[0]!)) === 2, 10_000, 'both nodes alive');
+  nodes.push(await started(3, [nodes[0]!.cluster]));
+  await eventually(async () => (await aliveCount(nodes[0]!)) === 3, 15_000, 'three nodes alive');
 }, 60_000);
 
 afterAll(() => cluster.stop());
@@ -89,8 +93,9 @@ describe('troupe repl against a running cluster', () => {
     // members: both alive, this node marked
     expect(r.stdout).toMatch(/1 \(this\)\s+alive/);
     expect(r.stdout).toMatch(/\n2\s+alive/);
-    // ring: 1024 partitions shared by the two
-    expect(r.stdout).toContain('1024 partitions, 2 copies each');
+    expect(r.stdout).toMatch(/\n3\s+alive/);
+    // ring: 1024 partitions shared by the three
+    expect(r.stdout).toContain('1024 partitions, 3 copies each');
     // ask: the reply, and its effect through the gateway
     expect(r.stdout).toContain('"n": 4');
     const got = (await (await fetch(`${nodes[1]!.url}/actors/counter/repl-k1/get`, { method: 'POST', body: '{}' })).json()) as { n: number };
@@ -243,6 +248,30 @@ describe('troupe repl against a running cluster', () => {
     expect(r.stdout).not.toContain('[node 1]');
   });
 
+  it("tail shows a worker thread's warnings: a handler that failed, on the node that hosts it", async () => {
+    // Keys whose partition node 2 leads: a failing handler logs there, in node 2's worker thread.
+    const candidates = Array.from({ length: 40 }, (_, i) => `tail-boom-${i}`);
+    const w = await repl(['--data-dir', nodes[0]!.dir], candidates.map((k) => `where hostile ${k}`).join('\n') + '\n');
+    const keys = candidates.filter((k) => new RegExp(`hostile\\s+${k}\\s+\\d+\\s+2\\s`).test(w.stdout));
+    expect(keys.length).toBeGreaterThan(3);
+    let seen = false;
+    const tail = repl(['--data-dir', nodes[0]!.dir], '@2 tail warn 6s\n', [], (out) => (seen ||= out.includes('handler failed')));
+    let i = 0;
+    await eventually(
+      async () => {
+        // The handler throws (no hostile value of that name): the worker logs it at warn and
+        // restarts the actor (a fresh key each time: an actor past its restart intensity stops).
+        await fetch(`${nodes[0]!.url}/actors/hostile/${keys[i++ % keys.length]}/reply`, { method: 'POST', body: '{"value":"no-such-value"}' });
+        return seen;
+      },
+      6_000,
+      "the worker's 'handler failed' line in tail",
+    );
+    const r = await tail;
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/WARN \[node 2\/w0\] handler failed; restarting actor/);
+  });
+
   it('backup writes a hot copy of the node\'s store into the directory, audited', async () => {
     const to = join(root, 'backup-1');
     const r = await repl(['--data-dir', nodes[0]!.dir], `backup ${to}\nbackup ${to}\n`);
@@ -257,17 +286,18 @@ describe('troupe repl against a running cluster', () => {
     const r = await repl(['--data-dir', nodes[0]!.dir], 'leave-plan 2\njoin-plan\nring\n');
     expect(r.stderr).toBe('');
     const leave = /node 2 leaves: (\d+) of 1024 partitions change primary, (\d+) copies move/.exec(r.stdout)!;
-    const join_ = /node 3 joins: (\d+) of 1024 partitions change primary, (\d+) copies move/.exec(r.stdout)!;
-    // Node 2 leads about half; node 1 already holds a copy of every partition.
-    expect(Number(leave[1])).toBeGreaterThan(400);
-    expect(Number(leave[1])).toBeLessThan(624);
+    const join_ = /node 4 joins: (\d+) of 1024 partitions change primary, (\d+) copies move/.exec(r.stdout)!;
+    // Node 2 leads about a third; the other two already hold a copy of every partition (R=3 on three nodes).
+    expect(Number(leave[1])).toBeGreaterThan(1024 / 3 - 100);
+    expect(Number(leave[1])).toBeLessThan(1024 / 3 + 100);
     expect(Number(leave[2])).toBe(0);
-    // A third node would lead about a third and hold two thirds of the copies (2 each).
-    expect(Number(join_[1])).toBeGreaterThan(1024 / 3 - 100);
-    expect(Number(join_[1])).toBeLessThan(1024 / 3 + 100);
-    expect(Number(join_[2])).toBeGreaterThan((2 * 1024) / 3 - 150);
-    // Nothing moved: both still members, sharing the ring.
-    expect(r.stdout).toContain('1024 partitions, 2 copies each');
+    // A fourth node would lead about a quarter and hold three quarters of the copies (3 of 4 nodes each).
+    expect(Number(join_[1])).toBeGreaterThan(1024 / 4 - 100);
+    expect(Number(join_[1])).toBeLessThan(1024 / 4 + 100);
+    expect(Number(join_[2])).toBeGreaterThan((3 * 1024) / 4 - 150);
+    expect(Number(join_[2])).toBeLessThan((3 * 1024) / 4 + 150);
+    // Nothing moved: all three still members, sharing the ring.
+    expect(r.stdout).toContain('1024 partitions, 3 copies each');
     expect(r.stdout).toMatch(/\n\s*2\s+\d+\s+\d+\.\d%\s+1024/);
   });
 
@@ -297,6 +327,35 @@ describe('troupe repl against a running cluster', () => {
       execFileSync('userdel', [user]);
     }
   });
+
+  it('@3 drain, run from node 1, prints what node 3 still leads until it stopped; nodes 1 and 2 serve its keys', async () => {
+    // Keys node 3 leads, written before the drain.
+    const keys = Array.from({ length: 12 }, (_, i) => `drain-k${i}`);
+    const where = await repl(['--data-dir', nodes[0]!.dir], keys.map((k) => `where counter ${k}`).join('\n') + '\n');
+    const led = keys.filter((k) => new RegExp(`${k}\\s+\\d+\\s+3\\s`).test(where.stdout));
+    expect(led.length).toBeGreaterThan(0);
+    for (const k of led) await fetch(`${nodes[0]!.url}/actors/counter/${k}/incr`, { method: 'POST', body: '{"by": 5}' });
+
+    const r = await repl(['--data-dir', nodes[0]!.dir], '@3 drain\n', [], undefined, 60_000);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const lines = r.stdout.trim().split('\n');
+    expect(lines[0]).toBe('node 3 is draining: its partitions move to the others, then it stops');
+    // At least one progress line from node 3 itself, its count never growing, then the final line.
+    const progress = lines.slice(1, -1).map((l) => Number(/^node 3 drains: leads (\d+) partitions/.exec(l)?.[1]));
+    expect(progress.length).toBeGreaterThan(0);
+    expect(progress.every(Number.isInteger)).toBe(true);
+    expect(progress).toEqual([...progress].sort((a, b) => b - a));
+    expect(lines.at(-1)).toBe('node 3 drained and stopped');
+    await Promise.race([exited(nodes[2]!.child), new Promise((_, reject) => setTimeout(() => reject(new Error('node 3 did not exit')), 15_000))]);
+    expect(nodes[2]!.child.exitCode).toBe(0);
+    // Its keys, with their state, are served by the two left.
+    for (const node of [nodes[0]!, nodes[1]!])
+      for (const k of led) {
+        const got = (await (await fetch(`${node.url}/actors/counter/${k}/get`, { method: 'POST', body: '{}' })).json()) as { n: number };
+        expect(got.n).toBe(5);
+      }
+  }, 90_000);
 
   it('@2 stop, run from node 1, stops node 2', async () => {
     const r = await repl(['--data-dir', nodes[0]!.dir], '@2 stop\n');
