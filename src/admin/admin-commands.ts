@@ -205,7 +205,7 @@ export const adminCommands: readonly AdminCommand[] = [
   {
     name: 'stats',
     usage: 'stats',
-    summary: 'counters: router, replication, transport',
+    summary: 'asks per kind (outcomes, latency p50/p99), router, replication (lag per peer), transport counters',
     mutates: false,
     async run(t) {
       return { kind: 'value', value: t.counters() };

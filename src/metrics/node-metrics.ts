@@ -183,6 +183,19 @@ export class NodeMetrics {
     );
   }
 
+  /**
+   * Per kind: asks answered, their outcomes and latency percentiles (upper bounds of the
+   * histogram buckets holding them), for the REPL's `stats`.
+   */
+  askSummary(): Record<string, { asks: number; ok: number; errors: Record<string, number>; p50Ms: number | null; p99Ms: number | null }> {
+    const out: ReturnType<NodeMetrics['askSummary']> = {};
+    for (const [kind, t] of this.askStats) {
+      if (this.kindLabel(kind) !== kind) continue;
+      out[kind] = { asks: t.count, ok: t.ok, errors: Object.fromEntries(t.errors), p50Ms: t.quantileMs(0.5), p99Ms: t.quantileMs(0.99) };
+    }
+    return out;
+  }
+
   private tallyOf(kind: string): AskTally {
     let t = this.askStats.get(kind);
     if (t !== undefined) return t;
@@ -340,6 +353,18 @@ class AskTally {
   readonly buckets = new Float64Array(LATENCY_BUCKETS.length);
   sum = 0;
   count = 0;
+
+  /** The upper bound of the bucket holding quantile q, ms (null before any ask; beyond 10 s: Infinity). */
+  quantileMs(q: number): number | null {
+    if (this.count === 0) return null;
+    const rank = Math.ceil(q * this.count);
+    let seen = 0;
+    for (let i = 0; i < LATENCY_BUCKETS.length; i++) {
+      seen += this.buckets[i]!;
+      if (seen >= rank) return LATENCY_BUCKETS[i]! * 1000;
+    }
+    return Infinity;
+  }
 
   observe(seconds: number): void {
     this.sum += seconds;

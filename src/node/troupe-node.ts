@@ -372,6 +372,8 @@ export class TroupeNode implements MessageRouter {
       placement: () => this.replication?.driver.placement,
       partitions: () => this.replication?.driver.describe() ?? [],
       counters: () => ({
+        // Asks answered here per kind: outcomes and latency percentiles (from the metrics' tallies).
+        ...(this.metrics && { asks: this.metrics.askSummary() }),
         router: this.cluster?.router.stats(),
         replication: this.replication?.driver.stats(),
         transport: (this.cluster?.transport as { stats?: () => unknown } | undefined)?.stats?.(),

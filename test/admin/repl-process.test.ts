@@ -84,9 +84,11 @@ describe('troupe repl against a running cluster', () => {
   });
 
   it('answers members, ring, where, actors, partitions and ask — here and on another member', async () => {
+    // One ask through node 1's gateway, for `stats` to count.
+    expect((await fetch(`${nodes[0]!.url}/actors/counter/stats-k/incr`, { method: 'POST', body: '{}' })).status).toBe(200);
     const r = await repl(
       ['--data-dir', nodes[0]!.dir],
-      ['members', 'ring', 'where counter repl-k1', 'ask counter repl-k1 incr {"by": 3}', 'ask counter repl-k1 incr', '@2 actors', '@2 partitions primary', '@2 members', 'kinds'].join('\n') + '\n',
+      ['members', 'ring', 'where counter repl-k1', 'ask counter repl-k1 incr {"by": 3}', 'ask counter repl-k1 incr', '@2 actors', '@2 partitions primary', '@2 members', 'kinds', 'stats'].join('\n') + '\n',
     );
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
@@ -100,6 +102,9 @@ describe('troupe repl against a running cluster', () => {
     expect(r.stdout).toContain('"n": 4');
     const got = (await (await fetch(`${nodes[1]!.url}/actors/counter/repl-k1/get`, { method: 'POST', body: '{}' })).json()) as { n: number };
     expect(got.n).toBe(4);
+    // stats: the asks this node answered per kind, with latency percentiles
+    expect(r.stdout).toMatch(/"asks": \{\s+"counter": \{\s+"asks": \d+,\s+"ok": \d+/);
+    expect(r.stdout).toContain('"p99Ms"');
     // @2 members: answered by node 2 itself (it marks itself as "this")
     expect(r.stdout).toMatch(/2 \(this\)\s+alive/);
     // @2 partitions primary: node 2 leads some partitions, and says so from its own view

@@ -61,6 +61,19 @@ describe.skipIf(!parser)('NodeMetrics', () => {
     expect(value(f, 'troupe_ask_duration_seconds_count', { kind: 'counter' })).toBe(2);
   });
 
+  it('summarises asks per kind for the REPL: outcomes and latency percentiles', async () => {
+    const m = new NodeMetrics(sources());
+    for (let i = 0; i < 98; i++) await m.timeAsk('counter', async () => i);
+    await expect(m.timeAsk('counter', () => Promise.reject(troupeError('ERR_ASK_TIMEOUT', 'late')))).rejects.toThrow();
+    await m.timeAsk('bogus-kind', async () => 0);
+    const s = m.askSummary();
+    expect(Object.keys(s).sort()).toEqual(['counter', 'other']);
+    expect(s.counter).toMatchObject({ asks: 99, ok: 98, errors: { ERR_ASK_TIMEOUT: 1 } });
+    // Resolved promises answer in microseconds: the first bucket (0.1 ms) holds the median.
+    expect(s.counter!.p50Ms).toBeCloseTo(0.1);
+    expect(s.counter!.p99Ms).toBeGreaterThanOrEqual(s.counter!.p50Ms!);
+  });
+
   it('counters follow their sources between scrapes', async () => {
     const s = sources();
     const m = new NodeMetrics(s);
