@@ -1656,7 +1656,10 @@ export class ReplicationDriver implements Journal {
     // Already serving or fencing, or an offer of an epoch this node knows to be over: ignore.
     if (cell.role !== 'idle' || compareEpoch(msg.epoch, cell.replica.promised) < 0) return;
     const learn = cell.learn;
-    if (learn !== undefined && learn.source === from && sameEpoch(learn.epoch, msg.epoch)) {
+    if (learn !== undefined && learn.source === from && compareEpoch(msg.epoch, learn.epoch) >= 0) {
+      // The same primary again, perhaps in a later epoch (it re-fenced when the joiner changed its
+      // set): its log only grew, so what was learned stands — go on from there, do not start over.
+      learn.epoch = msg.epoch;
       learn.commit = Math.max(learn.commit, msg.commit);
       return;
     }
