@@ -48,7 +48,7 @@ import { parseArgs } from 'node:util';
 import { primaryOfKey, TroupeClient, type RoutingTable } from '../src/client/index.ts';
 import { TOKEN_HEADER } from '../src/replication/token.ts';
 import type { RouterStats } from '../src/cluster/cluster-router.ts';
-import { check, cpuSecondsOf, fixed, int, machineLine, main, median, now, percentile, positiveInt, printResult, row } from './lib.ts';
+import { check, cpuSecondsOfAll, fixed, int, machineLine, main, median, now, percentile, positiveInt, printResult, row } from './lib.ts';
 import { getJson, startCluster, stopAll, type BenchNode } from './node-cluster.ts';
 
 const { values: args } = parseArgs({
@@ -115,7 +115,7 @@ interface Round {
 async function closedLoop(send: (i: number) => Promise<unknown>, seconds: number, pids: number[], nodes: BenchNode[]): Promise<Round> {
   const latencies: number[] = [];
   const hops0 = await hopsOf(nodes);
-  const cpu0 = pids.reduce((a, pid) => a + cpuSecondsOf(pid), 0);
+  const cpu0 = cpuSecondsOfAll(pids);
   const driver0 = process.cpuUsage();
   const t0 = now();
   const deadline = t0 + seconds * 1000;
@@ -134,7 +134,7 @@ async function closedLoop(send: (i: number) => Promise<unknown>, seconds: number
       }
     }),
   );
-  const cpu = pids.reduce((a, pid) => a + cpuSecondsOf(pid), 0) - cpu0;
+  const cpu = cpuSecondsOfAll(pids) - cpu0;
   const driver = process.cpuUsage(driver0);
   const hops = (await hopsOf(nodes)) - hops0;
   const sorted = Float64Array.from(latencies).sort();

@@ -72,6 +72,11 @@ export function cpuSecondsOf(pid: number): number {
   return ticksOfStatLine(readFileSync(`/proc/${pid}/stat`, 'utf8')) / ticksPerSecond();
 }
 
+/** CPU seconds of several processes together (a cluster's nodes), all their threads included. */
+export function cpuSecondsOfAll(pids: readonly number[]): number {
+  return pids.reduce((a, pid) => a + cpuSecondsOf(pid), 0);
+}
+
 /** CPU seconds of the main thread of `pid` alone (its event loop: for a node, the gateway). */
 export function cpuSecondsOfMainThread(pid: number): number {
   return ticksOfStatLine(readFileSync(`/proc/${pid}/task/${pid}/stat`, 'utf8')) / ticksPerSecond();

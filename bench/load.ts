@@ -21,7 +21,7 @@ import { readFinalCounts } from '../src/load/final-counts.ts';
 import { runLoad, type LoadReport } from '../src/load/load-run.ts';
 import { SCENARIO_NAMES, SCENARIOS } from '../src/load/scenarios.ts';
 import { formatSummary, type SummaryRow } from '../src/load/summary-table.ts';
-import { check, cpuSecondsOf, machineLine, main, positiveInt, printResult, spawnServer } from './lib.ts';
+import { check, cpuSecondsOfAll, machineLine, main, positiveInt, printResult, spawnServer } from './lib.ts';
 import { startCluster, startNode, stopAll } from './node-cluster.ts';
 
 const { values: args } = parseArgs({
@@ -46,8 +46,6 @@ interface Target {
   troupe: boolean;
 }
 
-const cpuOf = (pids: readonly number[]) => pids.reduce((a, pid) => a + cpuSecondsOf(pid), 0);
-
 main(async () => {
   process.stderr.write(`bench:load: ${SCENARIO_LIST.map((s) => s.name).join(', ')}; ${CONNECTIONS} connections, ${SECONDS} s per target and scenario; ${machineLine()}\n`);
   const rows: SummaryRow[] = [];
@@ -71,7 +69,7 @@ main(async () => {
       for (const t of targets) {
         const ledger = args.check && t.troupe ? new WriteLedger() : undefined;
         process.stderr.write(`${t.name}, ${scenario.name}:\n`);
-        const cpu0 = cpuOf(t.pids);
+        const cpu0 = cpuSecondsOfAll(t.pids);
         const report: LoadReport = await runLoad({
           urls: t.urls,
           scenario,
@@ -82,7 +80,7 @@ main(async () => {
           ...(ledger && { ledger }),
           onProgress: (p) => process.stderr.write(`  ${p.elapsedS.toFixed(0).padStart(3)} s  ${Math.round(p.reqPerSec).toLocaleString('en-US').padStart(8)} req/s  non-2xx ${p.non2xx}  errors ${p.errors}\n`),
         });
-        const cpuUsPerReq = ((cpuOf(t.pids) - cpu0) * 1e6) / Math.max(1, report.ok);
+        const cpuUsPerReq = ((cpuSecondsOfAll(t.pids) - cpu0) * 1e6) / Math.max(1, report.ok);
         if (!t.troupe) rawReqPerSec = report.reqPerSec;
         rows.push({ target: t.name, report, cpuUsPerReq, ...(t.troupe && rawReqPerSec !== undefined && { rawReqPerSec }) });
         if (ledger) {

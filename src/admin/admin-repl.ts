@@ -5,8 +5,10 @@ import { start as startRepl, type REPLServer } from 'node:repl';
 import type { Readable, Writable } from 'node:stream';
 import { systemClock, type Clock } from '../core/clock.ts';
 import { isTroupeError, troupeError } from '../core/errors.ts';
+import { logLevels } from '../core/logger.ts';
 import { handoffDefaults } from '../replication/handoff.ts';
 import type { AdminClient } from './admin-client.ts';
+import { adminCommands } from './admin-commands.ts';
 import type { AdminResult } from './admin-protocol.ts';
 
 /**
@@ -240,7 +242,7 @@ async function runDrain(client: AdminClient, args: string[], node: number | unde
   }
 }
 
-const LEVEL_NAMES: Record<number, string> = { 10: 'TRACE', 20: 'DEBUG', 30: 'INFO', 40: 'WARN', 50: 'ERROR', 60: 'FATAL' };
+const LEVEL_NAMES: Record<number, string> = Object.fromEntries(Object.entries(logLevels).map(([name, n]) => [n, name.toUpperCase()]));
 
 /** A pino JSON line as one readable line: time, level, node (and worker), message, the other fields. */
 export function formatLogLine(line: string): string {
@@ -269,22 +271,23 @@ function positive(s: string, usage: string): number {
   return Number(s);
 }
 
-/** Commands whose first argument is an actor kind. */
-const KIND_FIRST = new Set(['where', 'ask', 'inspect', 'restart', 'passivate']);
-
 export function completer(client: AdminClient, nodes: () => number[]) {
   const commands = [...client.commands, 'help'];
+  /** A command's first argument: its `complete` hint (admin-commands.ts), or the REPL's own words. */
+  const firstArgument = (command: string): string[] => {
+    if (command === 'tail') return Object.keys(logLevels);
+    if (command === 'actors') return ['top'];
+    const hint = adminCommands.find((c) => c.name === command)?.complete?.[0];
+    return hint === 'kind' ? client.kinds : hint === 'node' ? nodes().map(String) : [];
+  };
   return (line: string): [string[], string] => {
     const words = line.split(/\s+/);
     const last = words[words.length - 1] ?? '';
-    const position = words.length - 1 - (words[0]?.startsWith('@') ? 1 : 0);
-    let candidates: string[];
+    const at = words[0]?.startsWith('@') ? 1 : 0;
+    const position = words.length - 1 - at;
+    let candidates: string[] = [];
     if (position === 0) candidates = [...commands, ...(words.length === 1 ? nodes().map((n) => `@${n}`) : [])];
-    else if (position === 1 && KIND_FIRST.has(words[words[0]?.startsWith('@') ? 1 : 0]!)) candidates = client.kinds;
-    else if (position === 1 && words[words[0]?.startsWith('@') ? 1 : 0] === 'leave-plan') candidates = nodes().map(String);
-    else if (position === 1 && words[words[0]?.startsWith('@') ? 1 : 0] === 'tail') candidates = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'];
-    else if (position === 1 && words[words[0]?.startsWith('@') ? 1 : 0] === 'actors') candidates = ['top'];
-    else candidates = [];
+    else if (position === 1) candidates = firstArgument(words[at]!);
     return [candidates.filter((c) => c.startsWith(last)), last];
   };
 }

@@ -14,6 +14,7 @@ import { Command, CommanderError } from 'commander';
 import { isTroupeError } from '../core/errors.ts';
 import { demoApp } from '../demo/location.ts';
 import { JOURNAL_DIR, TroupeNode, type ClusterOptions, type NodeOptions } from '../node/troupe-node.ts';
+import { MIN_SECRET_LENGTH } from '../gateway/session-cookie.ts';
 import { runCluster } from './cluster-launcher.ts';
 import { replCommand, type ReplFlags } from './repl-command.ts';
 import { drainCommand, type DrainFlags } from './drain-command.ts';
@@ -372,7 +373,8 @@ function sessionOptions(v: NodeFlags): Partial<NonNullable<Exclude<NodeOptions['
   const env = process.env.TROUPE_SESSION_SECRET;
   const secrets = v.sessionSecret ?? (env ? env.split(',').map((s) => s.trim()).filter((s) => s.length > 0) : undefined);
   for (const s of secrets ?? [])
-    if (s.length < 16) throw new UsageError(`${v.sessionSecret ? '--session-secret' : 'TROUPE_SESSION_SECRET'} must be at least 16 characters (got ${s.length})`);
+    if (s.length < MIN_SECRET_LENGTH)
+      throw new UsageError(`${v.sessionSecret ? '--session-secret' : 'TROUPE_SESSION_SECRET'} must be at least ${MIN_SECRET_LENGTH} characters (got ${s.length})`);
   for (const a of v.trustProxy ?? []) if (isIP(a) === 0) throw new UsageError(`--trust-proxy must be an IP address (got ${JSON.stringify(a)})`);
   return {
     ...(secrets && { sessionSecrets: secrets }),

@@ -27,7 +27,12 @@ export function partitionOfKey(key: string, partitions: number): number {
 
 /** The node id serving `key`, or undefined when the table names none. */
 export function primaryOfKey(table: RoutingTable, key: string): number | undefined {
-  const id = table.primaries[partitionOfKey(key, table.partitions)];
+  return primaryOfPartition(table, partitionOfKey(key, table.partitions));
+}
+
+/** The node id serving partition `p`, or undefined when the table names none. */
+export function primaryOfPartition(table: RoutingTable, p: number): number | undefined {
+  const id = table.primaries[p];
   return id === undefined || id < 0 ? undefined : id;
 }
 

@@ -2,7 +2,7 @@ import type { CommandSpec, InputOf, ReplyOf } from '../actors/define-actor.ts';
 import { fromErrorRecord, invalidOption, troupeError, type ErrorCode, type TroupeError } from '../core/errors.ts';
 import { formatToken, mergeTokens, parseTokens, TOKEN_HEADER, type Token } from '../replication/token.ts';
 import { backoffDelay, clientDefaults, isRetryable, meansStaleTable } from './retry-policy.ts';
-import { parseRoutingTable, partitionOfKey, primaryOfKey, type RoutingTable } from './routing-table.ts';
+import { parseRoutingTable, partitionOfKey, primaryOfPartition, type RoutingTable } from './routing-table.ts';
 
 /*
  * Browser-safe on purpose: no `node:` import here or in what this file imports (errors, hash,
@@ -172,10 +172,10 @@ export class TroupeClient {
     let lastError: TroupeError | undefined;
     for (let attempt = 1; attempt <= this.o.maxAttempts; attempt++) {
       const table = await this.currentTable(deadline);
-      const target = this.pick(table, key);
+      const p = partitionOfKey(key, table.partitions);
+      const target = this.pick(table, p);
       const remaining = Math.floor(deadline - this.now());
       if (remaining < 1) break;
-      const p = partitionOfKey(key, table.partitions);
       const outcome = await this.send(target, kind, key, command, body, id, p, Math.min(remaining, this.o.attemptTimeoutMs));
       if (outcome.ok) return outcome.value;
       lastError = outcome.error;
@@ -195,18 +195,18 @@ export class TroupeClient {
 
   // ── Routing ─────────────────────────────────────────────────────────────────────────────
 
-  /** The key's primary if its URL is known and reachable, else the next reachable node (it forwards). */
-  private pick(table: RoutingTable, key: string): string {
+  /** Partition `p`'s primary if its URL is known and reachable, else the next reachable node (it forwards). */
+  private pick(table: RoutingTable, p: number): string {
     const now = this.now();
     const usable = (url: string) => (this.downUntil.get(url) ?? -Infinity) <= now;
-    const primary = primaryOfKey(table, key);
+    const primary = primaryOfPartition(table, p);
     const direct = primary === undefined ? undefined : this.urlOf.get(primary);
     if (direct !== undefined && usable(direct)) {
       this.counters.direct++;
       return direct;
     }
     // The primary's URL is unknown (not among the listed nodes) or unreachable: a gateway forwards.
-    if (direct !== undefined && primary !== undefined && table.members.includes(primary)) void this.refreshAfter(now, now + this.o.attemptTimeoutMs);
+    if (direct !== undefined && table.members.includes(primary!)) void this.refreshAfter(now, now + this.o.attemptTimeoutMs);
     this.counters.fallback++;
     const nodes = this.o.nodes;
     for (let i = 0; i < nodes.length; i++) {

@@ -333,8 +333,9 @@ export class ClusterRouter implements MessageRouter {
     if (p[0] === R_TELL) {
       const [, kind, key, command, input, msgId, hops] = p;
       const owner = this.safeOwner(key);
-      if (owner?.id === this.self.id && hops < HANDOFF_HOPS && this.handoffVia(key) !== undefined) {
-        this.sendTell(kind, key, command, input, msgId, hops);
+      const via = owner?.id === this.self.id && hops < HANDOFF_HOPS ? this.handoffVia(key) : undefined;
+      if (via !== undefined) {
+        this.o.transport.send(via.address, [R_TELL, kind, key, command, input, msgId, HANDOFF_HOPS], 'actor');
       } else if (owner === undefined || owner.id === this.self.id || hops >= MAX_HOPS) {
         this.o.local.tell(kind, key, msgId === null ? { command, input } : { command, input, id: msgId });
       } else {
@@ -350,14 +351,14 @@ export class ClusterRouter implements MessageRouter {
     const token = wireToken === undefined ? undefined : fromWireToken(wireToken, this.table.partitions);
     const ask = (): RoutedAsk => ({ kind, key, command, input, msgId, token });
     const owner = this.safeOwner(key);
+    const via = owner?.id === this.self.id && hops < HANDOFF_HOPS ? this.handoffVia(key) : undefined;
     let work: Promise<Reply>;
     if (wireToken !== undefined && token === undefined) {
       // Served without its token it could answer older state than the client saw: refuse.
       work = Promise.reject(invalidOption(`token of ask ${kind}/${key}`, `must name one of ${this.table.partitions} partitions`, wireToken));
-    } else if (owner?.id === this.self.id && hops < HANDOFF_HOPS && this.handoffVia(key) !== undefined) {
+    } else if (via !== undefined) {
       // Learning this partition: its old primary serves it meanwhile. Only a request sent here
       // directly goes on (two hops at most); one forwarded here already is refused, and resent.
-      const via = this.handoffVia(key)!;
       this.counters.forwarded++;
       work =
         hops === 0

@@ -252,7 +252,7 @@ export class NodeMetrics {
   }
 
   httpError(code: string): void {
-    this.httpErrors.inc({ code: Object.hasOwn(ErrorCodes, code) ? code : 'ERR_INTERNAL' });
+    this.httpErrors.inc({ code: codeLabel(code) });
   }
 
   memberChanged(status: string): void {
@@ -379,6 +379,10 @@ class AskTally {
 }
 
 function outcomeOf(e: unknown): string {
-  const code = (e as { code?: unknown } | null)?.code;
+  return codeLabel((e as { code?: unknown } | null)?.code);
+}
+
+/** An error code as a label: a troupe code, else ERR_INTERNAL (labels stay a bounded set). */
+function codeLabel(code: unknown): string {
   return typeof code === 'string' && Object.hasOwn(ErrorCodes, code) ? code : 'ERR_INTERNAL';
 }

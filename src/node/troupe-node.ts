@@ -237,6 +237,7 @@ export class TroupeNode implements MessageRouter {
     if (replicated) {
       try {
         const kinds = kindDurabilities(registry, replicated.durability);
+        const boot = bootId();
         const store = replicated.path !== undefined ? new LmdbPartitionStore({ path: replicated.path, durability: replicated.durability }) : new MemoryPartitionStore();
         const c = options.cluster!;
         const driver = await ReplicationDriver.open({
@@ -251,7 +252,7 @@ export class TroupeNode implements MessageRouter {
           onStale: (ps) => reloadPartitions(ps, driver.partitions),
           ...(rememberedKinds.length > 0 && { onEstablished: (ps: number[]) => establishedHere(ps), fenceOnFailover: true }),
           // Commits without fsync: an OS reboot since the last one marks the store unclean.
-          ...(replicated.path !== undefined && replicated.durability === 'commit' && bootId() !== undefined && { bootId: bootId()! }),
+          ...(replicated.path !== undefined && replicated.durability === 'commit' && boot !== undefined && { bootId: boot }),
         });
         replication = { driver, store };
       } catch (e) {
@@ -269,7 +270,7 @@ export class TroupeNode implements MessageRouter {
             workers: async () => (await node!.actors.stats()) as Array<Record<string, unknown>>,
             router: () => node?.cluster?.router.stats() as Record<string, unknown> | undefined,
             replication: () => replication?.driver.stats() as Record<string, unknown> | undefined,
-            transport: () => (node?.cluster?.transport as { stats?: () => Record<string, unknown> } | undefined)?.stats?.(),
+            transport: () => node?.transportStats(),
             members: () => node?.members() ?? [],
           });
     const shared = {
@@ -376,7 +377,7 @@ export class TroupeNode implements MessageRouter {
         ...(this.metrics && { asks: this.metrics.askSummary() }),
         router: this.cluster?.router.stats(),
         replication: this.replication?.driver.stats(),
-        transport: (this.cluster?.transport as { stats?: () => unknown } | undefined)?.stats?.(),
+        transport: this.transportStats(),
       }),
       ask: (kind, key, command, input) => this.ask(kind, key, input === undefined ? { command } : { command, input }),
       drain: () => this.drain(),
@@ -454,16 +455,11 @@ export class TroupeNode implements MessageRouter {
     this.cluster = { transport, membership, router };
     this.router = router;
     membership.onMemberChanged((ch) => {
-      if (ch.previous !== ch.member.status) {
-        this.metrics?.memberChanged(ch.member.status);
-        this.memberEvents.push({ at: new Date().toISOString(), member: ch.member.id, from: ch.previous ?? 'new', to: ch.member.status });
-        if (this.memberEvents.length > 50) this.memberEvents.shift();
-      }
-      if (ch.previous !== ch.member.status)
-        this.log.info(
-          { member: ch.member.id, incarnation: ch.member.incarnation, from: ch.previous, to: ch.member.status },
-          'member changed',
-        );
+      if (ch.previous === ch.member.status) return;
+      this.metrics?.memberChanged(ch.member.status);
+      this.memberEvents.push({ at: new Date().toISOString(), member: ch.member.id, from: ch.previous ?? 'new', to: ch.member.status });
+      if (this.memberEvents.length > 50) this.memberEvents.shift();
+      this.log.info({ member: ch.member.id, incarnation: ch.member.incarnation, from: ch.previous, to: ch.member.status }, 'member changed');
     });
     membership.start(c.seeds ?? []);
     // A node that joins through seeds serves nothing until it has joined: alone, its ring would
@@ -665,6 +661,11 @@ export class TroupeNode implements MessageRouter {
 
   private tableCache: { epoch: number; table: PartitionTable } | undefined;
 
+  /** The transport's counters, when it keeps them (TcpTransport does; a test transport may not). */
+  private transportStats(): Record<string, unknown> | undefined {
+    return (this.cluster?.transport as { stats?: () => Record<string, unknown> } | undefined)?.stats?.();
+  }
+
   private views(): Record<string, () => unknown> {
     return {
       // Per worker: resident and evicted actors, queues, and the journal each thread runs with.
@@ -684,7 +685,7 @@ export class TroupeNode implements MessageRouter {
       '/': () => new RawResponse('text/html; charset=utf-8', STATUS_PAGE_HTML),
       '/status/data': () => (this.admin ? statusData(this.admin.executor, this.memberEvents) : Promise.reject(troupeError('ERR_NO_NODES', 'the node is starting'))),
       // Frames, writes (frames ÷ writes = coalescing), queued bytes, rejected connections by reason.
-      '/cluster/transport': () => (this.cluster?.transport as { stats?: () => unknown } | undefined)?.stats?.() ?? {},
+      '/cluster/transport': () => this.transportStats() ?? {},
     };
   }
 }

@@ -59,10 +59,8 @@ export function encodeDigest(entries: readonly DigestEntry[]): DigestMessage {
 
 export function decodeDigest(msg: DigestMessage): DigestEntry[] {
   const out: DigestEntry[] = [];
-  for (let i = 0; i + 4 < msg.parts.length; i += 5) {
-    const [p, term, node, end, commit] = msg.parts.slice(i, i + 5) as [number, number, number, number, number];
-    out.push({ p, epoch: { term, node }, end, commit });
-  }
+  const n = msg.parts;
+  for (let i = 0; i + 4 < n.length; i += 5) out.push({ p: n[i]!, epoch: { term: n[i + 1]!, node: n[i + 2]! }, end: n[i + 3]!, commit: n[i + 4]! });
   return out;
 }
 

@@ -11,6 +11,7 @@ import type { LogEntry } from './messages.ts';
 import {
   applyFailed,
   badActorKeysArgs,
+  badForeignActor,
   badAgainstStored,
   badApplyArgs,
   badApplyTarget,
@@ -18,9 +19,9 @@ import {
   badEntriesRange,
   badInstall,
   badPersistShape,
-  badTruncateArgs,
   badTruncateTarget,
   baseAt,
+  metaAfterInstall,
   metaAfterPersist,
   type PersistChange,
 } from './partition-store-checks.ts';
@@ -279,7 +280,7 @@ export class LmdbPartitionStore implements PartitionStore {
 
   truncatePrefix(p: number, upTo: number): Promise<Position> {
     if (this.closed) return Promise.reject(this.stopped());
-    const bad = badTruncateArgs(p, upTo);
+    const bad = badApplyArgs(p, upTo);
     if (bad) return Promise.reject(bad);
     const { plog } = this.env;
     return this.commit(
@@ -337,10 +338,8 @@ export class LmdbPartitionStore implements PartitionStore {
 
   install(p: number, snap: PartitionSnapshot, meta: PartitionMeta): Promise<InstallResult> {
     if (this.closed) return Promise.reject(this.stopped());
-    const bad = badInstall(p, snap, meta);
+    const bad = badInstall(p, snap, meta) ?? badForeignActor(p, snap, this.partitions);
     if (bad) return Promise.reject(bad);
-    const foreign = snap.actors.findIndex((a) => partitionOf(a.key, this.partitions) !== p);
-    if (foreign >= 0) return Promise.reject(troupeError('ERR_JOURNAL_WRITE', `snap.actors[${foreign}] belongs to another partition than ${p}`, { p }));
     const { plog } = this.env;
     return this.commit(
       () => {
@@ -356,9 +355,8 @@ export class LmdbPartitionStore implements PartitionStore {
           void this.index.put([p, a.kind, a.key] satisfies IndexKey, true);
         }
         for (const k of [...plog.getKeys({ start: [p, 0], end: [p, MAX_SEQ] })]) void plog.remove(k);
-        const b = snap.base;
-        this.setKnown(p, { ...meta, history: truncateHistory(snap.history, b.seq), last: b, base: b, applied: b.seq, commit: Math.max(meta.commit, b.seq) });
-        return { installed: true, applied: b.seq };
+        this.setKnown(p, metaAfterInstall(meta, snap));
+        return { installed: true, applied: snap.base.seq };
       },
       `snapshot install of partition ${p}`,
       { p, base: snap.base.seq },

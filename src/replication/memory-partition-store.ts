@@ -7,6 +7,7 @@ import type { LogEntry } from './messages.ts';
 import {
   applyFailed,
   badActorKeysArgs,
+  badForeignActor,
   badAgainstStored,
   badApplyArgs,
   badApplyTarget,
@@ -14,9 +15,9 @@ import {
   badEntriesRange,
   badInstall,
   badPersistShape,
-  badTruncateArgs,
   badTruncateTarget,
   baseAt,
+  metaAfterInstall,
   metaAfterPersist,
   type PersistChange,
 } from './partition-store-checks.ts';
@@ -106,7 +107,7 @@ export class MemoryPartitionStore implements PartitionStore {
 
   truncatePrefix(p: number, upTo: number): Promise<Position> {
     return this.queue(() => {
-      const bad = badTruncateArgs(p, upTo);
+      const bad = badApplyArgs(p, upTo);
       if (bad) throw bad;
       const stored = this.metas.get(p) ?? emptyPartitionMeta();
       const base = baseOf(stored);
@@ -133,16 +134,15 @@ export class MemoryPartitionStore implements PartitionStore {
 
   install(p: number, snap: PartitionSnapshot, meta: PartitionMeta): Promise<InstallResult> {
     return this.queue(() => {
-      const bad = badInstall(p, snap, meta) ?? this.foreignActor(p, snap);
+      const bad = badInstall(p, snap, meta) ?? badForeignActor(p, snap, this.partitions);
       if (bad) throw bad;
       const stored = this.metas.get(p) ?? emptyPartitionMeta();
       if (stored.applied >= snap.base.seq) return { installed: false, applied: stored.applied };
       for (const a of this.actors.images((_kind, key) => partitionOf(key, this.partitions) === p)) this.actors.replace(a.kind, a.key, undefined);
       for (const a of snap.actors) this.actors.replace(a.kind, a.key, a);
       this.logs.set(p, []);
-      const b = snap.base;
-      this.metas.set(p, { ...meta, history: truncateHistory(snap.history, b.seq), last: b, base: b, applied: b.seq, commit: Math.max(meta.commit, b.seq) });
-      return { installed: true, applied: b.seq };
+      this.metas.set(p, metaAfterInstall(meta, snap));
+      return { installed: true, applied: snap.base.seq };
     });
   }
 
@@ -158,11 +158,6 @@ export class MemoryPartitionStore implements PartitionStore {
       });
       return pageOf(keys, limit);
     });
-  }
-
-  private foreignActor(p: number, snap: PartitionSnapshot) {
-    const i = snap.actors.findIndex((a) => partitionOf(a.key, this.partitions) !== p);
-    return i < 0 ? undefined : troupeError('ERR_JOURNAL_WRITE', `snap.actors[${i}] belongs to another partition than ${p}`, { p });
   }
 
   apply(p: number, upTo: number): Promise<number> {

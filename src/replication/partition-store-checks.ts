@@ -1,7 +1,8 @@
 import { troupeError, type TroupeError } from '../core/errors.ts';
-import { compareEpoch, epochAt, sameEpoch, type Epoch, type Position } from './epoch.ts';
+import { compareEpoch, epochAt, sameEpoch, truncateHistory, type Epoch, type Position } from './epoch.ts';
 import type { LogEntry } from './messages.ts';
 import { baseOf, type PartitionMeta, type PartitionSnapshot } from './partition-store.ts';
+import { partitionOf } from './partition-table.ts';
 
 /**
  * The checks every `PartitionStore` makes the same way, so `MemoryPartitionStore` and
@@ -122,7 +123,7 @@ export function badApplyTarget(p: number, upTo: number, stored: PartitionMeta): 
   return undefined;
 }
 
-/** `ERR_JOURNAL_WRITE` naming the bad argument of `apply`, or undefined. */
+/** `ERR_JOURNAL_WRITE` naming the bad argument of `apply` or `truncatePrefix`, or undefined. */
 export function badApplyArgs(p: number, upTo: number): TroupeError | undefined {
   if (!isCount(p)) return troupeError('ERR_JOURNAL_WRITE', 'p must be a non-negative integer', {});
   if (!isCount(upTo)) return troupeError('ERR_JOURNAL_WRITE', 'upTo must be a non-negative integer', { p });
@@ -178,13 +179,6 @@ export function isTruncatedRead(e: unknown): boolean {
   return x?.code === 'ERR_JOURNAL_READ' && x.details?.truncated === true;
 }
 
-/** `ERR_JOURNAL_WRITE` naming the bad argument of `truncatePrefix`, or undefined. */
-export function badTruncateArgs(p: number, upTo: number): TroupeError | undefined {
-  if (!isCount(p)) return troupeError('ERR_JOURNAL_WRITE', 'p must be a non-negative integer', {});
-  if (!isCount(upTo)) return troupeError('ERR_JOURNAL_WRITE', 'upTo must be a non-negative integer', { p });
-  return undefined;
-}
-
 /** `ERR_JOURNAL_WRITE` when `truncatePrefix(p, upTo)` would delete entries not yet applied (the actor tables lack them). */
 export function badTruncateTarget(p: number, upTo: number, stored: PartitionMeta): TroupeError | undefined {
   if (upTo <= stored.applied) return undefined;
@@ -238,4 +232,16 @@ function isEpoch(e: unknown): e is Epoch {
 
 function isCount(n: unknown): n is number {
   return Number.isSafeInteger(n) && (n as number) >= 0;
+}
+
+/** `ERR_JOURNAL_WRITE` when an actor of `snap` belongs to another partition than `p` (of `partitions`), or undefined. */
+export function badForeignActor(p: number, snap: PartitionSnapshot, partitions: number): TroupeError | undefined {
+  const i = snap.actors.findIndex((a) => partitionOf(a.key, partitions) !== p);
+  return i < 0 ? undefined : troupeError('ERR_JOURNAL_WRITE', `snap.actors[${i}] belongs to another partition than ${p}`, { p });
+}
+
+/** A partition's meta once `snap` is installed over it: the log starts (empty) at the snapshot's base, applied there. */
+export function metaAfterInstall(meta: PartitionMeta, snap: PartitionSnapshot): PartitionMeta {
+  const b = snap.base;
+  return { ...meta, history: truncateHistory(snap.history, b.seq), last: b, base: b, applied: b.seq, commit: Math.max(meta.commit, b.seq) };
 }

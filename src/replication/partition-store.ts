@@ -1,5 +1,5 @@
 import type { ActorWrite, EventRecord, Journal, RecordedReply, SnapshotRecord } from '../persistence/journal.ts';
-import type { Epoch, EpochHistory, Position } from './epoch.ts';
+import { EMPTY_POSITION, type Epoch, type EpochHistory, type Position } from './epoch.ts';
 import type { LogEntry } from './messages.ts';
 
 /**
@@ -38,7 +38,7 @@ export function emptyPartitionMeta(): PartitionMeta {
 
 /** Where a partition's log starts (seq 0 when nothing was ever truncated). */
 export function baseOf(meta: PartitionMeta): Position {
-  return meta.base ?? { epoch: { term: 0, node: 0 }, seq: 0 };
+  return meta.base ?? EMPTY_POSITION;
 }
 
 /**

@@ -197,6 +197,11 @@ function advance(state: PrimaryState, effects: PrimaryEffect[]): PrimaryStep {
   return { state: { ...state, commit }, effects };
 }
 
+/** The epoch's own set: named last (earlier ones are the old sets a joint fence also counts). */
+export function ownSet(state: PrimaryState): ReplicaSet {
+  return state.sets[state.sets.length - 1]!;
+}
+
 /**
  * Where the log may be truncated (I5): the highest seq the primary applied and every member of
  * the epoch's own set (named last) confirmed in this epoch. A member that is down holds it back
@@ -204,6 +209,6 @@ function advance(state: PrimaryState, effects: PrimaryEffect[]): PrimaryStep {
  */
 export function truncationPoint(state: PrimaryState, applied: number): number {
   let t = Math.min(applied, state.last);
-  for (const m of state.sets[state.sets.length - 1]!.members) if (m !== state.self) t = Math.min(t, state.matched.get(m) ?? 0);
+  for (const m of ownSet(state).members) if (m !== state.self) t = Math.min(t, state.matched.get(m) ?? 0);
   return t;
 }

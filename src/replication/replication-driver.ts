@@ -22,7 +22,7 @@ import type { LogEntry, ReplicationMessage } from './messages.ts';
 import { PartitionTable, partitionOf, PARTITIONS } from './partition-table.ts';
 import { isTruncatedRead } from './partition-store-checks.ts';
 import { baseOf, type ActorImage, type PartitionMeta, type PartitionSnapshot, type PartitionStore } from './partition-store.ts';
-import { createPrimaryState, primaryReducer, truncationPoint, type PrimaryEvent, type PrimaryState } from './primary.ts';
+import { createPrimaryState, ownSet, primaryReducer, truncationPoint, type PrimaryEvent, type PrimaryState } from './primary.ts';
 import { createReplicaState, replicaReducer, type ReplicaState } from './replica.ts';
 import { RESTORED_FROM_BACKUP } from '../persistence/lmdb-env.ts';
 import { parseWireMessage, R_REPL, type FetchMessage, type ReplFrameMessage, type SnapshotMessage, type WireMessage } from './wire.ts';
@@ -469,7 +469,7 @@ export class ReplicationDriver implements Journal {
         for (const cell of this.cells.values()) {
           const primary = cell.primary;
           if (cell.role !== 'primary' || primary === undefined || primary.status !== 'serving' || primary.commit < primary.startSeq) continue;
-          const members = primary.sets[primary.sets.length - 1]!.members;
+          const members = ownSet(primary).members;
           out.push({ p: cell.p, epoch: primary.epoch, end: primary.last, commit: primary.commit, members });
         }
         return out;
@@ -791,7 +791,7 @@ export class ReplicationDriver implements Journal {
   private placedAsEpoch(p: number, primary: PrimaryState): boolean {
     const table = this.table;
     if (table === undefined || table.primaryOf(p) !== this.self) return false;
-    return sameSet(primary.sets[primary.sets.length - 1]!, this.proposedSet(p));
+    return sameSet(ownSet(primary), this.proposedSet(p));
   }
 
   private proposedSet(p: number): ReplicaSet {
@@ -1297,7 +1297,7 @@ export class ReplicationDriver implements Journal {
   private settleEarly(cell: Cell): void {
     const primary = cell.primary;
     if (primary === undefined || cell.role !== 'primary') return;
-    const size = primary.sets[primary.sets.length - 1]!.members.length;
+    const size = ownSet(primary).members.length;
     const still: EarlyWrite[] = [];
     for (const w of cell.early) {
       if (copiesHolding(primary, w.seq) < Math.min(w.copies, size)) {
@@ -1449,16 +1449,19 @@ export class ReplicationDriver implements Journal {
     if (!contiguous) return this.abandonFence(cell, `node ${from} did not have entries ${after + 1}..${f.upTo}`, true);
     const candidate = cell.candidate;
     const store = () => {
-      let history = truncateHistory(cell.replica.history, after);
-      for (const e of got) if (e.start !== undefined) history = [...history, e.start];
-      const lastEntry = got[got.length - 1];
-      const last = lastEntry ? { epoch: lastEntry.epoch, seq: lastEntry.seq } : cell.replica.last;
-      cell.replica = { ...cell.replica, last, history };
+      const { last, history } = logWithFetched(cell.replica, after, got);
+      const before = cell.replica;
+      const stored = { ...before, last, history };
+      cell.replica = stored;
       this.persist(cell, image === undefined ? { truncateAfter: after, entries: got } : { entries: got }).then(
         () => {
           if (cell.candidate === candidate) this.stepCandidate(cell, { type: 'fetched', last, history });
         },
-        (e: unknown) => this.abandonFence(cell, `cannot store fetched entries: ${(e as Error).message}`, true),
+        (e: unknown) => {
+          // As the learner does: memory must not claim entries the store refused.
+          if (cell.replica === stored) cell.replica = before;
+          this.abandonFence(cell, `cannot store fetched entries: ${(e as Error).message}`, true);
+        },
       );
     };
     if (image === undefined) return store();
@@ -1611,7 +1614,7 @@ export class ReplicationDriver implements Journal {
 
   private sendOffer(cell: Cell): void {
     const primary = cell.primary!;
-    const set = primary.sets[primary.sets.length - 1]!;
+    const set = ownSet(primary);
     this.send(cell.handoff!.to, { type: 'offer', p: cell.p, epoch: primary.epoch, commit: primary.commit, members: [...set.members] });
   }
 
@@ -1736,10 +1739,7 @@ export class ReplicationDriver implements Journal {
     if (!contiguous) return this.endLearn(cell, `node ${learn.source} did not have entries ${after + 1}..${f.upTo}`, true);
     const store = () => {
       // What was fetched is committed on the old primary's set (the learner asked for its commit point).
-      let history = truncateHistory(cell.replica.history, after);
-      for (const e of got) if (e.start !== undefined) history = [...history, e.start];
-      const lastEntry = got[got.length - 1];
-      const last = lastEntry ? { epoch: lastEntry.epoch, seq: lastEntry.seq } : cell.replica.last;
+      const { last, history } = logWithFetched(cell.replica, after, got);
       const before = cell.replica;
       const stored = { ...before, last, history, commit: Math.max(Math.min(before.commit, after), last.seq) };
       cell.replica = stored;
@@ -2002,6 +2002,14 @@ export class ReplicationDriver implements Journal {
 function metaOf(cell: Cell): PartitionMeta {
   const r = cell.replica;
   return { promised: r.promised, history: r.history, last: r.last, commit: r.commit, applied: cell.applied, clean: r.clean };
+}
+
+/** The replica's log cut after `after` and continued with fetched entries `got`: its new end and epoch history. */
+function logWithFetched(r: ReplicaState, after: number, got: readonly LogEntry[]): { last: Position; history: EpochHistory } {
+  let history = truncateHistory(r.history, after);
+  for (const e of got) if (e.start !== undefined) history = [...history, e.start];
+  const lastEntry = got[got.length - 1];
+  return { last: lastEntry ? { epoch: lastEntry.epoch, seq: lastEntry.seq } : r.last, history };
 }
 
 /** The ring without one member (a draining node proposes itself for nothing). */

@@ -11,7 +11,7 @@
  *     ledger (writeQuorum 3)                  3 members hold seq     (after the commit point)
  * ```
  */
-import type { PrimaryState } from './primary.ts';
+import { ownSet, type PrimaryState } from './primary.ts';
 
 /** The durabilities a replicated node (and a kind on it) may use. */
 export type ReplicatedDurability = 'replicated' | 'replicated+flush' | 'lazy';
@@ -58,7 +58,7 @@ export function fenceWriteQuorum(nodeW: number, kinds: Iterable<KindDurability>,
 /** Members of the epoch's own set (named last) that hold entry `seq`: the primary by its own store, the others by what they confirmed. */
 export function copiesHolding(primary: PrimaryState, seq: number): number {
   let n = 0;
-  for (const m of primary.sets[primary.sets.length - 1]!.members) {
+  for (const m of ownSet(primary).members) {
     const held = m === primary.self ? primary.durable : (primary.matched.get(m) ?? 0);
     if (held >= seq) n++;
   }

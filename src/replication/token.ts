@@ -40,6 +40,8 @@ export const MAX_TOKENS = 256;
 /** Node ids are 0..1023 (node-identity.ts). */
 const MAX_NODE = 1023;
 
+const isCount = (x: unknown): x is number => Number.isSafeInteger(x) && (x as number) >= 0;
+
 const TOKEN_PATTERN = /^(\d{1,5}):(\d{1,16})\.(\d{1,4}):(\d{1,16})$/;
 
 export function formatToken(t: Token): string {
@@ -61,11 +63,7 @@ export function parseTokens(raw: unknown, partitions: number, what = `header ${T
   const parts = raw.split(',');
   if (parts.length > MAX_TOKENS) throw invalidOption(what, `holds at most ${MAX_TOKENS} tokens`, `${parts.length} tokens`);
   const set = new Map<number, Token>();
-  for (const part of parts) {
-    const t = parseToken(part.trim(), partitions, what);
-    const had = set.get(t.p);
-    if (had === undefined || compareToken(t, had) > 0) set.set(t.p, t);
-  }
+  for (const part of parts) keepLater(set, parseToken(part.trim(), partitions, what));
   return set;
 }
 
@@ -89,13 +87,15 @@ export function compareToken(a: Token, b: Token): number {
 /** `set` with `more` added: per partition, the later of the two positions. */
 export function mergeTokens(set: TokenSet, more: Token | TokenSet): Map<number, Token> {
   const out = new Map(set);
-  const add = (t: Token) => {
-    const had = out.get(t.p);
-    if (had === undefined || compareToken(t, had) > 0) out.set(t.p, t);
-  };
-  if (isToken(more)) add(more);
-  else for (const t of more.values()) add(t);
+  if (isToken(more)) keepLater(out, more);
+  else for (const t of more.values()) keepLater(out, t);
   return out;
+}
+
+/** `t` into `set` unless the set holds a later position of its partition. */
+function keepLater(set: Map<number, Token>, t: Token): void {
+  const had = set.get(t.p);
+  if (had === undefined || compareToken(t, had) > 0) set.set(t.p, t);
 }
 
 function isToken(v: Token | TokenSet): v is Token {
@@ -137,8 +137,7 @@ export function toWireToken(t: Token): WireToken {
 export function fromWireToken(v: unknown, partitions: number): Token | undefined {
   if (!Array.isArray(v) || v.length !== 4) return undefined;
   const [p, term, node, seq] = v as unknown[];
-  const count = (x: unknown): x is number => Number.isSafeInteger(x) && (x as number) >= 0;
-  if (!count(p) || !count(term) || !count(node) || !count(seq)) return undefined;
+  if (!isCount(p) || !isCount(term) || !isCount(node) || !isCount(seq)) return undefined;
   if (p >= partitions || term < 1 || node > MAX_NODE || seq < 1) return undefined;
   return { p, epoch: { term, node }, seq };
 }

@@ -121,14 +121,12 @@ export default async function hostSlot(task: WorkerTask): Promise<void> {
             (v) => writer.reply(askId, true, v),
             (e: unknown) => writer.reply(askId, false, toErrorRecord(e)),
           );
-        } else if (name === 'steer-actor') {
-          const { kind, key, op } = arg as { kind: string; key: string; op: 'restart' | 'passivate' };
-          writer.reply(askId, true, host.system(kind, key, op));
+        } else if (name === 'steer-actor' || name === 'restart-actor') {
+          // restart-actor: steer-actor with op 'restart' (the older control name, kept for callers).
+          const { kind, key, op } = arg as { kind: string; key: string; op?: 'restart' | 'passivate' };
+          writer.reply(askId, true, host.system(kind, key, name === 'restart-actor' ? 'restart' : op!));
         } else if (name === 'top') {
           writer.reply(askId, true, host.top((arg as { n: number }).n));
-        } else if (name === 'restart-actor') {
-          const { kind, key } = arg as { kind: string; key: string };
-          writer.reply(askId, true, host.system(kind, key, 'restart'));
         } else writer.reply(askId, false, { code: 'ERR_INVALID_OPTION', message: `unknown control '${name}'` });
       },
       event: () => undefined,
