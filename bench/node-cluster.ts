@@ -43,10 +43,12 @@ export interface StartOptions {
   /** `--durability` with a temporary `--data-dir`; without it the node keeps its actors in memory. */
   durability?: string;
   onLine?: (l: LogLine) => void;
+  /** More `--app` modules besides the demo app. */
+  apps?: string[];
 }
 
 export async function startNode(o: StartOptions): Promise<BenchNode> {
-  const args = ['start', '--id', String(o.id), '--http', '0', '--workers', '1', '--app', app];
+  const args = ['start', '--id', String(o.id), '--http', '0', '--workers', '1', '--app', app, ...(o.apps ?? []).flatMap((a) => ['--app', a])];
   if (o.durability !== undefined) {
     const dir = mkdtempSync(join(tmpdir(), `troupe-bench-n${o.id}-`));
     dataDirs.push(dir);
@@ -82,11 +84,15 @@ export async function startNode(o: StartOptions): Promise<BenchNode> {
 }
 
 /** Node 1, then 2 and 3 seeded by it; resolves once every node sees three alive members. */
-export async function startCluster(secret: string, durability: string | undefined, onLine?: (l: LogLine) => void): Promise<BenchNode[]> {
-  const n1 = await startNode({ id: 1, secret, ...(durability !== undefined && { durability }), ...(onLine && { onLine }) });
-  const rest = await Promise.all(
-    [2, 3].map((id) => startNode({ id, secret, seed: n1.cluster!, ...(durability !== undefined && { durability }), ...(onLine && { onLine }) })),
-  );
+export async function startCluster(
+  secret: string,
+  durability: string | undefined,
+  onLine?: (l: LogLine) => void,
+  apps?: string[],
+): Promise<BenchNode[]> {
+  const extra = { ...(durability !== undefined && { durability }), ...(onLine && { onLine }), ...(apps && { apps }) };
+  const n1 = await startNode({ id: 1, secret, ...extra });
+  const rest = await Promise.all([2, 3].map((id) => startNode({ id, secret, seed: n1.cluster!, ...extra })));
   const nodes = [n1, ...rest];
   const t0 = now();
   for (;;) {

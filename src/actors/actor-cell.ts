@@ -6,6 +6,7 @@ import type { RestartWindow } from '../supervisor/restart-window.ts';
 import type { Envelope } from './envelope.ts';
 import type { ActorKind } from './registry.ts';
 import type { PendingWrite } from './write-pipeline.ts';
+import { EMPTY_REMINDERS, type ReminderTable } from './system-records.ts';
 
 export type CellStatus =
   | 'activating' // loading snapshot + events; messages queue
@@ -29,6 +30,8 @@ export class ActorCell {
   state: unknown = undefined;
   /** Seq of the last event applied to `state` (durable or not). */
   seq = 0;
+  /** Seq of the last record known durable: what a WebSocket watcher may be shown (src/actors/watchers.ts). */
+  durableSeq = 0;
   /**
    * The epoch the journal gave at activation (`ActorHistory.epoch`): every write of this
    * activation carries it, so a journal that has seen a newer primary fences it. Undefined on a
@@ -54,6 +57,16 @@ export class ActorCell {
   restartWindow: RestartWindow | null = null;
   failedUntil = 0;
   timers: Set<TimerHandle> | null = null;
+  /** Pending durable reminders (rebuilt by replay; changed only through system records). */
+  reminders: ReminderTable = EMPTY_REMINDERS;
+  /** The table as this turn found it, once a system record of the turn touched it: a failed message folds the survivors again from here. */
+  turnReminders: ReminderTable | undefined = undefined;
+  /** The one timer armed for the earliest pending reminder not yet queued. */
+  reminderTimer: TimerHandle | null = null;
+  /** Reminders whose fire is queued in the mailbox (not armed again until it is processed). */
+  firing: Set<string> | null = null;
+  /** A kind with `ttlMs`: wall time of the last message from outside (reminder fires do not count). */
+  lastActivityWall = 0;
   /** Bumped on every (re)activation; a stale async completion compares it. */
   generation = 0;
   /** Messages this activation processed, and in the host's current and previous recency window (admin `actors top`). */

@@ -1,5 +1,5 @@
 import type { Clock, TimerHandle } from '../core/clock.ts';
-import { fromErrorRecord, isTroupeError, toErrorRecord, troupeError, type ErrorRecord, type TroupeError } from '../core/errors.ts';
+import { fromErrorRecord, invalidOption, isTroupeError, toErrorRecord, troupeError, type ErrorRecord, type TroupeError } from '../core/errors.ts';
 import { messageFingerprint } from '../core/fingerprint.ts';
 import type { Logger } from '../core/logger.ts';
 import { findOffence, notSerializable } from '../core/value-domain.ts';
@@ -15,6 +15,20 @@ import type { ActorKind, ActorRegistry } from './registry.ts';
 import type { MessageRouter } from './actor-ref.ts';
 import { needsFullLog, replay, type Replayed } from './replay.ts';
 import { WritePipeline } from './write-pipeline.ts';
+import { SYSTEM_VERSION, type PushRecord } from './system-records.ts';
+import {
+  earliestDue,
+  foldReminders,
+  isTombstone,
+  reminderDefaults,
+  reminderLimits,
+  reminderMessageId,
+  TTL_REMINDER,
+  ttlSlackMs,
+  type ReminderMessage,
+  type RemindersRecord,
+} from './system-records.ts';
+import { isReserved, parseWatch, pushItems, reservedCommand, Watchers, type PushNote, type WatchRequest } from './watchers.ts';
 
 export interface ActorHostOptions {
   registry: ActorRegistry;
@@ -41,6 +55,8 @@ export interface ActorHostOptions {
   maxHeapBytes?: number;
   /** Reads the heap in use, bytes (injected in tests). */
   heapUsed?: () => number;
+  /** A durable write of an actor that nodes watch: its pushes go to those nodes' session hubs (src/sessions). */
+  onPush?: (nodes: number[], note: PushNote) => void;
 }
 
 export const actorHostDefaults = {
@@ -147,10 +163,14 @@ export class ActorHost implements MessageRouter, ReplyChannel {
   private resident = 0;
   private stopped = false;
   private sweepTimer: TimerHandle | null = null;
+  /** Single-node journals (`Journal.dueActors`): the timer of the next look for actors with a reminder due soon. */
+  private dueScanTimer: TimerHandle | null = null;
   /** Least recently used resident cell; `lruNewest` is the most recent. */
   private lruOldest: ActorCell | null = null;
   private lruNewest: ActorCell | null = null;
-  private readonly o: Required<Omit<ActorHostOptions, 'outbound' | 'onEscalated'>> & Pick<ActorHostOptions, 'outbound' | 'onEscalated'>;
+  private readonly o: Required<Omit<ActorHostOptions, 'outbound' | 'onEscalated' | 'onPush'>> & Pick<ActorHostOptions, 'outbound' | 'onEscalated' | 'onPush'>;
+  /** Nodes whose WebSocket clients watch actors of this host, by lease. */
+  private readonly watchers = new Watchers();
   private readonly counters = { processed: 0, activated: 0, restarts: 0, escalations: 0, deadLetters: 0, passivated: 0, evicted: 0 };
   /** Asks processed (outside `counters`: stats() keeps its shape). */
   private asksProcessed = 0;
@@ -172,8 +192,10 @@ export class ActorHost implements MessageRouter, ReplyChannel {
       released: (cell, held) => this.release(cell, held),
       failed: (cell, held, e) => this.failHeld(cell, held, e),
       writeFailed: (cell, e) => this.writeFailed(cell, e),
+      durable: (cell, write) => this.durable(cell, write),
     });
     this.armSweep();
+    this.armDueScan();
   }
 
   // ── Entry points ────────────────────────────────────────────────────────────────────────
@@ -336,6 +358,7 @@ export class ActorHost implements MessageRouter, ReplyChannel {
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.sweepTimer) this.o.clock.clearTimeout(this.sweepTimer);
+    if (this.dueScanTimer) this.o.clock.clearTimeout(this.dueScanTimer);
     for (const cells of this.cells.values()) {
       for (const cell of cells.values()) {
         this.endTurn(cell);
@@ -422,12 +445,17 @@ export class ActorHost implements MessageRouter, ReplyChannel {
         }
         cell.state = r.state;
         cell.seq = r.seq;
+        cell.durableSeq = r.seq;
         cell.epoch = history.epoch;
         cell.eventsSinceSnapshot = r.eventsSinceSnapshot;
         // No recorded replies in the journal: keep what memory has (a restart after a handler threw).
         if (r.replies !== null) cell.replies = r.replies;
+        cell.reminders = r.reminders;
+        cell.firing = null;
+        this.activatedTtl(cell);
         cell.status = 'active';
         cell.lastActive = this.o.clock.now();
+        this.armReminders(cell);
         if (!cell.mailbox.isEmpty) this.schedule(cell);
       },
       (e: unknown) => {
@@ -492,8 +520,10 @@ export class ActorHost implements MessageRouter, ReplyChannel {
       if (env === undefined) break;
       n++;
       if (env.system !== undefined) this.runSystem(cell, env.system);
+      else if (env.reminder !== undefined) this.runReminder(cell, env, env.reminder);
       else {
         if (env.askId !== 0) this.asksProcessed++;
+        if (cell.kind.ttlMs !== undefined) cell.lastActivityWall = this.o.clock.wallNow();
         this.process(cell, env);
       }
     }
@@ -501,6 +531,7 @@ export class ActorHost implements MessageRouter, ReplyChannel {
     this.queued -= n;
     if (n > 0) countRecent(cell, n, windowOf(this.now));
     if (cell.status === 'active') {
+      if (n > 0 && cell.kind.ttlMs !== undefined) this.touchTtl(cell);
       this.endTurn(cell);
       if (!cell.mailbox.isEmpty) this.schedule(cell);
     }
@@ -514,6 +545,7 @@ export class ActorHost implements MessageRouter, ReplyChannel {
   private process(cell: ActorCell, env: Envelope): void {
     const spec = cell.kind.commands.get(env.command);
     if (spec === undefined) {
+      if (isReserved(env.command)) return this.reserved(cell, env);
       return this.answer(
         cell,
         env,
@@ -608,6 +640,62 @@ export class ActorHost implements MessageRouter, ReplyChannel {
     else cell.pendingEvents.push(rec);
   }
 
+  /** A write is durable: watchers may see up to it, and watching nodes get its pushes. */
+  private durable(cell: ActorCell, write: ActorWrite): void {
+    const events = write.events;
+    if (events.length === 0) return;
+    const to = events[events.length - 1]!.seq;
+    if (to > cell.durableSeq) cell.durableSeq = to;
+    if (this.watchers.size === 0 || this.o.onPush === undefined) return;
+    const nodes = this.watchers.nodes(cell.kind.kind, cell.key, this.o.clock.now());
+    if (nodes === undefined) return;
+    this.o.onPush(nodes, { kind: cell.kind.kind, key: cell.key, from: events[0]!.seq - 1, to, items: pushItems(events) });
+  }
+
+  /**
+   * The runtime's own commands ('$…', never a user command's name; the gateway routes only
+   * declared commands, so they come from session hubs over ports and the cluster transport):
+   * `$watch` registers or renews a node's watch and answers the durable pushes after `from`;
+   * `$watchers` lists who watches (GET /cluster/connections?kind=&key=).
+   */
+  private reserved(cell: ActorCell, env: Envelope): void {
+    const { kind } = cell.kind;
+    const now = this.o.clock.now();
+    if (env.command === '$watchers') return this.send(cell, env, true, { watchers: this.watchers.list(kind, cell.key, now) });
+    if (env.command !== '$watch')
+      return this.send(cell, env, false, errorRecord('ERR_UNKNOWN_COMMAND', `actor kind '${kind}' has no command '${env.command}'`));
+    let w: WatchRequest;
+    try {
+      w = parseWatch(env.input);
+    } catch (e) {
+      return this.send(cell, env, false, toErrorRecord(e));
+    }
+    // Registered before the read: a write durable after this point reaches the watcher as a
+    // note, one durable before it is in the read; the watcher drops what it sees twice.
+    this.watchers.watch(kind, cell.key, w.node, w.connections, now);
+    const upTo = cell.durableSeq;
+    if (w.from < 0 || w.from >= upTo) return this.send(cell, env, true, { to: upTo, items: [] });
+    this.o.journal.readFrom(kind, cell.key, w.from, w.max).then(
+      (events) => {
+        const page = events.filter((e) => e.seq <= upTo);
+        const full = events.length === w.max && page.length === events.length && page[page.length - 1]!.seq < upTo;
+        const to = full ? page[page.length - 1]!.seq : upTo;
+        const lost = (page[0]?.seq ?? upTo + 1) > w.from + 1;
+        this.send(cell, env, true, { to, items: pushItems(page), ...(full && { more: true }), ...(lost && { lost: true }) });
+      },
+      (e: unknown) => this.send(cell, env, false, toErrorRecord(isTroupeError(e) ? e : troupeError('ERR_JOURNAL_READ', errorMessage(e)))),
+    );
+  }
+
+  /** Called by Context#push: a system record (src/actors/system-records.ts) journaled with the turn. */
+  pushRecord(cell: ActorCell, command: string, message: unknown): void {
+    const bad = findOffence(message);
+    if (bad !== null) throw notSerializable(`push of ${cell.kind.kind}/${cell.key} '${command}'`, bad);
+    const rec = { seq: ++cell.seq, v: SYSTEM_VERSION, event: { push: message } satisfies PushRecord };
+    if (cell.pendingEvents === null) cell.pendingEvents = [rec];
+    else cell.pendingEvents.push(rec);
+  }
+
   /**
    * A handler returned `value`. Checked before it is recorded or sent, while the turn is still
    * open: a reply that could not cross the port, the journal or HTTP undoes the message's events
@@ -665,6 +753,9 @@ export class ActorHost implements MessageRouter, ReplyChannel {
     const replies = cell.pendingReplies;
     const held = cell.held;
     cell.held = null;
+    // The turn changed the reminders (or deleted the session): the write says so.
+    const remindersChanged = cell.turnReminders !== undefined;
+    cell.turnReminders = undefined;
     if (events === null && replies === null) {
       if (held !== null) this.writes.releaseAfterLastWrite(cell, held);
       return;
@@ -675,12 +766,28 @@ export class ActorHost implements MessageRouter, ReplyChannel {
     if (replies !== null) write.replies = replies;
     if (cell.epoch !== undefined) write.epoch = cell.epoch;
     if (events !== null) {
-      cell.eventsSinceSnapshot += events.length;
+      let tomb: number | undefined;
+      if (remindersChanged) {
+        for (const rec of events) if (isTombstone(rec)) tomb = rec.seq;
+        write.due = earliestDue(cell.reminders);
+      }
+      if (tomb !== undefined) {
+        // The journal deletes what is stored under the tombstone (ActorWrite.tombstone).
+        write.tombstone = tomb;
+        cell.eventsSinceSnapshot = cell.seq - tomb;
+      } else cell.eventsSinceSnapshot += events.length;
       if (cell.eventsSinceSnapshot >= cell.kind.snapshotEvery) {
         write.snapshot = { seq: cell.seq, v: cell.kind.version, state: cell.state };
         cell.eventsSinceSnapshot = 0;
+        if (cell.reminders.size > 0) {
+          // `read` returns only what follows the snapshot: the pending reminders ride along.
+          const carry: RemindersRecord = { reminders: [...cell.reminders].map(([name, r]) => [name, r.due, r.message]) };
+          events.push({ seq: ++cell.seq, v: SYSTEM_VERSION, event: carry });
+          cell.eventsSinceSnapshot = 1;
+        }
       }
     }
+    if (remindersChanged) this.armReminders(cell);
     this.writes.submit(cell, write, held);
   }
 
@@ -703,6 +810,8 @@ export class ActorHost implements MessageRouter, ReplyChannel {
       cell.pendingEvents.length = mark;
       if (mark === 0) cell.pendingEvents = null;
     }
+    // Reminders set, cancelled or cleared by this message go with its events.
+    if (cell.turnReminders !== undefined) cell.reminders = (cell.pendingEvents ?? []).reduce(foldReminders, cell.turnReminders);
     if (isTroupeError(e, 'ERR_INVALID_INPUT') || isTroupeError(e, 'ERR_NOT_SERIALIZABLE')) {
       // A refusal (`throw invalidInput(...)`, or a value outside the value domain), not a
       // crash: the state is whole again, so answer it and keep the actor.
@@ -819,7 +928,7 @@ export class ActorHost implements MessageRouter, ReplyChannel {
         if (cell.status === 'failed' && now >= cell.failedUntil) {
           this.remove(cell);
           n++;
-        } else if (this.isIdle(cell) && now - cell.lastActive >= cell.kind.idleTimeoutMs) {
+        } else if (this.isIdle(cell) && now - cell.lastActive >= cell.kind.idleTimeoutMs && !this.dueSoon(cell)) {
           this.passivate(cell);
           n++;
         }
@@ -899,6 +1008,175 @@ export class ActorHost implements MessageRouter, ReplyChannel {
     return evicted;
   }
 
+  // ── Session lifecycle: delete, reminders, ttlMs (docs/sessions-lifecycle.md) ──────────────
+
+  /** Called by Context#delete and by an expired `ttlMs`: the session starts over at a tombstone. */
+  deleteSession(cell: ActorCell): void {
+    cell.state = cell.kind.def.initial(cell.key);
+    this.systemRecord(cell, { deleted: true });
+    // The fresh session has seen no message yet: its `ttlMs` clock starts at its first one.
+    cell.lastActivityWall = 0;
+  }
+
+  /** Called by Context#remind: checks every argument before anything changes (ERR_INVALID_OPTION naming it). */
+  setReminder(cell: ActorCell, name: unknown, delayMs: unknown, message: unknown): void {
+    checkReminderName(name);
+    if (!Number.isSafeInteger(delayMs) || (delayMs as number) < 0 || (delayMs as number) > reminderLimits.maxDelayMs)
+      throw invalidOption('ctx.remind delayMs', `must be an integer in [0, ${reminderLimits.maxDelayMs}]`, delayMs);
+    const m = checkReminderMessage(cell.kind, message);
+    this.systemRecord(cell, { remind: { name: name as string, due: this.o.clock.wallNow() + (delayMs as number), message: m } });
+  }
+
+  /** Called by Context#cancelReminder: nothing is journaled for a name that is not pending. */
+  cancelReminder(cell: ActorCell, name: unknown): void {
+    checkReminderName(name);
+    if (cell.reminders.has(name as string)) this.systemRecord(cell, { unremind: name as string });
+  }
+
+  /** A lifecycle record of this turn: its seq, and the reminder table folded at once (undone with the message on failure). */
+  private systemRecord(cell: ActorCell, event: object): void {
+    const rec = { seq: ++cell.seq, v: SYSTEM_VERSION, event };
+    if (cell.pendingEvents === null) cell.pendingEvents = [rec];
+    else cell.pendingEvents.push(rec);
+    if (cell.turnReminders === undefined) cell.turnReminders = cell.reminders;
+    cell.reminders = foldReminders(cell.reminders, rec);
+  }
+
+  /** Arms the one timer for the earliest pending reminder whose fire is not queued yet. */
+  private armReminders(cell: ActorCell): void {
+    if (cell.reminderTimer !== null) this.o.clock.clearTimeout(cell.reminderTimer);
+    cell.reminderTimer = null;
+    if (cell.reminders.size === 0 || this.stopped) return;
+    let next = Infinity;
+    for (const [name, r] of cell.reminders) if (r.due < next && cell.firing?.has(name) !== true) next = r.due;
+    if (next === Infinity) return;
+    const generation = cell.generation;
+    // Wall time, since a reminder crosses nodes; a timer holds at most 2^31 - 1 ms, so a
+    // farther reminder arms again on the way.
+    const delay = Math.min(Math.max(0, next - this.o.clock.wallNow()), MAX_TIMER_MS);
+    cell.reminderTimer = this.o.clock.setTimeout(() => {
+      cell.reminderTimer = null;
+      if (cell.generation === generation) this.fireDue(cell);
+    }, delay);
+  }
+
+  /** Queues a fire for every reminder due now (the system lane: the runtime's own, never refused by a full mailbox). */
+  private fireDue(cell: ActorCell): void {
+    if (this.stopped || (cell.status !== 'active' && cell.status !== 'busy')) return;
+    const now = this.o.clock.wallNow();
+    let queued = false;
+    for (const [name, r] of cell.reminders) {
+      if (r.due > now || cell.firing?.has(name) === true) continue;
+      const env: Envelope = {
+        command: r.message.command,
+        input: r.message.input,
+        msgId: reminderMessageId(name, r.due),
+        askId: 0,
+        channel: undefined,
+        reminder: { name, due: r.due },
+      };
+      cell.mailbox.enqueueSystem(env);
+      this.queued++;
+      (cell.firing ??= new Set()).add(name);
+      queued = true;
+    }
+    this.armReminders(cell);
+    if (queued && cell.status === 'active') this.schedule(cell);
+  }
+
+  /**
+   * A fire's turn: delivered only while the reminder is pending with the fire's due (a fire
+   * queued before a cancel, a replacement or a reload is dropped), and removed in the same turn
+   * as the message it delivers — before the handler runs, so a handler that throws does not
+   * bring it back. Its message id makes a second delivery answer from the recorded reply.
+   */
+  private runReminder(cell: ActorCell, env: Envelope, fire: { name: string; due: number }): void {
+    cell.firing?.delete(fire.name);
+    const r = cell.reminders.get(fire.name);
+    if (r === undefined || r.due !== fire.due) return;
+    if (fire.name === TTL_REMINDER) return this.ttlDue(cell);
+    this.systemRecord(cell, { unremind: fire.name });
+    this.process(cell, env);
+  }
+
+  /** At activation: the journaled `$ttl` reminder says when activity was last recorded. */
+  private activatedTtl(cell: ActorCell): void {
+    const ttl = cell.kind.ttlMs;
+    if (ttl === undefined) return;
+    const r = cell.reminders.get(TTL_REMINDER);
+    cell.lastActivityWall = r === undefined ? 0 : r.due - ttl - ttlSlackMs(ttl);
+  }
+
+  /**
+   * End of a turn of a kind with `ttlMs`: the `$ttl` reminder is journaled again (a record in
+   * this turn's write, never a write of its own) only when activity moved its deadline by more
+   * than the slack, so a busy session costs one record per slack period, not one per message.
+   */
+  private touchTtl(cell: ActorCell): void {
+    if (cell.lastActivityWall === 0) return; // no message from outside since the session began
+    const ttl = cell.kind.ttlMs!;
+    const slack = ttlSlackMs(ttl);
+    const due = cell.lastActivityWall + ttl + slack;
+    const r = cell.reminders.get(TTL_REMINDER);
+    if (r === undefined || due - r.due > slack) this.systemRecord(cell, { remind: { name: TTL_REMINDER, due, message: { command: '' } } });
+  }
+
+  /** The `$ttl` reminder fired: expire the session, or push the deadline on when it saw activity since. */
+  private ttlDue(cell: ActorCell): void {
+    const ttl = cell.kind.ttlMs;
+    if (ttl === undefined) return this.systemRecord(cell, { unremind: TTL_REMINDER }); // the kind dropped its ttlMs
+    if (cell.lastActivityWall !== 0 && this.o.clock.wallNow() < cell.lastActivityWall + ttl) {
+      const due = cell.lastActivityWall + ttl + ttlSlackMs(ttl);
+      return this.systemRecord(cell, { remind: { name: TTL_REMINDER, due, message: { command: '' } } });
+    }
+    this.o.log.debug({ kind: cell.kind.kind, key: cell.key }, 'session expired (ttlMs)');
+    this.deleteSession(cell);
+  }
+
+  /** Keeps a resident actor whose next reminder is due within the waking horizon (it would only be woken again). */
+  private dueSoon(cell: ActorCell): boolean {
+    if (cell.reminders.size === 0) return false;
+    const next = earliestDue(cell.reminders);
+    return next !== null && next <= this.o.clock.wallNow() + reminderDefaults.horizonMs;
+  }
+
+  /**
+   * Single-node journals (`Journal.dueActors`: memory and LMDB): look now — pending reminders
+   * come back after a restart without a caller — and every `scanEveryMs`. A replicated node's
+   * hosts have no such journal; the node wakes their actors (src/node/reminders.ts).
+   */
+  private armDueScan(): void {
+    if (this.o.journal.dueActors === undefined) return;
+    const tick = () => {
+      this.dueScanTimer = null;
+      this.scanDue().then(
+        () => {
+          if (!this.stopped) this.dueScanTimer = this.o.clock.setTimeout(tick, reminderDefaults.scanEveryMs);
+        },
+        (e: unknown) => {
+          if (!this.stopped) {
+            this.o.log.warn({ err: loggable(e) }, 'reminder scan failed; retrying');
+            this.dueScanTimer = this.o.clock.setTimeout(tick, reminderDefaults.scanEveryMs);
+          }
+        },
+      );
+    };
+    this.dueScanTimer = this.o.clock.setTimeout(tick, 0);
+  }
+
+  /** Activates this slot's actors with a reminder due within the horizon that are not resident; how many. */
+  async scanDue(): Promise<number> {
+    const due = await this.o.journal.dueActors!(this.o.clock.wallNow() + reminderDefaults.horizonMs, reminderDefaults.pageActors);
+    let n = 0;
+    for (const a of due) {
+      if (this.stopped) break;
+      if ((this.o.slots > 1 && slotOf(a.key, this.o.slots) !== this.o.slot) || !this.ownsKey(a.key)) continue;
+      if (this.cells.get(a.kind)?.has(a.key) === true) continue;
+      if (this.wake(a.kind, a.key)) n++;
+    }
+    return n;
+  }
+
   // ── Timers ──────────────────────────────────────────────────────────────────────────────
 
   scheduleSelf(cell: ActorCell, delayMs: number, message: AnyMessage): () => void {
@@ -914,6 +1192,10 @@ export class ActorHost implements MessageRouter, ReplyChannel {
   }
 
   private cancelTimers(cell: ActorCell): void {
+    // Reminders are durable: only their in-memory timer goes; the next activation arms it again.
+    if (cell.reminderTimer !== null) this.o.clock.clearTimeout(cell.reminderTimer);
+    cell.reminderTimer = null;
+    cell.firing = null;
     if (cell.timers === null) return;
     for (const t of cell.timers) this.o.clock.clearTimeout(t);
     cell.timers = null;
@@ -977,14 +1259,38 @@ class Context implements HandlerContext<unknown, unknown> {
     if (this.readOnly) throw troupeError('ERR_INVALID_DEFINITION', `${this.kind}: a read-only command cannot emit`);
     this.host.emitEvent(this.cell, this.command, event);
   }
+  push(message: unknown): void {
+    if (this.closed) throw troupeError('ERR_INVALID_DEFINITION', `${this.kind}: push() after the handler returned`);
+    if (this.readOnly) throw troupeError('ERR_INVALID_DEFINITION', `${this.kind}: a read-only command cannot push (a push is journaled)`);
+    this.host.pushRecord(this.cell, this.command, message);
+  }
+  delete(): void {
+    this.writing('delete');
+    this.host.deleteSession(this.cell);
+  }
+  remind(name: string, delayMs: number, message: { command: string; input?: unknown }): void {
+    this.writing('remind');
+    this.host.setReminder(this.cell, name, delayMs, message);
+  }
+  cancelReminder(name: string): void {
+    this.writing('cancelReminder');
+    this.host.cancelReminder(this.cell, name);
+  }
+  /** Lifecycle calls are journaled: refused after the handler returned and in read-only commands, as emit is. */
+  private writing(what: string): void {
+    if (this.closed) throw troupeError('ERR_INVALID_DEFINITION', `${this.kind}: ${what}() after the handler returned`);
+    if (this.readOnly) throw troupeError('ERR_INVALID_DEFINITION', `${this.kind}: a read-only command cannot ${what} (it is journaled)`);
+  }
   /** Throws ERR_NOT_SERIALIZABLE for an input outside the value domain: it may cross a port or a socket. */
   tell(kind: string, key: string, message: AnyMessage): void {
+    if (isReserved(message.command)) throw reservedCommand(kind, message.command);
     const bad = findOffence(message.input);
     if (bad !== null) throw notSerializable(`input of tell to ${kind}/${key} '${message.command}'`, bad);
     this.host.tell(kind, key, message);
   }
   /** Rejects with ERR_NOT_SERIALIZABLE for an input outside the value domain. */
   ask(kind: string, key: string, message: AnyMessage, options?: AskOptions): Promise<unknown> {
+    if (isReserved(message.command)) return Promise.reject(reservedCommand(kind, message.command));
     const bad = findOffence(message.input);
     if (bad !== null) return Promise.reject(notSerializable(`input of ask to ${kind}/${key} '${message.command}'`, bad));
     return this.host.ask(kind, key, message, options);
@@ -995,6 +1301,29 @@ class Context implements HandlerContext<unknown, unknown> {
   now(): number {
     return this.host.clock.now();
   }
+}
+
+/** The longest delay a timer holds (setTimeout's limit): farther reminders arm again on the way. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+function checkReminderName(name: unknown): void {
+  if (typeof name !== 'string' || name.length === 0 || name.length > reminderLimits.nameChars || name.startsWith('$'))
+    throw invalidOption('ctx.remind name', `must be a string of 1..${reminderLimits.nameChars} characters not starting with '$' (reserved)`, name);
+}
+
+/** A reminder's message: a command of the actor's own kind, an input in the value domain, no id (the fire derives one). */
+function checkReminderMessage(kind: ActorKind, message: unknown): ReminderMessage {
+  if (message === null || typeof message !== 'object' || Array.isArray(message))
+    throw invalidOption('ctx.remind message', 'must be an object { command, input? }', message);
+  const m = message as { command?: unknown; input?: unknown; id?: unknown };
+  if (typeof m.command !== 'string' || !kind.commands.has(m.command))
+    throw troupeError('ERR_UNKNOWN_COMMAND', `ctx.remind message.command: actor kind '${kind.kind}' has no command '${String(m.command)}'`, {
+      kind: kind.kind,
+    });
+  if (m.id !== undefined) throw invalidOption('ctx.remind message.id', 'must be absent: a fire derives its id from the reminder', m.id);
+  const bad = findOffence(m.input);
+  if (bad !== null) throw notSerializable(`input of reminder of ${kind.kind} '${m.command}'`, bad);
+  return m.input === undefined ? { command: m.command } : { command: m.command, input: m.input };
 }
 
 /** The journal refused because another primary owns the actor (REPLICATION.md: a refused primary steps down). */

@@ -17,6 +17,33 @@ export interface HandlerContext<S, E> {
   readonly state: S;
   /** Records an event: `apply` runs at once (so `state` reflects it) and it is journaled. */
   emit(event: E): void;
+  /**
+   * Sends `message` to the clients connected to this actor over WebSocket (docs/websocket.md).
+   * It is journaled with the turn's events (a record of its own, which `apply` never sees), so
+   * it leaves only once the write is durable, replicates with the log, and reaches a client that
+   * reconnects later — to any node, after a failover too — in order, by its seq. Writing
+   * commands only: a read-only one cannot push.
+   */
+  push(message: unknown): void;
+  /**
+   * Ends this actor's session (docs/sessions-lifecycle.md): from here on `state` is
+   * `initial(key)` again and no reminder is pending; at the end of the turn a tombstone is
+   * journaled with the turn's events, and what was stored for the session is deleted. Seqs go on
+   * (a client's resume cursor stays valid); a retried message id of the old session still gets
+   * its recorded reply rather than applying to the fresh one. Writing commands only.
+   */
+  delete(): void;
+  /**
+   * A durable reminder: `message` (a command of this kind and its input) is delivered to this
+   * actor as a tell once `delayMs` have passed on the wall clock — on whichever node is its
+   * primary then: after a failover or a restart too, and without any caller waking the actor.
+   * Setting a name again replaces it. Journaled with the turn (writing commands only).
+   * `name`: 1..64 characters, not starting with `$`; `delayMs`: an integer in
+   * [0, reminderLimits.maxDelayMs]; each refused with ERR_INVALID_OPTION naming it.
+   */
+  remind(name: string, delayMs: number, message: { command: string; input?: unknown }): void;
+  /** Cancels reminder `name` (no-op when none is pending). Journaled with the turn. */
+  cancelReminder(name: string): void;
   tell(kind: string, key: string, message: AnyMessage): void;
   ask(kind: string, key: string, message: AnyMessage, options?: AskOptions): Promise<unknown>;
   /** Tells this actor `message` after `delayMs` on the injected clock; timers die with the activation. */
@@ -50,6 +77,13 @@ export interface ActorDefinition<S, E, C extends Commands<S, E>> {
   upcasters?: Record<number, (event: unknown) => unknown>;
   /** Passivate after this long without messages, ms (default 5 min). */
   idleTimeoutMs?: number;
+  /**
+   * Time to live, ms: a session idle this long (no message from outside) is deleted, as
+   * `ctx.delete()` does — also when it is not resident, after a failover and after a restart.
+   * Expiry comes between ttlMs and ttlMs + 2 × min(ttlMs / 16, 60 s) after the last message
+   * (docs/sessions-lifecycle.md). Default: sessions never expire.
+   */
+  ttlMs?: number;
   /** Write a snapshot every N events (default 100). */
   snapshotEvery?: number;
   mailbox?: Partial<MailboxOptions>;
@@ -137,6 +171,7 @@ export interface AskOptions {
   onToken?: (token: string) => void;
 }
 
+const MAX_TTL_MS = 366 * 24 * 3_600_000; // as reminders' longest delay (system-records.ts)
 const KIND_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 const KIND_DURABILITIES: readonly unknown[] = ['replicated', 'replicated+flush', 'lazy'];
 const KIND_SESSIONS: readonly unknown[] = ['path', 'cookie', 'address'];
@@ -186,6 +221,8 @@ export function defineActor<S, E, C extends Commands<S, E>>(def: ActorDefinition
   positiveInt('version', def.version);
   positiveInt('snapshotEvery', def.snapshotEvery);
   positiveInt('idleTimeoutMs', def.idleTimeoutMs);
+  positiveInt('ttlMs', def.ttlMs);
+  if (def.ttlMs !== undefined && def.ttlMs > MAX_TTL_MS) throw invalidOption(`${def.kind}.ttlMs`, `must be at most ${MAX_TTL_MS} (a year and a day)`, def.ttlMs);
   if (def.remember !== undefined && typeof def.remember !== 'boolean') throw invalidOption(`${def.kind}.remember`, 'must be a boolean', def.remember);
   if (def.durability !== undefined && !KIND_DURABILITIES.includes(def.durability))
     throw invalidOption(`${def.kind}.durability`, "must be 'replicated', 'replicated+flush' or 'lazy'", def.durability);

@@ -15,4 +15,6 @@ export interface Envelope {
   askId: number;
   channel: ReplyChannel | undefined;
   system?: SystemOp;
+  /** A durable reminder's fire (src/actors/system-records.ts): delivered only while that reminder is still pending with this due. */
+  reminder?: { name: string; due: number };
 }

@@ -12,6 +12,8 @@ export interface ActorKind {
   readonly commands: ReadonlyMap<string, CommandSpec<any, any, any, any>>;
   readonly version: number;
   readonly idleTimeoutMs: number;
+  /** Sessions idle this long are deleted (undefined: never). */
+  readonly ttlMs: number | undefined;
   readonly snapshotEvery: number;
   readonly mailbox: MailboxOptions;
   readonly restart: RestartPolicy;
@@ -40,6 +42,7 @@ export class ActorRegistry {
       commands: new Map(Object.entries(def.commands)),
       version: def.version ?? 1,
       idleTimeoutMs: def.idleTimeoutMs ?? actorDefaults.idleTimeoutMs,
+      ttlMs: def.ttlMs,
       snapshotEvery: def.snapshotEvery ?? actorDefaults.snapshotEvery,
       mailbox: { ...defaultMailboxOptions, ...def.mailbox },
       restart,

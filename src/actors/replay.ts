@@ -1,6 +1,7 @@
 import { troupeError } from '../core/errors.ts';
 import type { ActorHistory, RecordedReply } from '../persistence/journal.ts';
 import type { ActorKind } from './registry.ts';
+import { EMPTY_REMINDERS, foldReminders, isSystemRecord, isTombstone, type ReminderTable } from './system-records.ts';
 
 /** An actor rebuilt from its history: what an activation starts from. */
 export interface Replayed {
@@ -11,6 +12,8 @@ export interface Replayed {
   eventsSinceSnapshot: number;
   /** Recorded replies by message id (null when none), so a retried id gets its recorded reply. */
   replies: Map<string, RecordedReply> | null;
+  /** Pending durable reminders, from the lifecycle's system records (system-records.ts). */
+  reminders: ReminderTable;
 }
 
 /**
@@ -25,9 +28,17 @@ export interface Replayed {
 export function replay(kind: ActorKind, key: string, history: ActorHistory): Replayed {
   let state: unknown;
   let seq = 0;
-  const snap = usableSnapshot(kind, history);
+  const usable = usableSnapshot(kind, history);
   let events = history.events;
-  if (snap) {
+  // A deleted session's log starts over at its (last) tombstone, as from a snapshot of
+  // `initial(key)`: nothing under it counts, and the journal may have dropped it.
+  const tomb = lastTombstone(events, usable?.seq ?? 0);
+  const snap = tomb >= 0 ? { seq: events[tomb]!.seq, v: kind.version, state: kind.def.initial(key) } : usable;
+  if (tomb >= 0) {
+    events = events.slice(tomb + 1);
+    state = snap!.state;
+    seq = snap!.seq;
+  } else if (snap) {
     state = snap.state;
     seq = snap.seq;
     events = events.filter((e) => e.seq > snap.seq);
@@ -42,8 +53,11 @@ export function replay(kind: ActorKind, key: string, history: ActorHistory): Rep
       );
     state = kind.def.initial(key);
   }
+  let reminders = EMPTY_REMINDERS;
   for (const rec of events) {
-    state = kind.def.apply(state, upcast(kind, rec.event, rec.v));
+    // The runtime's own records (pushes, lifecycle) take a seq but are not the kind's events.
+    if (!isSystemRecord(rec)) state = kind.def.apply(state, upcast(kind, rec.event, rec.v));
+    else reminders = foldReminders(reminders, rec);
     seq = rec.seq;
   }
   return {
@@ -51,7 +65,14 @@ export function replay(kind: ActorKind, key: string, history: ActorHistory): Rep
     seq,
     eventsSinceSnapshot: snap ? seq - snap.seq : seq,
     replies: history.replies.length > 0 ? new Map(history.replies.map((r) => [r.msgId, r])) : null,
+    reminders,
   };
+}
+
+/** Index of the last tombstone among `events` past seq `above`, or -1. */
+function lastTombstone(events: ActorHistory['events'], above: number): number {
+  for (let i = events.length - 1; i >= 0; i--) if (events[i]!.seq > above && isTombstone(events[i]!)) return i;
+  return -1;
 }
 
 function usableSnapshot(kind: ActorKind, history: ActorHistory): ActorHistory['snapshot'] {
@@ -66,6 +87,8 @@ function usableSnapshot(kind: ActorKind, history: ActorHistory): ActorHistory['s
 export function needsFullLog(kind: ActorKind, history: ActorHistory): number | undefined {
   const snap = history.snapshot;
   if (!snap || snap.v === kind.version || snap.seq === 0) return undefined;
+  // A tombstone after the snapshot: replay starts there, and nothing under it matters.
+  if (history.events.some(isTombstone)) return undefined;
   return history.events[0]?.seq === 1 ? undefined : snap.seq;
 }
 

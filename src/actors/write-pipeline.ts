@@ -17,6 +17,8 @@ export interface WritePipelineCallbacks {
   failed(cell: ActorCell, held: HeldReply[], error: unknown): void;
   /** The actor's write failed: its memory holds events the journal refused. */
   writeFailed(cell: ActorCell, error: unknown): void;
+  /** This write is durable (called before its replies are released). */
+  durable?(cell: ActorCell, write: ActorWrite): void;
 }
 
 const noError = () => null;
@@ -114,6 +116,7 @@ export class WritePipeline {
     cell.inflightWrites--;
     if (cell.lastWrite === p) cell.lastWrite = null;
     if (error === null) {
+      this.on.durable?.(cell, p.write);
       if (p.held !== null) this.on.released(cell, p.held);
     } else {
       if (p.held !== null) this.on.failed(cell, p.held, error);

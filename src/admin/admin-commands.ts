@@ -42,7 +42,13 @@ export interface AdminTarget {
   backup(dir: string): Promise<string>;
   /** What would move, from the partition table alone: `leave` a member, or a node `join` (its id). */
   movePlan(change: { leave: number } | { join: number }): MovePlan | undefined;
+  /** WebSocket sockets per member; with a key, the members holding that actor's sockets (GET /cluster/connections). */
+  connections?(kind?: string, key?: string): Promise<ConnectionsView>;
 }
+
+export type ConnectionsView =
+  | { total: number; nodes: Array<{ node: number; connections?: number; sessions?: number; error?: string }> }
+  | { kind: string; key: string; watchers: Array<{ node: number; connections: number; expiresInMs: number }> };
 
 /**
  * What `inspect` and `top` show are the actor host's own records, passed through unchanged: the
@@ -145,6 +151,21 @@ export const adminCommands: readonly AdminCommand[] = [
       return table(['kind', 'key', 'partition', 'primary', 'replicas', 'slot', 'thread'], [
         [args[0]!, args[1]!, w.partition, w.replicas[0] ?? t.id, w.replicas.slice(1).join(',') || '-', w.slot, w.thread],
       ]);
+    },
+  },
+  {
+    name: 'connections',
+    usage: 'connections [<kind> <key>]',
+    summary: "WebSocket sockets per member; with a key: the members holding that actor's sockets, as its primary knows them",
+    mutates: false,
+    complete: ['kind'],
+    async run(t, args) {
+      if (args.length !== 0 && args.length !== 2) throw troupeError('ERR_INVALID_INPUT', `usage: ${this.usage}`);
+      if (t.connections === undefined) throw troupeError('ERR_INVALID_OPTION', 'this node serves no WebSocket sessions');
+      const v = await t.connections(args[0], args[1]);
+      if ('watchers' in v)
+        return table(['node', 'sockets', 'lease left'], v.watchers.map((w) => [w.node, w.connections, `${(w.expiresInMs / 1000).toFixed(1)} s`]), `${v.kind}/${v.key}`);
+      return table(['node', 'sockets', 'actors'], v.nodes.map((n) => [n.node, n.connections ?? n.error ?? '-', n.sessions ?? '-']), `${v.total} sockets`);
     },
   },
   {

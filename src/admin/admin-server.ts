@@ -117,7 +117,12 @@ export class AdminServer {
     socket.setEncoding('utf8');
     socket.on('close', () => this.sockets.delete(socket));
     socket.on('error', () => socket.destroy());
-    const helloTimer = setTimeout(() => socket.destroy(), adminDefaults.helloTimeoutMs);
+    // Every refusal names why and from where: a refused operator, or someone probing, shows in the node's log.
+    const refuse = (reason: string) => {
+      this.o.log.warn({ via, reason, remote: socket.remoteAddress ?? 'local' }, `admin connection refused: ${reason}`);
+      socket.destroy();
+    };
+    const helloTimer = setTimeout(() => refuse('no hello in time'), adminDefaults.helloTimeoutMs);
     let user: string | undefined;
     let chain = Promise.resolve();
     const reader = new LineReader((line) => {
@@ -125,15 +130,14 @@ export class AdminServer {
       try {
         parsed = parseLine(line);
       } catch {
-        return void socket.destroy();
+        if (user === undefined) clearTimeout(helloTimer);
+        return void (user === undefined ? refuse('first line is not an admin hello') : socket.destroy());
       }
       if (user === undefined) {
         clearTimeout(helloTimer);
         const hello = asHello(parsed);
-        if (hello === undefined || !this.authenticated(hello.token, via)) {
-          this.o.log.warn({ via }, 'admin connection refused: bad hello or token');
-          return void socket.destroy();
-        }
+        if (hello === undefined) return refuse('first line is not an admin hello');
+        if (!this.authenticated(hello.token, via)) return refuse(hello.token === undefined ? 'no token' : 'wrong token');
         user = via === 'tcp' ? (this.o.tcp?.tokenName ?? 'token') : hello.user;
         const target = this.o.executor.target;
         return void socket.write(`${JSON.stringify({ hello: 1, node: target.id, kinds: target.kinds(), commands: visibleCommandNames() })}\n`);

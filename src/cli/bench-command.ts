@@ -1,19 +1,26 @@
 /**
  * `troupe bench --url <u>[,<u>…] --scenario <name>`: the load tester against any running
- * cluster serving the demo app's `counter` (autocannon in this process; connections spread over
- * the URLs). A progress line per second on stderr, the summary table on stdout. With `--check`
- * it records every increment sent and acknowledged, reads every key back afterwards and exits 1
- * naming the keys where acknowledged ≤ final ≤ attempted does not hold.
+ * cluster serving the demo app (autocannon, or `ws` for the websocket scenario, in this process;
+ * connections spread over the URLs). The counter scenarios drive `counter`, sticky-cookie drives
+ * the `visits` cookie sessions (src/demo/visits.ts; served with the chat page by `troupe
+ * cluster`), websocket drives `room` over `--keys` WebSocket sessions (default 1,000) with
+ * `--connections` asks in flight. A progress line per second on stderr, the summary table on
+ * stdout. With `--check` it records every write sent and acknowledged, reads every key (cookie
+ * session, room) back afterwards and exits 1 naming the keys where acknowledged ≤ final ≤
+ * attempted does not hold; a websocket run also fails on a push missing, doubled or out of order.
  *
  * @example
  *   troupe bench --url http://127.0.0.1:8081,http://127.0.0.1:8082 --scenario write-heavy --seconds 10 --check
+ *   troupe bench --url http://127.0.0.1:8081 --scenario websocket --keys 1000 --connections 50
  */
 import { randomBytes } from 'node:crypto';
 import { checkCounts, WriteLedger } from '../load/counter-check.ts';
-import { readFinalCounts } from '../load/final-counts.ts';
-import { runLoad } from '../load/load-run.ts';
-import { SCENARIO_NAMES, SCENARIOS } from '../load/scenarios.ts';
+import { counterTarget, readFinalCounts, roomTarget, visitsTarget, type ReadTarget } from '../load/final-counts.ts';
+import { runLoad, type LoadReport } from '../load/load-run.ts';
+import { SCENARIO_NAMES, SCENARIOS, VISITS_KIND, type Scenario } from '../load/scenarios.ts';
+import { SessionJar } from '../load/session-jar.ts';
 import { formatSummary } from '../load/summary-table.ts';
+import { runWsLoad } from '../load/ws-load.ts';
 import { intFlag, oneOf, UsageError } from './flags.ts';
 
 export interface BenchFlags {
@@ -47,48 +54,75 @@ export async function benchCommand(flags: BenchFlags): Promise<number> {
   // Fresh keys for this run: counters left by earlier runs would break the check.
   const prefix = `bench-${randomBytes(4).toString('hex')}`;
 
-  // One read through every URL first: an unreachable node or an app without `counter` fails in a line, not after the run.
+  const jar = scenario.transport === 'cookie' ? new SessionJar() : undefined;
+  const target = readTarget(scenario, jar);
+  // One read through every URL first: an unreachable node or an app without the kind fails in a line, not after the run.
   for (const url of urls) {
-    const probe = await readFinalCounts([url], [`${prefix}-probe`], { deadlineMs: 0 });
+    const probe = await readFinalCounts([url], [`${prefix}-probe`], { deadlineMs: 0, target });
     const error = probe.unread.get(`${prefix}-probe`);
-    if (error !== undefined)
-      throw new Error(
-        error === 'ERR_UNKNOWN_KIND'
-          ? `${url} serves no 'counter' actor kind: the bench scenarios drive the demo app's counter (troupe demo, or --app with src/demo/app.ts)`
-          : `${url} did not answer a counter read: ${error}`,
-      );
+    if (error !== undefined) throw new Error(probeFailure(url, scenario, error));
   }
 
   const ledger = flags.check ? new WriteLedger() : undefined;
   process.stderr.write(
     `troupe bench: ${scenario.name} (${scenario.summary}), ${keys.toLocaleString('en-US')} keys, ${connections} connections over ${urls.length} URL${urls.length > 1 ? 's' : ''}, ${seconds} s${ledger ? ', recording writes for --check' : ''}\n`,
   );
-  const report = await runLoad({
-    urls,
-    scenario,
-    seconds,
-    connections,
-    keys,
-    prefix,
-    ...(ledger && { ledger }),
-    onProgress: (p) =>
-      process.stderr.write(
-        `  ${p.elapsedS.toFixed(0).padStart(4)} s  ${Math.round(p.reqPerSec).toLocaleString('en-US').padStart(9)} req/s  non-2xx ${p.non2xx}  errors ${p.errors}\n`,
-      ),
-  });
-  process.stdout.write('\n' + formatSummary([{ target: urls.length === 1 ? urls[0]! : `${urls.length} URLs`, report }]));
-  const other = Object.entries(report.statuses).filter(([s]) => !s.startsWith('2'));
-  if (other.length > 0 || report.errors > 0)
-    process.stdout.write(
-      `not 2xx: ${[...other.map(([s, n]) => `HTTP ${s}×${n}`), ...Object.entries(report.errorCodes).map(([c, n]) => `${c}×${n}`)].join(', ')}\n`,
+  const onProgress = (p: { elapsedS: number; reqPerSec: number; non2xx: number; errors: number }) =>
+    process.stderr.write(
+      `  ${p.elapsedS.toFixed(0).padStart(4)} s  ${Math.round(p.reqPerSec).toLocaleString('en-US').padStart(9)} ${scenario.transport === 'websocket' ? 'asks/s' : 'req/s'}  non-2xx ${p.non2xx}  errors ${p.errors}\n`,
     );
+  let report: LoadReport;
+  let pushViolations: string[] = [];
+  if (scenario.transport === 'websocket') {
+    const ws = await runWsLoad({ urls, sessions: keys, inflight: Math.min(connections, keys), seconds, prefix, ...(ledger && { ledger }), onProgress });
+    report = ws;
+    pushViolations = ws.violations;
+    process.stdout.write('\n' + formatSummary([{ target: urls.length === 1 ? urls[0]! : `${urls.length} URLs`, report }]));
+    process.stdout.write(
+      `websocket: req/s are acknowledged asks/s, p50/p99 the ask round trip; ${ws.pushes.toLocaleString('en-US')} pushes, ask sent → push p50/p99 ${ws.pushP50Ms.toFixed(2)}/${ws.pushP99Ms.toFixed(2)} ms, ${keys.toLocaleString('en-US')} sessions connected in ${ws.connectSeconds.toFixed(2)} s\n`,
+    );
+    const refused = Object.entries(report.statuses);
+    if (refused.length > 0 || report.errors > 0)
+      process.stdout.write(`refused or failed: ${[...refused, ...Object.entries(report.errorCodes)].map(([c, n]) => `${c}×${n}`).join(', ')}\n`);
+  } else {
+    report = await runLoad({ urls, scenario, seconds, connections, keys, prefix, ...(ledger && { ledger }), ...(jar && { jar }), onProgress });
+    process.stdout.write('\n' + formatSummary([{ target: urls.length === 1 ? urls[0]! : `${urls.length} URLs`, report }]));
+    const other = Object.entries(report.statuses).filter(([s]) => !s.startsWith('2'));
+    if (other.length > 0 || report.errors > 0)
+      process.stdout.write(
+        `not 2xx: ${[...other.map(([s, n]) => `HTTP ${s}×${n}`), ...Object.entries(report.errorCodes).map(([c, n]) => `${c}×${n}`)].join(', ')}\n`,
+      );
+  }
   if (report.ok === 0) throw new Error('no request succeeded (see the table above)');
-  return ledger === undefined ? 0 : check(urls, ledger);
+  if (pushViolations.length > 0) {
+    process.stderr.write(`troupe bench: push check FAILED: ${pushViolations.length} violation${pushViolations.length > 1 ? 's' : ''}\n`);
+    for (const v of pushViolations.slice(0, SHOWN_VIOLATIONS)) process.stderr.write(`  ${v}\n`);
+    if (pushViolations.length > SHOWN_VIOLATIONS) process.stderr.write(`  … and ${pushViolations.length - SHOWN_VIOLATIONS} more\n`);
+    return 1;
+  }
+  return ledger === undefined ? 0 : check(urls, ledger, target);
 }
 
-async function check(urls: readonly string[], ledger: WriteLedger): Promise<number> {
+/** Where a scenario's counts are read back: counters, the cookie sessions in `jar`, or rooms. */
+function readTarget(scenario: Scenario, jar: SessionJar | undefined): ReadTarget {
+  if (scenario.transport === 'websocket') return roomTarget;
+  return jar ? visitsTarget(jar) : counterTarget;
+}
+
+/** What the first read through `url` failing with `error` means for this scenario. */
+function probeFailure(url: string, scenario: Scenario, error: string): string {
+  if (error === 'ERR_UNKNOWN_KIND') {
+    if (scenario.transport === 'cookie')
+      return `${url} serves no '${VISITS_KIND}' actor kind: sticky-cookie drives src/demo/visits.ts (troupe cluster serves it; or --app with it and a --session-secret)`;
+    if (scenario.transport === 'websocket') return `${url} serves no 'room' actor kind: websocket drives the demo app's room (troupe demo, or --app with src/demo/app.ts)`;
+    return `${url} serves no 'counter' actor kind: the bench scenarios drive the demo app's counter (troupe demo, or --app with src/demo/app.ts)`;
+  }
+  return `${url} did not answer a ${scenario.transport === 'websocket' ? 'room' : scenario.transport === 'cookie' ? VISITS_KIND : 'counter'} read: ${error}`;
+}
+
+async function check(urls: readonly string[], ledger: WriteLedger, target: ReadTarget): Promise<number> {
   const keys = [...ledger.tallies.keys()];
-  const { counts, unread } = await readFinalCounts(urls, keys);
+  const { counts, unread } = await readFinalCounts(urls, keys, { target });
   const violations = checkCounts(ledger.tallies, counts).map((v) => (unread.has(v.key) ? { ...v, problem: `${v.problem}: ${unread.get(v.key)}` } : v));
   const t = ledger.totals();
   const totals = `${t.keys.toLocaleString('en-US')} keys written, ${t.acknowledged.toLocaleString('en-US')} increments acknowledged of ${t.attempted.toLocaleString('en-US')} attempted`;

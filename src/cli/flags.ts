@@ -91,6 +91,8 @@ const FLAG_OF: Record<string, string> = {
   'options.dataDir': '--data-dir',
   'options.durability': '--durability',
   'options.maxResidentPerWorker': '--max-resident',
+  'options.sessions.maxConnections': '--ws-max-connections',
+  'options.sessions.maxUnacked': '--ws-max-unacked',
   'options.logLevel': '--log-level',
   'options.cluster.secret': '--secret',
   'options.cluster.host': '--listen',
@@ -100,6 +102,7 @@ const FLAG_OF: Record<string, string> = {
   'options.cluster.profile': '--profile',
   'options.tls.cert': '--tls-cert',
   'options.zone': '--zone',
+  'options.gateways': '--gateways',
 };
 
 /** What the user typed for a flag, to repeat it in a message (`--http 8080: address in use`). */

@@ -15,6 +15,8 @@ import { isTroupeError } from '../core/errors.ts';
 import { demoApp } from '../demo/location.ts';
 import { JOURNAL_DIR, TroupeNode, type ClusterOptions, type NodeOptions } from '../node/troupe-node.ts';
 import { MIN_SECRET_LENGTH } from '../gateway/session-cookie.ts';
+import { MIN_CLUSTER_SECRET_LENGTH } from '../cluster/tcp-transport.ts';
+import { checkGateways } from '../node/app-pages.ts';
 import { runCluster } from './cluster-launcher.ts';
 import { replCommand, type ReplFlags } from './repl-command.ts';
 import { drainCommand, type DrainFlags } from './drain-command.ts';
@@ -62,6 +64,9 @@ interface NodeFlags {
   replicas?: string;
   writeQuorum?: string;
   maxResident?: string;
+  wsMaxConnections?: string;
+  wsMaxUnacked?: string;
+  websockets?: boolean;
   logLevel?: string;
   zone?: string;
   adminSocket?: string;
@@ -72,6 +77,7 @@ interface NodeFlags {
   secureCookies?: boolean;
   trustProxy?: string[];
   corsOrigin?: string[];
+  gateways?: string;
 }
 
 interface ClusterFlags {
@@ -86,6 +92,7 @@ interface ClusterFlags {
   replicas?: string;
   writeQuorum?: string;
   logLevel?: string;
+  sessionSecret?: string[];
 }
 
 const collect = (v: string, previous: string[] | undefined) => [...(previous ?? []), v];
@@ -109,7 +116,7 @@ function nodeCommand(program: Command, name: 'start' | 'demo', summary: string):
     .option('--advertise <host:port>', 'the address other nodes dial to reach this one (default: the --listen address)')
     .option('--seeds <list>', 'host:port,... of nodes to join through; the node serves only once it has joined')
     .option('--allow-solo', 'with --seeds: serve alone if no seed answers within 30 s (risks two clusters; default off)')
-    .option('--secret <s>', 'cluster secret (or env TROUPE_CLUSTER_SECRET); required in a cluster, no default')
+    .option('--secret <s>', 'cluster secret (or env TROUPE_CLUSTER_SECRET), ≥ 16 chars; required in a cluster, no default')
     .option('--profile <name>', 'failure detection: lan (default, down within 1.5 s) or seed-10s')
     .option('--tls-cert <file>', 'PEM certificate for mutual TLS between nodes (with --tls-key and --tls-ca)')
     .option('--tls-key <file>', 'PEM private key of --tls-cert')
@@ -130,7 +137,11 @@ function nodeCommand(program: Command, name: 'start' | 'demo', summary: string):
     .option('--secure-cookies', 'mark sid cookies Secure even over plain HTTP (TLS ends at a proxy in front)')
     .option('--trust-proxy <address>', 'IP address of a proxy whose X-Forwarded-For names the client (repeatable; default: none)', collect)
     .option('--cors-origin <origin>', "browser origin allowed to call actor routes, e.g. https://app.example.com, or '*' without cookies (repeatable; default: none)", collect)
+    .option('--gateways <list>', "the cluster's public HTTP gateway URLs, comma-separated (http://host:port,…): served at GET /cluster/gateways for an app page to reconnect to when its node dies (default: none; a page retries its own origin, as behind a load balancer)")
     .option('--no-metrics', 'do not count or serve Prometheus metrics at GET /metrics (default: on)')
+    .option('--ws-max-connections <n>', 'WebSocket sessions this node holds at most; more get 503 ERR_OVERLOADED at the upgrade (default 10000)')
+    .option('--ws-max-unacked <n>', 'pushes a WebSocket client may leave unacknowledged before the node waits for its acks (default 256)')
+    .option('--no-websockets', 'serve no WebSocket sessions (/ws/... is 404; default: on)')
     .option('--admin-listen <host:port>', "also serve the admin REPL over TCP; every connection must bring the token in env TROUPE_ADMIN_TOKEN (off by default)")
     .addHelpText(
       'after',
@@ -180,6 +191,7 @@ function program(exit: { code: number }): Command {
     .option('--replicas <n>', 'copies of each partition, the primary counted (default 3)')
     .option('--write-quorum <n>', 'copies committed before a reply (default 2)')
     .option('--log-level <level>', `${LOG_LEVELS.join(', ')} (default info)`)
+    .option('--session-secret <s>', 'signs sid cookies on every node, ≥ 16 chars (repeatable, or env TROUPE_SESSION_SECRET; default: generated once and kept in <data-dir>/session-secret)', collect)
     .action(async (flags: ClusterFlags) => {
       exit.code = await startCluster(flags);
     });
@@ -211,14 +223,14 @@ function program(exit: { code: number }): Command {
   p.command('bench')
     .summary('load-test a running cluster (autocannon): req/s, p50/p99, optional write check')
     .description(
-      "Drive the demo app's counter on a running cluster with a scenario; connections are spread over the --url addresses.\n" +
+      "Drive the demo app on a running cluster with a scenario (counter; visits for sticky-cookie; room for websocket); connections are spread over the --url addresses.\n" +
         'Progress each second on stderr, a summary table on stdout. --check verifies every key afterwards: acknowledged ≤ final ≤ attempted.',
     )
     .option('--url <list>', 'http://host:port of one or more gateways, comma-separated (required)')
-    .option('--scenario <name>', 'write-heavy, read-heavy, sessions-100k or hot-key (required)')
+    .option('--scenario <name>', 'write-heavy, read-heavy, sessions-100k, hot-key, sticky-cookie (visits cookie sessions) or websocket (room sessions over ws://) (required)')
     .option('--seconds <n>', 'how long to send, 1..86400 (default 10)')
-    .option('--connections <n>', 'concurrent connections, 1..10000 (default 50)')
-    .option('--keys <n>', 'distinct keys for write-heavy and read-heavy (default 1000)')
+    .option('--connections <n>', 'concurrent connections (websocket: asks in flight), 1..10000 (default 50)')
+    .option('--keys <n>', 'distinct keys for write-heavy and read-heavy, cookie sessions for sticky-cookie, WebSocket sessions for websocket (default 1000)')
     .option('--check', 'record every write and verify each key afterwards; exit 1 naming the keys that fail')
     .addHelpText('after', '\nExample:\n  troupe bench --url http://127.0.0.1:8081,http://127.0.0.1:8082 --scenario write-heavy --seconds 10 --check\n')
     .action(async (flags: import('./bench-command.ts').BenchFlags) => {
@@ -360,6 +372,8 @@ function nodeOptions(command: 'start' | 'demo', v: NodeFlags): NodeOptions {
     ...(cluster && { cluster }),
     admin: adminOptions(v),
     ...(v.metrics === false && { metrics: false }),
+    ...(v.gateways !== undefined && { gateways: gatewaysFlag(v.gateways) }),
+    ...websocketOptions(v),
   };
   // Checked last, so a bad value is reported even when --app is missing too.
   const apps = (v.app ?? []).map(toSpecifier);
@@ -368,13 +382,24 @@ function nodeOptions(command: 'start' | 'demo', v: NodeFlags): NodeOptions {
   return { modules, ...options };
 }
 
+/** `--ws-max-connections`, `--ws-max-unacked`, `--no-websockets` (docs/websocket.md). */
+function websocketOptions(v: NodeFlags): { sessions?: false | { maxConnections?: number; maxUnacked?: number } } {
+  if (v.websockets === false) {
+    if (v.wsMaxConnections !== undefined || v.wsMaxUnacked !== undefined) throw new UsageError('--ws-max-connections and --ws-max-unacked have no effect with --no-websockets: drop one');
+    return { sessions: false };
+  }
+  if (v.wsMaxConnections === undefined && v.wsMaxUnacked === undefined) return {};
+  return {
+    sessions: {
+      ...(v.wsMaxConnections !== undefined && { maxConnections: intFlag('--ws-max-connections', v.wsMaxConnections, 1, 1_000_000) }),
+      ...(v.wsMaxUnacked !== undefined && { maxUnacked: intFlag('--ws-max-unacked', v.wsMaxUnacked, 1, 100_000) }),
+    },
+  };
+}
+
 /** `--session-secret` (or TROUPE_SESSION_SECRET), `--session-max-age`, `--secure-cookies`, `--trust-proxy`, `--cors-origin`. */
 function sessionOptions(v: NodeFlags): Partial<NonNullable<Exclude<NodeOptions['http'], false>>> {
-  const env = process.env.TROUPE_SESSION_SECRET;
-  const secrets = v.sessionSecret ?? (env ? env.split(',').map((s) => s.trim()).filter((s) => s.length > 0) : undefined);
-  for (const s of secrets ?? [])
-    if (s.length < MIN_SECRET_LENGTH)
-      throw new UsageError(`${v.sessionSecret ? '--session-secret' : 'TROUPE_SESSION_SECRET'} must be at least ${MIN_SECRET_LENGTH} characters (got ${s.length})`);
+  const secrets = sessionSecrets(v);
   for (const a of v.trustProxy ?? []) if (isIP(a) === 0) throw new UsageError(`--trust-proxy must be an IP address (got ${JSON.stringify(a)})`);
   return {
     ...(secrets && { sessionSecrets: secrets }),
@@ -383,6 +408,27 @@ function sessionOptions(v: NodeFlags): Partial<NonNullable<Exclude<NodeOptions['
     ...(v.trustProxy && { trustedProxies: v.trustProxy }),
     ...(v.corsOrigin && { corsOrigins: v.corsOrigin }),
   };
+}
+
+/** `--session-secret` (repeatable) or else TROUPE_SESSION_SECRET (comma-separated), each checked; undefined when neither is set. */
+function sessionSecrets(v: { sessionSecret?: string[] }): string[] | undefined {
+  const env = process.env.TROUPE_SESSION_SECRET;
+  const secrets = v.sessionSecret ?? (env ? env.split(',').map((s) => s.trim()).filter((s) => s.length > 0) : undefined);
+  for (const s of secrets ?? [])
+    if (s.length < MIN_SECRET_LENGTH)
+      throw new UsageError(`${v.sessionSecret ? '--session-secret' : 'TROUPE_SESSION_SECRET'} must be at least ${MIN_SECRET_LENGTH} characters (got ${s.length})`);
+  return secrets;
+}
+
+/** `--gateways http://a:8080,http://b:8080`: checked as the node checks `options.gateways`, named as the flag. */
+function gatewaysFlag(v: string): string[] {
+  const list = v.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
+  if (list.length === 0) throw new UsageError(`--gateways must list http(s)://host:port URLs, comma-separated (got ${JSON.stringify(v)})`);
+  try {
+    return [...checkGateways(list)];
+  } catch (e) {
+    throw new UsageError((e as Error).message.replace(/^options\.gateways/, '--gateways'));
+  }
 }
 
 /** `--admin-socket` / `--admin-listen`: without a data directory the socket goes to a temporary path. */
@@ -413,6 +459,8 @@ function clusterOptions(v: NodeFlags): ClusterOptions | undefined {
     throw new UsageError(`--listen ${v.listen} binds every interface: add --advertise <host:port>, the address other nodes dial`);
   const secret = v.secret ?? process.env.TROUPE_CLUSTER_SECRET;
   if (!secret) throw new UsageError('a cluster needs --secret or TROUPE_CLUSTER_SECRET (there is no default)');
+  if (secret.length < MIN_CLUSTER_SECRET_LENGTH)
+    throw new UsageError(`${v.secret !== undefined ? '--secret' : 'TROUPE_CLUSTER_SECRET'} must be at least ${MIN_CLUSTER_SECRET_LENGTH} characters (got ${secret.length}); e.g. openssl rand -base64 32`);
   return {
     secret,
     host: bind.host,
@@ -431,6 +479,7 @@ const DURABILITIES = ['replicated', 'replicated+flush', 'lazy', 'flush', 'commit
 
 async function startCluster(v: ClusterFlags): Promise<number> {
   const nodes = v.nodes !== undefined ? intFlag('--nodes', v.nodes, 1, 64) : 3;
+  const secrets = sessionSecrets(v);
   return runCluster({
     nodes,
     basePort: v.basePort !== undefined ? portFlag('--base-port', v.basePort, false) : 7401,
@@ -438,12 +487,14 @@ async function startCluster(v: ClusterFlags): Promise<number> {
     workers: v.workers !== undefined ? intFlag('--workers', v.workers, 1, 256) : 1,
     apps: (v.app ?? []).map(toSpecifier),
     dataDir: v.dataDir ?? '.troupe',
+    ...(secrets && { sessionSecrets: secrets }),
     ...(v.logLevel !== undefined && { logLevel: oneOf('--log-level', v.logLevel, LOG_LEVELS) }),
     ...(v.profile !== undefined && { profile: oneOf('--profile', v.profile, ['lan', 'seed-10s'] as const) }),
     ...(v.durability !== undefined && { durability: oneOf('--durability', v.durability, DURABILITIES) }),
     ...(v.replicas !== undefined && { replicas: intFlag('--replicas', v.replicas, 1, 7) }),
     ...(v.writeQuorum !== undefined && { writeQuorum: intFlag('--write-quorum', v.writeQuorum, 1, 7) }),
-    onReady: (urls) => printDemo(urls, v.durability === undefined || v.durability.startsWith('replicated'), join(v.dataDir ?? '.troupe', 'node-1')),
+    onReady: (urls, pids) =>
+      printDemo(urls, v.durability === undefined || v.durability.startsWith('replicated'), join(v.dataDir ?? '.troupe', 'node-1'), v.app === undefined ? pids : undefined),
   });
 }
 
@@ -484,7 +535,8 @@ function toSpecifier(m: string): string {
   return m.startsWith('.') || m.startsWith('/') || existsSync(m) ? pathToFileURL(resolve(m)).href : m;
 }
 
-function printDemo(urls: string[], replicated = false, adminDataDir?: string): void {
+/** `chatPids`: the cluster runs the chat page (the default apps); the nodes' process ids, for the kill it suggests. */
+function printDemo(urls: string[], replicated = false, adminDataDir?: string, chatPids?: number[]): void {
   const url = urls[0]!;
   const others =
     urls.length > 1 && replicated
@@ -494,9 +546,13 @@ function printDemo(urls: string[], replicated = false, adminDataDir?: string): v
       : urls.length > 1
         ? `\nEvery node serves every key (forwarded to its owner): ${urls.join('  ')}\n`
         : '';
+  const page = chatPids
+    ? `\nChat: open ${url}/?room=lobby in two browser tabs. Each shows the node owning the room and the node\n` +
+      `its socket is on; kill -9 that node and the tab moves to another, losing nothing. Pids: ${chatPids.map((p, i) => `node ${i + 1} ${p}`).join(', ')}\n`
+    : '';
   process.stdout.write(`
 troupe is running: ${url}
-${others}
+${others}${page}
 Try:
   curl -s -XPOST ${url}/actors/counter/k1/incr -d '{"by":2}'
   curl -s -XPOST ${url}/actors/counter/k1/get

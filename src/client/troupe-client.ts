@@ -1,8 +1,10 @@
 import type { CommandSpec, InputOf, ReplyOf } from '../actors/define-actor.ts';
 import { fromErrorRecord, invalidOption, troupeError, type ErrorCode, type TroupeError } from '../core/errors.ts';
+import { checkValue } from '../core/value-domain.ts';
 import { formatToken, mergeTokens, parseTokens, TOKEN_HEADER, type Token } from '../replication/token.ts';
 import { backoffDelay, clientDefaults, isRetryable, meansStaleTable } from './retry-policy.ts';
 import { parseRoutingTable, partitionOfKey, primaryOfPartition, type RoutingTable } from './routing-table.ts';
+import { Session, type SessionOptions, type SessionRoute } from './ws-session.ts';
 
 /*
  * Browser-safe on purpose: no `node:` import here or in what this file imports (errors, hash,
@@ -92,6 +94,10 @@ export class TroupeClient {
   private readonly downUntil = new Map<string, number>();
   private tokens = new Map<number, Token>();
   private nextNode = 0;
+  private sid: string | undefined;
+  /** The table probes of unidentified URLs still teaching which node answers where. */
+  private probing: Promise<void> | undefined;
+  private readonly sessionRoute: SessionRoute;
   private readonly counters: ClientStats = { requests: 0, direct: 0, fallback: 0, retries: 0, refreshes: 0 };
 
   constructor(options: ClientOptions) {
@@ -119,6 +125,7 @@ export class TroupeClient {
     this.sleep = options.sleep ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms)));
     this.random = options.random ?? Math.random;
     if (options.token !== undefined) this.tokens = new Map(parseTokens(options.token, 65_536, 'options.token'));
+    this.sessionRoute = this.makeSessionRoute();
   }
 
   /**
@@ -139,6 +146,33 @@ export class TroupeClient {
   /** A kind's typed handle without importing its definition's value (`import type` is enough: browsers). */
   kind<D extends ClientActor>(kind: D['kind']): { ask<K extends CommandName<D>>(key: string, command: K, input?: InputOf<D['commands'][K]>, options?: ClientAskOptions): Promise<ReplyOf<D['commands'][K]>> } {
     return { ask: (key, command, input, options) => this.askRaw(kind, key, command, input, options) as never };
+  }
+
+  /**
+   * A WebSocket session with one actor (docs/websocket.md): typed asks that survive reconnects,
+   * and the actor's pushes in order, once. `key` is the actor's key for a kind keyed by the path;
+   * leave it out for a cookie or address kind (the node picks the key; in Node the client keeps
+   * the `sid` cookie of the first upgrade and sends it on every later one, so the key stays).
+   * The socket goes to the key's primary when the routing table names a reachable one, else to
+   * the next listed node (which forwards). Throws ERR_INVALID_OPTION for a bad key or option;
+   * a refusal by the node (ERR_UNKNOWN_KIND, ERR_INVALID_KEY, ERR_FORBIDDEN …) ends the session
+   * with that error (`opened()` and pending asks reject with it).
+   *
+   * @example
+   *   import type { room } from './app.ts';
+   *   const lobby = client.session<typeof room>('room', 'lobby');
+   *   lobby.onPush((m) => render(m));
+   *   const { n } = await lobby.ask('say', { from: 'ann', text: 'hi' });
+   */
+  session<D extends ClientActor>(actor: D | D['kind'], key?: string, options?: SessionOptions): Session<D> {
+    const kind = typeof actor === 'string' ? actor : (actor as D | undefined)?.kind;
+    if (key !== undefined && (typeof key !== 'string' || key.length === 0)) throw invalidOption('key', 'must be a non-empty string', key);
+    return new Session<D>(this.sessionRoute, kind as string, key, options);
+  }
+
+  /** The `sid` cookie pair (`sid=…`) nodes issued this client, sent with every session upgrade (Node only: a browser keeps its own). */
+  get sessionCookie(): string | undefined {
+    return this.sid;
   }
 
   /** The read-your-writes token set of this session (every partition it touched); undefined before any. */
@@ -164,8 +198,12 @@ export class TroupeClient {
   async askRaw(kind: string, key: string, command: string, input: unknown, options: ClientAskOptions = {}): Promise<unknown> {
     if (typeof key !== 'string' || key.length === 0) throw invalidOption('key', 'must be a non-empty string', key);
     const timeoutMs = options.timeoutMs ?? this.o.timeoutMs;
-    if (!Number.isSafeInteger(timeoutMs) || timeoutMs < 1) throw invalidOption('options.timeoutMs', 'must be a positive integer', timeoutMs);
+    if (!Number.isSafeInteger(timeoutMs) || timeoutMs < 1)
+      throw invalidOption('options.timeoutMs', 'must be a positive integer', timeoutMs);
     const id = options.id ?? globalThis.crypto.randomUUID();
+    // A BigInt or a cycle would throw a bare TypeError from JSON.stringify; a Date would arrive as a string.
+    const problem = checkValue(input, `input of ${kind}/${key} '${command}'`);
+    if (problem !== null) throw problem;
     const body = input === undefined ? undefined : JSON.stringify(input);
     const deadline = this.now() + timeoutMs;
     this.counters.requests++;
@@ -182,41 +220,95 @@ export class TroupeClient {
       if (!outcome.network && !isRetryable(outcome.error.code)) throw outcome.error;
       // A node that could not be reached, or cannot serve at all, is skipped for a while; any other
       // refusal goes back to the key's primary (after a refresh if it says the table is stale).
-      if (outcome.network || outcome.error.code === 'ERR_NO_NODES' || outcome.error.code === 'ERR_STOPPED') this.downUntil.set(target, this.now() + this.o.downForMs);
+      if (outcome.network || outcome.error.code === 'ERR_NO_NODES' || outcome.error.code === 'ERR_STOPPED')
+        this.downUntil.set(target, this.now() + this.o.downForMs);
       if (outcome.network || meansStaleTable(outcome.error.code)) await this.refreshAfter(this.now(), deadline);
       if (attempt === this.o.maxAttempts) break;
       this.counters.retries++;
       const wait = Math.min(backoffDelay(attempt, this.o.backoffBaseMs, this.o.backoffMaxMs, this.random()), deadline - this.now());
       if (wait > 0) await this.sleep(wait);
     }
-    if (lastError === undefined) throw troupeError('ERR_ASK_TIMEOUT', `${kind}/${key} '${command}' got no answer within ${timeoutMs} ms`, { timeoutMs });
+    if (lastError === undefined)
+      throw troupeError('ERR_ASK_TIMEOUT', `${kind}/${key} '${command}' got no answer within ${timeoutMs} ms`, { timeoutMs });
     throw lastError;
   }
 
   // ── Routing ─────────────────────────────────────────────────────────────────────────────
 
+  /** What sessions use of the client: its routing, cookie, headers and backoff. */
+  private makeSessionRoute(): SessionRoute {
+    return {
+      target: async (key) => {
+        const now = this.now();
+        let table: RoutingTable | undefined;
+        try {
+          table = await this.currentTable(now + this.o.attemptTimeoutMs);
+        } catch {
+          // No table (every node down for now, or not troupe's): any listed node forwards.
+        }
+        if (table !== undefined && key !== undefined) {
+          const p = partitionOfKey(key, table.partitions);
+          let direct = this.primaryUrl(table, p);
+          // A socket lives long: worth waiting for the probes that may name the primary's URL.
+          if (direct === undefined && this.probing !== undefined) {
+            await this.withDeadline(this.probing, this.now() + this.o.attemptTimeoutMs).catch(() => undefined);
+            direct = this.primaryUrl(table, p);
+          }
+          if (direct !== undefined) return direct;
+        }
+        return this.nextUsable();
+      },
+      failed: (url) => {
+        const now = this.now();
+        this.downUntil.set(url, now + this.o.downForMs);
+        void this.refreshAfter(now, now + this.o.attemptTimeoutMs);
+      },
+      headers: () => (this.sid === undefined ? { ...this.o.headers } : { ...this.o.headers, cookie: this.sid }),
+      keepCookies: (pairs) => {
+        const sid = pairs.find((p) => p.startsWith('sid='));
+        if (sid !== undefined) this.sid = sid;
+      },
+      random: () => this.random(),
+      timeoutMs: this.o.timeoutMs,
+      attemptTimeoutMs: this.o.attemptTimeoutMs,
+      backoffBaseMs: this.o.backoffBaseMs,
+      backoffMaxMs: this.o.backoffMaxMs,
+    };
+  }
+
   /** Partition `p`'s primary if its URL is known and reachable, else the next reachable node (it forwards). */
   private pick(table: RoutingTable, p: number): string {
-    const now = this.now();
-    const usable = (url: string) => (this.downUntil.get(url) ?? -Infinity) <= now;
-    const primary = primaryOfPartition(table, p);
-    const direct = primary === undefined ? undefined : this.urlOf.get(primary);
-    if (direct !== undefined && usable(direct)) {
+    const direct = this.primaryUrl(table, p);
+    if (direct !== undefined) {
       this.counters.direct++;
       return direct;
     }
+    this.counters.fallback++;
+    return this.nextUsable();
+  }
+
+  /** Partition `p`'s primary's URL when it is known and not skipped; a refresh starts when it is skipped. */
+  private primaryUrl(table: RoutingTable, p: number): string | undefined {
+    const now = this.now();
+    const primary = primaryOfPartition(table, p);
+    const direct = primary === undefined ? undefined : this.urlOf.get(primary);
+    if (direct !== undefined && (this.downUntil.get(direct) ?? -Infinity) <= now) return direct;
     // The primary's URL is unknown (not among the listed nodes) or unreachable: a gateway forwards.
     if (direct !== undefined && table.members.includes(primary!)) void this.refreshAfter(now, now + this.o.attemptTimeoutMs);
-    this.counters.fallback++;
+    return undefined;
+  }
+
+  /** The next listed node not skipped, in turn; every node failed lately: try them anyway rather than give up before the deadline. */
+  private nextUsable(): string {
+    const now = this.now();
     const nodes = this.o.nodes;
     for (let i = 0; i < nodes.length; i++) {
       const url = nodes[(this.nextNode + i) % nodes.length]!;
-      if (usable(url)) {
+      if ((this.downUntil.get(url) ?? -Infinity) <= now) {
         this.nextNode = (this.nextNode + i + 1) % nodes.length;
         return url;
       }
     }
-    // Every node failed lately: try them anyway, in turn, rather than give up before the deadline.
     return nodes[this.nextNode++ % nodes.length]!;
   }
 
@@ -252,6 +344,7 @@ export class TroupeClient {
     order.sort((a, b) => Number((this.downUntil.get(a) ?? 0) > now) - Number((this.downUntil.get(b) ?? 0) > now));
     const unidentified = order.filter((u) => !this.idOf.has(u));
     const probes = new Map(unidentified.map((u) => [u, this.getTable(u)]));
+    if (probes.size > 0) this.probing = Promise.allSettled(probes.values()).then(() => undefined);
     let problem = 'no node listed in options.nodes answered';
     for (const url of order) {
       try {
@@ -317,7 +410,12 @@ export class TroupeClient {
     let text: string;
     try {
       // A little longer than the server's own deadline, so it answers ERR_ASK_TIMEOUT itself.
-      res = await this.fetch(url + path, { method: 'POST', headers, ...(body !== undefined && { body }), signal: AbortSignal.timeout(timeoutMs + 500) });
+      res = await this.fetch(url + path, {
+        method: 'POST',
+        headers,
+        ...(body !== undefined && { body }),
+        signal: AbortSignal.timeout(timeoutMs + 500),
+      });
       text = await res.text();
     } catch (e) {
       return { ok: false, network: true, error: troupeError('ERR_NODE_UNREACHABLE', `${url}: ${(e as Error).message}`, { url }) };
@@ -326,7 +424,14 @@ export class TroupeClient {
     try {
       value = text.length === 0 ? null : JSON.parse(text);
     } catch {
-      return { ok: false, network: false, error: troupeError('ERR_MALFORMED_JSON', `${url}${path} answered ${res.status} with a body that is not JSON`, { url, status: res.status }) };
+      return {
+        ok: false,
+        network: false,
+        error: troupeError('ERR_MALFORMED_JSON', `${url}${path} answered ${res.status} with a body that is not JSON`, {
+          url,
+          status: res.status,
+        }),
+      };
     }
     if (!res.ok) return { ok: false, network: false, error: errorOf(value, res.status, url + path) };
     const replyToken = res.headers.get(TOKEN_HEADER);
@@ -356,7 +461,8 @@ export class TroupeClient {
 /** The server's `{ error: { code, message } }`, or an error naming the status when the body is not one. */
 function errorOf(body: unknown, status: number, where: string): TroupeError {
   const e = (body as { error?: { code?: unknown; message?: unknown } } | null)?.error;
-  if (e !== undefined && typeof e.code === 'string' && typeof e.message === 'string') return fromErrorRecord({ code: e.code as ErrorCode, message: e.message });
+  if (e !== undefined && typeof e.code === 'string' && typeof e.message === 'string')
+    return fromErrorRecord({ code: e.code as ErrorCode, message: e.message });
   return troupeError(status === 503 ? 'ERR_NODE_UNREACHABLE' : 'ERR_INTERNAL', `${where} answered HTTP ${status}`, { status });
 }
 

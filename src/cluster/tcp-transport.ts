@@ -130,6 +130,13 @@ export interface TcpTransportStats {
   suppressedWarnings: number;
 }
 
+/**
+ * Shortest cluster secret accepted. A recorded handshake (nonces and an HMAC-SHA256 proof, sent
+ * in clear without TLS) lets anyone test guesses offline, so the secret must not be guessable:
+ * 16 characters, as for session secrets and admin tokens; the local launcher generates 32 bytes.
+ */
+export const MIN_CLUSTER_SECRET_LENGTH = 16;
+
 /** Overflow of a peer's outbound queue (bounded by maxQueueBytes per peer and lane). */
 const QUEUE_FULL: ErrorCode = 'ERR_SEND_QUEUE_FULL';
 
@@ -1246,6 +1253,9 @@ function validateOptions(options: TcpTransportOptions): {
   if (typeof secret === 'string' && secret.length > 0) secretBytes = Buffer.from(secret, 'utf8');
   else if (secret instanceof Uint8Array && secret.length > 0) secretBytes = Buffer.from(secret);
   else throw invalidOption('options.secret', 'must be a non-empty string or Buffer', secret);
+  const secretLength = typeof secret === 'string' ? secret.length : secretBytes.length;
+  if (secretLength < MIN_CLUSTER_SECRET_LENGTH)
+    throw invalidOption('options.secret', `must be at least ${MIN_CLUSTER_SECRET_LENGTH} characters (bytes for a Buffer)`, `${secretLength} characters`);
 
   const host = o.host ?? d.host;
   if (typeof host !== 'string' || host.length === 0) throw invalidOption('options.host', 'must be a non-empty string', host);

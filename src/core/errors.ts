@@ -41,6 +41,10 @@ export const ErrorCodes = {
   ERR_SESSION_EXPIRED: 'ERR_SESSION_EXPIRED',
   /** The kind's authorization hook refused the request, or a CORS preflight came from an origin not allowed. */
   ERR_FORBIDDEN: 'ERR_FORBIDDEN',
+  /** A WebSocket message that is not the protocol's JSON (docs/websocket.md): that socket closes, nothing else. */
+  ERR_BAD_MESSAGE: 'ERR_BAD_MESSAGE',
+  /** A WebSocket client left more pushes unacknowledged than the gateway's cap, or a node is at its connection cap. */
+  ERR_OVERLOADED: 'ERR_OVERLOADED',
   // Persistence
   ERR_JOURNAL_WRITE: 'ERR_JOURNAL_WRITE',
   ERR_JOURNAL_READ: 'ERR_JOURNAL_READ',

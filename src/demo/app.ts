@@ -77,3 +77,32 @@ export const cart = defineActor({
 function view(s: Cart) {
   return { items: s.items, count: Object.values(s.items).reduce((a, b) => a + b, 0), checkedOut: s.checkedOut };
 }
+
+type Said = { from: string; text: string; at: number };
+type Room = { count: number; recent: Said[] };
+
+/** Messages a room keeps in its state for a newcomer (its log holds them all until snapshots truncate it). */
+const ROOM_RECENT = 50;
+
+/**
+ * A chat room: every tab in the room holds a WebSocket to it (`/ws/room/<name>`), and what one
+ * says reaches the others as a push — journaled with the event, so a tab that reconnects to any
+ * node after its node died gets what it missed, in order, once.
+ */
+export const room = defineActor({
+  kind: 'room',
+  initial: (): Room => ({ count: 0, recent: [] }),
+  apply: (s: Room, e: Said): Room => ({ count: s.count + 1, recent: [...s.recent.slice(-(ROOM_RECENT - 1)), e] }),
+  commands: {
+    say: {
+      input: (raw) => ({ from: requiredString(raw, 'from', 32), text: requiredString(raw, 'text', 1000) }),
+      handle: (ctx, { from, text }) => {
+        const said = { from, text, at: Date.now() };
+        ctx.emit(said);
+        ctx.push({ n: ctx.state.count, ...said });
+        return { n: ctx.state.count };
+      },
+    },
+    recent: { readOnly: true, handle: (ctx) => ({ count: ctx.state.count, recent: ctx.state.recent }) },
+  },
+});

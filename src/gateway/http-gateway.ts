@@ -1,4 +1,8 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer } from 'ws';
+import type { Connection, SessionHub } from '../sessions/session-hub.ts';
+import { CloseCodes } from '../sessions/ws-protocol.ts';
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { ActorKind, ActorRegistry } from '../actors/registry.ts';
@@ -10,7 +14,7 @@ import type { Logger } from '../core/logger.ts';
 import { findForbiddenKey } from './forbidden-keys.ts';
 import { checkTrustedProxies, clientAddress } from './client-address.ts';
 import { checkCorsOrigins, corsHeaders, preflightHeaders } from './cors.ts';
-import { checkSessionSecrets, issueSession, sessionCookieOf, sessionSetCookie, verifySession } from './session-cookie.ts';
+import { checkSessionSecrets, issueSession, sessionClearCookie, sessionCookieOf, sessionSetCookie, verifySession } from './session-cookie.ts';
 import { PARTITIONS } from '../replication/partition-table.ts';
 import { formatTokens, mergeTokens, parseTokens, TOKEN_HEADER, type Token, type TokenExchange, type TokenSet } from '../replication/token.ts';
 
@@ -50,6 +54,10 @@ export interface GatewayOptions {
   trustedProxies?: string[];
   /** Browser origins allowed to call actor routes (CORS), or '*' (without cookies); none by default. */
   corsOrigins?: string[];
+  /** A request whose headers have not all arrived by then is cut (408), ms: bounds slowloris. */
+  headersTimeoutMs?: number;
+  /** A request not wholly received by then is cut (408), ms; ≥ headersTimeoutMs. */
+  requestTimeoutMs?: number;
 }
 
 export const gatewayDefaults = {
@@ -63,6 +71,8 @@ export const gatewayDefaults = {
   secureCookies: false, // Secure is added anyway when the request came over TLS
   trustedProxies: [] as string[], // X-Forwarded-For is believed from nobody
   corsOrigins: [] as string[], // no cross-origin scripts
+  headersTimeoutMs: 10_000, // ms; Node's 60 s lets a slowloris client hold a socket for a minute
+  requestTimeoutMs: 30_000, // ms; Node's 300 s; a 64 KiB body needs far less
 };
 
 const STATUS: Partial<Record<ErrorCode, number>> = {
@@ -76,6 +86,8 @@ const STATUS: Partial<Record<ErrorCode, number>> = {
   ERR_BAD_SESSION: 401,
   ERR_SESSION_EXPIRED: 401,
   ERR_FORBIDDEN: 403,
+  ERR_BAD_MESSAGE: 400,
+  ERR_OVERLOADED: 503,
   ERR_NOT_FOUND: 404,
   ERR_METHOD_NOT_ALLOWED: 405,
   ERR_BODY_TOO_LARGE: 413,
@@ -159,14 +171,14 @@ export class HttpGateway {
     private readonly log: Logger,
     options: GatewayOptions = {},
     /** Read-only JSON views served on GET (e.g. '/cluster/members'). */
-    private readonly views: Record<string, () => unknown> = {},
+    private readonly views: Record<string, (query: URLSearchParams) => unknown> = {},
     /** Every error answer, by code (metrics: nothing refused goes uncounted). */
     private readonly onError?: (code: string, status: number) => void,
     /** Wall time for `sid` cookie expiry (comparable across nodes). */
     private readonly clock: Clock = systemClock,
   ) {
     this.o = { ...gatewayDefaults, ...options };
-    for (const name of ['maxBodyBytes', 'defaultTimeoutMs', 'maxTimeoutMs', 'sessionMaxAgeS'] as const) {
+    for (const name of ['maxBodyBytes', 'defaultTimeoutMs', 'maxTimeoutMs', 'sessionMaxAgeS', 'headersTimeoutMs', 'requestTimeoutMs'] as const) {
       const v = this.o[name];
       if (!Number.isInteger(v) || v <= 0) throw invalidOption(`options.http.${name}`, 'must be a positive integer', v);
     }
@@ -185,7 +197,12 @@ export class HttpGateway {
         `must list at least one secret: kind '${cookieKind.kind}' keeps its session in the sid cookie (--session-secret or TROUPE_SESSION_SECRET, the same on every node)`,
         'none',
       );
-    this.server = createServer((req, res) => this.handle(req, res));
+    if (this.o.requestTimeoutMs < this.o.headersTimeoutMs)
+      throw invalidOption('options.http.requestTimeoutMs', `must be >= options.http.headersTimeoutMs (${this.o.headersTimeoutMs})`, this.o.requestTimeoutMs);
+    const { headersTimeoutMs: headersTimeout, requestTimeoutMs: requestTimeout } = this.o;
+    // Node enforces both timeouts only when it sweeps its connections (every 30 s by default): sweep often enough that the cut is near the bound.
+    const connectionsCheckingInterval = Math.min(1_000, Math.ceil(headersTimeout / 4));
+    this.server = createServer({ headersTimeout, requestTimeout, connectionsCheckingInterval }, (req, res) => this.handle(req, res));
     this.server.keepAliveTimeout = 65_000; // ms; longer than common load balancers' idle timeout
   }
 
@@ -207,6 +224,7 @@ export class HttpGateway {
   }
 
   close(): Promise<void> {
+    for (const close of this.closing.splice(0)) close();
     return new Promise((resolve) => {
       this.server.close(() => resolve());
       this.server.closeAllConnections();
@@ -218,10 +236,14 @@ export class HttpGateway {
     if (url.startsWith('/actors/') || url.startsWith('/sessions/')) return this.actorRequest(req, res, url);
     if (req.method === 'GET') {
       if (url === '/health') return sendJson(res, 200, '{"status":"ok"}');
-      const view = Object.hasOwn(this.views, url) ? this.views[url] : undefined;
+      const q = url.indexOf('?');
+      const path = q === -1 ? url : url.slice(0, q);
+      const view = Object.hasOwn(this.views, path) ? this.views[path] : undefined;
       // A view may be async (worker stats are asked over each worker's port).
       if (view)
-        return void Promise.resolve(view()).then(
+        return void Promise.resolve()
+          .then(() => view(new URLSearchParams(q === -1 ? '' : url.slice(q + 1))))
+          .then(
           (v) => (v instanceof RawResponse ? sendRaw(res, v) : this.sendValue(res, v, url)),
           (e: unknown) => this.fail(res, e),
         );
@@ -329,21 +351,146 @@ export class HttpGateway {
     let key: string;
     if (session === 'path') key = pathKey!;
     else if (session === 'address') key = address;
-    else key = this.sessionKey(req, res);
+    else key = this.sessionKey(req, (cookie) => res.setHeader('set-cookie', cookie));
     const keyProblem = checkKey(key);
     if (keyProblem) throw troupeError('ERR_INVALID_KEY', keyProblem);
     return { kind, key, command, method, session, address, ...(method === 'GET' && { queryInput: parseQueryInput(q === -1 ? '' : url.slice(q + 1)) }) };
   }
 
-  /** The `sid` cookie's session id, or a new one issued in this response. */
-  private sessionKey(req: IncomingMessage, res: ServerResponse): string {
+  /** The `sid` cookie's session id, or a new one issued with the response (`setCookie`). */
+  private sessionKey(req: IncomingMessage, setCookie: (cookie: string) => void): string {
     const now = this.clock.wallNow();
-    const value = sessionCookieOf(header(req.headers.cookie));
-    if (value !== undefined) return verifySession(value, this.secrets, now);
+    let value: string | undefined;
+    try {
+      value = sessionCookieOf(header(req.headers.cookie));
+      if (value !== undefined) return verifySession(value, this.secrets, now);
+    } catch (e) {
+      // Refused, never replaced: but told to drop it (it is HttpOnly: a page cannot), so the
+      // browser's next request starts a new session instead of bringing it back forever.
+      setCookie(sessionClearCookie());
+      throw e;
+    }
     const issued = issueSession(this.secrets, now, this.o.sessionMaxAgeS);
     const secure = this.o.secureCookies || (req.socket as TLSSocket).encrypted === true;
-    res.setHeader('set-cookie', sessionSetCookie(issued.value, this.o.sessionMaxAgeS, secure));
+    setCookie(sessionSetCookie(issued.value, this.o.sessionMaxAgeS, secure));
     return issued.id;
+  }
+
+  /**
+   * WebSocket sessions on this port (docs/websocket.md): `GET /ws/:kind/:key` for a path kind,
+   * `GET /ws/:kind` for a cookie or address kind (the same key rules as HTTP, a `sid` cookie
+   * issued with the 101 when none came), `?from=<seq>` to resume. The kind's authorization hook
+   * sees the upgrade as command '$connect' (method GET) and every ask on the socket as itself
+   * (method POST). Frames over `maxBodyBytes` close that socket (1009); a socket that misses
+   * two pings (`pingMs`) is closed as dead.
+   */
+  acceptWebSockets(hub: SessionHub, pingMs = 15_000): void {
+    if (!Number.isSafeInteger(pingMs) || pingMs < 1) throw invalidOption('options.sessions.pingMs', 'must be a positive integer (ms)', pingMs);
+    const cookies = new WeakMap<IncomingMessage, string>();
+    const wss = new WebSocketServer({ noServer: true, maxPayload: this.o.maxBodyBytes, perMessageDeflate: false, clientTracking: true });
+    wss.on('headers', (headers, req) => {
+      const cookie = cookies.get(req);
+      if (cookie !== undefined) headers.push(`Set-Cookie: ${cookie}`);
+    });
+    this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      socket.on('error', () => undefined); // a reset during the handshake is the client's business
+      let call: ActorCall;
+      let from: number | undefined;
+      try {
+        hub.checkRoom();
+        ({ call, from } = this.resolveSocket(req, (cookie) => cookies.set(req, cookie)));
+      } catch (e) {
+        return this.refuseUpgrade(socket, e, cookies.get(req));
+      }
+      this.authorize(req, call, undefined).then(
+        () =>
+          wss.handleUpgrade(req, socket, head, (ws) => {
+            let conn: Connection;
+            const guard = (command: string, input: unknown) => {
+              this.registry.check(call.kind.kind, command);
+              return this.authorize(req, { ...call, command, method: 'POST' }, input);
+            };
+            try {
+              conn = hub.open(ws, call.kind.kind, call.key, from, guard);
+            } catch (e) {
+              const r = toErrorRecord(e);
+              ws.send(JSON.stringify({ t: 'error', error: { code: r.code, message: r.message } }));
+              return ws.close(CloseCodes.policy, r.code);
+            }
+            let alive = true;
+            ws.on('pong', () => (alive = true));
+            const ping = setInterval(() => {
+              if (!alive) return ws.terminate();
+              alive = false;
+              ws.ping();
+            }, pingMs);
+            ping.unref();
+            ws.on('message', (data, isBinary) => {
+              if (isBinary) {
+                hub.counters.badFrames++;
+                ws.send(JSON.stringify({ t: 'error', error: { code: 'ERR_BAD_MESSAGE', message: 'frames are JSON text, not binary' } }));
+                return ws.close(CloseCodes.unsupported, 'ERR_BAD_MESSAGE');
+              }
+              hub.message(conn, (data as Buffer).toString('utf8'));
+            });
+            ws.on('error', () => undefined); // a frame over maxPayload closes it with 1009; 'close' follows
+            ws.on('close', () => {
+              clearInterval(ping);
+              hub.closed(conn);
+            });
+          }),
+        (e: unknown) => this.refuseUpgrade(socket, e),
+      );
+    });
+    this.closing.push(() => {
+      hub.close();
+      for (const ws of wss.clients) ws.terminate();
+    });
+  }
+
+  private readonly closing: Array<() => void> = [];
+
+  /** /ws/:kind/:key or /ws/:kind, with the same session rules as /actors and /sessions. */
+  private resolveSocket(req: IncomingMessage, setCookie: (cookie: string) => void): { call: ActorCall; from: number | undefined } {
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    const parts = (q === -1 ? url : url.slice(0, q)).split('/');
+    if (parts[1] !== 'ws' || parts.length < 3 || parts.length > 4) throw troupeError('ERR_NOT_FOUND', 'WebSocket sessions are at /ws/:kind/:key (or /ws/:kind for cookie and address sessions)');
+    let kindName: string, pathKey: string | undefined;
+    try {
+      kindName = decodeURIComponent(parts[2]!);
+      pathKey = parts.length === 4 ? decodeURIComponent(parts[3]!) : undefined;
+    } catch {
+      throw troupeError('ERR_INVALID_KEY', 'path segments must be valid percent-encoded UTF-8');
+    }
+    const kind = this.registry.get(kindName);
+    if (kind === undefined) throw troupeError('ERR_UNKNOWN_KIND', `unknown actor kind '${truncate(kindName)}'`, { kind: kindName });
+    const session = kind.def.session ?? 'path';
+    if ((pathKey !== undefined) !== (session === 'path'))
+      throw troupeError('ERR_NOT_FOUND', session === 'path' ? `kind '${kindName}' takes its key from the path: use /ws/${kindName}/:key` : `kind '${kindName}' takes its key from the ${session === 'cookie' ? 'sid cookie' : 'client address'}: use /ws/${kindName}`);
+    const address = clientAddress(req.socket.remoteAddress, req.headers['x-forwarded-for'], this.trusted);
+    const key = session === 'path' ? pathKey! : session === 'address' ? address : this.sessionKey(req, setCookie);
+    const keyProblem = checkKey(key);
+    if (keyProblem) throw troupeError('ERR_INVALID_KEY', keyProblem);
+    const params = new URLSearchParams(q === -1 ? '' : url.slice(q + 1));
+    let from: number | undefined;
+    for (const [name, value] of params) {
+      if (name !== 'from') throw troupeError('ERR_INVALID_INPUT', `query parameter '${truncate(name)}' is not understood; a WebSocket session takes ?from=<seq>`);
+      from = Number(value);
+      if (!/^\d{1,15}$/.test(value)) throw troupeError('ERR_INVALID_INPUT', 'from must be a non-negative integer: the last push seq (or sync seq) the client has');
+    }
+    return { call: { kind, key, command: '$connect', method: 'GET', session, address }, from };
+  }
+
+  /** An upgrade refused before it became a WebSocket: a plain HTTP answer with the error's status and body. */
+  private refuseUpgrade(socket: Duplex, e: unknown, setCookie?: string): void {
+    const record = toErrorRecord(e);
+    const status = httpStatusOf(record.code);
+    this.onError?.(record.code, status);
+    const body = JSON.stringify({ error: { code: record.code, message: record.message } });
+    socket.end(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\ncontent-type: ${JSON_TYPE}\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${setCookie !== undefined ? `set-cookie: ${setCookie}\r\n` : ''}connection: close\r\n\r\n${body}`,
+    );
   }
 
   /** Resolves when the kind has no hook or its hook answers `true`; anything else is a 403. */
@@ -446,11 +593,13 @@ export class RawResponse {
   constructor(
     readonly contentType: string,
     readonly body: string,
+    /** More response headers (e.g. CORS on a public view: src/node/app-pages.ts). */
+    readonly headers: Readonly<Record<string, string>> = {},
   ) {}
 }
 
 function sendRaw(res: ServerResponse, r: RawResponse): void {
-  res.writeHead(200, { 'content-type': r.contentType, 'content-length': Buffer.byteLength(r.body), 'cache-control': 'no-store' });
+  res.writeHead(200, { ...r.headers, 'content-type': r.contentType, 'content-length': Buffer.byteLength(r.body), 'cache-control': 'no-store' });
   res.end(r.body);
 }
 

@@ -87,6 +87,11 @@ export function sessionSetCookie(value: string, maxAgeS: number, secure: boolean
   return `${SESSION_COOKIE}=${value}; Max-Age=${maxAgeS}; Path=/; HttpOnly; SameSite=Lax${secure ? '; Secure' : ''}`;
 }
 
+/** Tells the browser to drop its `sid` (a refused one): the same attributes, expired. */
+export function sessionClearCookie(): string {
+  return `${SESSION_COOKIE}=; Max-Age=0; Path=/; HttpOnly; SameSite=Lax`;
+}
+
 /** Checks `options.http.sessionSecrets`: an array of strings of at least MIN_SECRET_LENGTH characters. */
 export function checkSessionSecrets(secrets: unknown): readonly string[] {
   const name = 'options.http.sessionSecrets';

@@ -11,10 +11,12 @@
  *   report.reqPerSec; // e.g. 9500
  */
 import autocannon from 'autocannon';
+import type { IncomingHttpHeaders } from 'node:http';
 import { systemClock, type Clock } from '../core/clock.ts';
 import type { WriteLedger } from './counter-check.ts';
 import { LatencyHistogram } from './latency-histogram.ts';
 import { counterRequest, operations, type Operation, type Scenario } from './scenarios.ts';
+import { SessionJar } from './session-jar.ts';
 
 export interface LoadOptions {
   /** Gateway base URLs; connection c goes through urls[c % urls.length]. */
@@ -30,6 +32,11 @@ export interface LoadOptions {
   seed?: number;
   /** Records increments sent and acknowledged (the replies are then parsed: costs client CPU). */
   ledger?: WriteLedger;
+  /**
+   * A 'cookie' scenario's sessions: each key's `sid` cookie, captured from its first response
+   * (default: a jar of this run's own). Pass one to read the sessions back after the run.
+   */
+  jar?: SessionJar;
   /** Called about once a second with the last second's figures. */
   onProgress?: (p: Progress) => void;
   clock?: Clock;
@@ -68,6 +75,7 @@ const RESPONSE_TIMEOUT_S = 10;
 
 export async function runLoad(o: LoadOptions): Promise<LoadReport> {
   const clock = o.clock ?? systemClock;
+  const jar = o.scenario.transport === 'cookie' ? (o.jar ?? new SessionJar()) : undefined;
   const latency = new LatencyHistogram();
   const statuses: Record<string, number> = {};
   const errorCodes: Record<string, number> = {};
@@ -105,23 +113,44 @@ export async function runLoad(o: LoadOptions): Promise<LoadReport> {
           duration: o.seconds,
           timeout: RESPONSE_TIMEOUT_S,
           setupClient: (client) => {
-            const ops = operations(o.scenario, { keys: o.keys, prefix: o.prefix, seed: seed + conns[next++ % conns.length]! });
+            const connection = conns[next++ % conns.length]!;
+            const ops = operations(o.scenario, {
+              keys: o.keys,
+              prefix: o.prefix,
+              seed: seed + connection,
+              ...(jar && { owner: { connection, connections: o.connections } }),
+            });
             // One request in flight per connection (no pipelining), so the reply is always the last op's.
-            let pending: Operation | undefined;
+            let pending: { op: Operation; cookie: string | undefined } | undefined;
             const ledger = o.ledger;
             client.setRequests([
               {
                 setupRequest: (req) => {
-                  const op = (pending = ops.next());
-                  if (op.write) ledger?.attempt(op.key);
-                  return { ...req, ...(o.scenario.request ?? counterRequest)(op) };
+                  const op = ops.next();
+                  const request = (o.scenario.request ?? counterRequest)(op);
+                  const cookie = jar?.cookie(op.key);
+                  if (cookie !== undefined) request.headers.cookie = cookie;
+                  // A session's first write is recorded once its response names the session (its cookie):
+                  // one whose response never came left an actor no later request can reach.
+                  if (op.write && (jar === undefined || cookie !== undefined)) ledger?.attempt(op.key);
+                  pending = { op, cookie };
+                  return { ...req, ...request };
                 },
-                ...(ledger && {
-                  onResponse: (status: number, body: string) => {
-                    if (pending === undefined || !pending.write || status < 200 || status > 299) return;
-                    const n = countOf(body);
-                    if (n !== undefined) ledger.acknowledge(pending.key, n);
+                ...((ledger || jar) && {
+                  onResponse: (status: number, body: string, _context: object, headers: IncomingHttpHeaders | undefined) => {
+                    const p = pending;
                     pending = undefined;
+                    if (p === undefined) return;
+                    if (jar && p.cookie === undefined) {
+                      if (jar.capture(p.op.key, headers ?? {}) !== undefined && p.op.write) ledger?.attempt(p.op.key);
+                    } else if (jar && sidSet(headers)) {
+                      // A node that issues a new session to a request that carried one would split a session in two.
+                      errors++;
+                      errorCodes['a new sid for a session that had one'] = (errorCodes['a new sid for a session that had one'] ?? 0) + 1;
+                    }
+                    if (ledger === undefined || !p.op.write || status < 200 || status > 299) return;
+                    const n = countOf(body);
+                    if (n !== undefined) ledger.acknowledge(p.op.key, n);
                   },
                 }),
               },
@@ -167,6 +196,10 @@ export async function runLoad(o: LoadOptions): Promise<LoadReport> {
     statuses,
     errorCodes,
   };
+}
+
+function sidSet(headers: IncomingHttpHeaders | undefined): boolean {
+  return headers !== undefined && Object.keys(headers).some((h) => h.toLowerCase() === 'set-cookie');
 }
 
 /** The `n` of a counter's reply `{"n":5}`; undefined for anything else. */

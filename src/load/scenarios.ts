@@ -2,8 +2,10 @@
  * The load tester's scenarios: what share of requests write, over how many keys, and the HTTP
  * request of one operation. Adding a scenario is adding one object to `SCENARIOS`.
  *
- * Every scenario drives the demo app's `counter` kind (`incr` writes, `get` reads), so the
- * `--check` mode can verify each key afterwards (acknowledged ≤ final ≤ attempted).
+ * Every scenario drives a counting kind of the demo app, so the `--check` mode can verify each
+ * key afterwards (acknowledged ≤ final ≤ attempted): `counter` (`incr` writes, `get` reads) by
+ * path, `visits` (src/demo/visits.ts: `hit`, `get`) by the signed `sid` cookie each session got on
+ * its first response, and `room` (`say`, read back with `recent`) over WebSocket sessions.
  *
  * @example
  *   const ops = operations(SCENARIOS['write-heavy'], { keys: 1000, prefix: 'r1', seed: 7 });
@@ -36,6 +38,13 @@ export interface Scenario {
   fixedKeys?: boolean;
   /** The request of one operation; default `counterRequest`. */
   request?: (op: Operation) => HttpRequest;
+  /**
+   * How the key reaches the server (default 'path'). 'cookie': each key is a session whose `sid`
+   * cookie is captured from its first response and sent from then on; each connection owns its
+   * own sessions, so a session never has two requests in flight. 'websocket': each key is a room
+   * with one WebSocket session (src/load/ws-load.ts), not an HTTP request.
+   */
+  transport?: 'path' | 'cookie' | 'websocket';
 }
 
 /**
@@ -47,6 +56,14 @@ export function counterRequest(op: Operation): HttpRequest {
   return op.write
     ? { method: 'POST', path: `/actors/counter/${op.key}/incr`, headers: { 'content-type': 'application/json' }, body: '{"by":1}' }
     : { method: 'POST', path: `/actors/counter/${op.key}/get`, headers: { 'content-type': 'application/json', 'content-length': '0' }, body: '' };
+}
+
+/** The kind the sticky-cookie scenario drives (src/demo/visits.ts). */
+export const VISITS_KIND = 'visits';
+
+/** POST /sessions/visits/hit, or …/get: the session is the cookie, added by the load run. */
+export function visitsRequest(op: Operation): HttpRequest {
+  return { method: 'POST', path: `/sessions/${VISITS_KIND}/${op.write ? 'hit' : 'get'}`, headers: { 'content-length': '0' }, body: '' };
 }
 
 export const SCENARIOS: Readonly<Record<string, Scenario>> = {
@@ -62,6 +79,23 @@ export const SCENARIOS: Readonly<Record<string, Scenario>> = {
   },
   // Every request queues behind the one actor: its mailbox and journal are the bottleneck.
   'hot-key': { name: 'hot-key', summary: '90% incr, 10% get on one key', writeShare: 0.9, keys: 1, fixedKeys: true },
+  // What a browser does: the node finds the session in the signed cookie, not in the path.
+  'sticky-cookie': {
+    name: 'sticky-cookie',
+    summary: "90% hit, 10% get over 1,000 cookie sessions of 'visits'",
+    writeShare: 0.9,
+    keys: 1_000,
+    request: visitsRequest,
+    transport: 'cookie',
+  },
+  // Every ask is also a push back to its socket, journaled with the event.
+  websocket: {
+    name: 'websocket',
+    summary: "1,000 WebSocket sessions on 'room' (one room each): say, reply, push, ack",
+    writeShare: 1,
+    keys: 1_000,
+    transport: 'websocket',
+  },
 };
 
 export const SCENARIO_NAMES = Object.keys(SCENARIOS);
@@ -84,19 +118,35 @@ export function keyName(prefix: string, i: number): string {
 }
 
 /**
+ * The keys connection `connection` of `connections` owns in a 'cookie' scenario: every
+ * `connections`-th key from its own index (at least its own, when there are fewer keys than
+ * connections). Owned keys keep one request in flight per session and its cookie in one place.
+ */
+export function ownedKeys(keys: number, connection: number, connections: number): number {
+  return Math.max(1, Math.ceil((keys - connection) / connections));
+}
+
+/**
  * The endless operation sequence of one connection: writes spread evenly by `writeShare`
  * (operation i writes when ⌊(i+1)·share⌋ > ⌊i·share⌋), keys uniform at random from `seed`.
+ * With `owner`, keys are drawn from that connection's own (`ownedKeys`): c, c + C, c + 2C …
  */
-export function operations(scenario: Scenario, o: { keys: number; prefix: string; seed: number }): { next(): Operation } {
+export function operations(
+  scenario: Scenario,
+  o: { keys: number; prefix: string; seed: number; owner?: { connection: number; connections: number } },
+): { next(): Operation } {
   const random = seededRandom(o.seed);
   const share = scenario.writeShare;
+  const owner = o.owner;
+  const own = owner === undefined ? 0 : ownedKeys(o.keys, owner.connection, owner.connections);
   // Connections start at different points of the write/read pattern.
   let i = Math.floor(random() * 10);
   return {
     next() {
       const write = Math.floor((i + 1) * share) > Math.floor(i * share);
       i++;
-      return { write, key: keyName(o.prefix, Math.floor(random() * o.keys)) };
+      const index = owner === undefined ? Math.floor(random() * o.keys) : owner.connection + Math.floor(random() * own) * owner.connections;
+      return { write, key: keyName(o.prefix, index) };
     },
   };
 }

@@ -23,6 +23,8 @@ export interface MetricsSources {
   replication?: () => Record<string, unknown> | undefined;
   transport?: () => Record<string, unknown> | undefined;
   members?: () => ReadonlyArray<{ status: string }>;
+  /** WebSocket sessions: the hub's counters and its open sockets and watched actors. */
+  sessions?: () => Record<string, unknown> | undefined;
 }
 
 /** Ask latency buckets, seconds: 100 µs … 10 s. */
@@ -71,6 +73,15 @@ const REPLICATION_GAUGES: Record<string, string> = {
   learning: 'partitions learning or sealing (handoff)',
 };
 
+const SESSION_COUNTERS: Record<string, string> = {
+  opened: 'WebSocket sessions opened',
+  closed: 'WebSocket sessions closed',
+  pushes: 'pushes sent to WebSocket clients',
+  gaps: 'push notes that arrived past a socket position (read back from the log)',
+  refusedFull: 'WebSocket upgrades refused at the connection cap',
+  badFrames: 'WebSocket sockets closed for a malformed frame',
+};
+
 const TRANSPORT_COUNTERS: Record<string, string> = {
   framesSent: 'node-to-node frames sent',
   framesReceived: 'node-to-node frames received',
@@ -108,6 +119,18 @@ export class NodeMetrics {
     this.counterGroup('troupe_router', ROUTER_COUNTERS, () => s.router?.(), registers);
     this.counterGroup('troupe_replication', REPLICATION_COUNTERS, () => s.replication?.(), registers);
     this.counterGroup('troupe_transport', TRANSPORT_COUNTERS, () => s.transport?.(), registers);
+    this.counterGroup('troupe_sessions', SESSION_COUNTERS, () => s.sessions?.(), registers);
+    for (const [field, help] of Object.entries({ connections: 'WebSocket connections open on this node', actors: 'actors with WebSocket connections on this node' })) {
+      new Gauge({
+        name: `troupe_sessions_${field}`,
+        help,
+        registers,
+        collect() {
+          const r = s.sessions?.();
+          if (r !== undefined) this.set(num(r[field]));
+        },
+      });
+    }
     for (const [field, help] of Object.entries(REPLICATION_GAUGES)) {
       new Gauge({
         name: `troupe_replication_${snake(field)}`,

@@ -114,6 +114,7 @@ export class InProcessActors extends EventEmitter implements LocalActors {
           slots: this.workers,
           outbound: (kind, key, command, input, askId, msgId) => this.relay(slot, kind, key, command, input, askId, msgId),
           onEscalated: (kind, key, error) => this.emit('escalated', { kind, key, error }),
+          onPush: (nodes, note) => this.emit('push', nodes, note),
           ...(this.o.throughput !== undefined && { throughput: this.o.throughput }),
           ...this.o.host,
           defaultAskTimeoutMs: this.defaultAskTimeoutMs,

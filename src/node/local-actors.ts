@@ -7,7 +7,7 @@ import { invalidOption } from '../core/errors.ts';
 import { PartitionTable, partitionOf } from '../replication/partition-table.ts';
 
 /** What a node's local actors announce: a thread re-hosted or ready, an actor or slot past its restart intensity. */
-export type LocalActorsEvent = 'escalated' | 'worker-ready' | 'worker-exit';
+export type LocalActorsEvent = 'escalated' | 'worker-ready' | 'worker-exit' | 'push';
 
 /**
  * A node's own actors, as `TroupeNode` and `ClusterRouter` use them: keys placed on slots

@@ -20,6 +20,8 @@ export interface NodeAdminParts {
   stop: () => Promise<void>;
   /** Hot backup of the node's LMDB journal or partition store into a directory; undefined: nothing durable to back up. */
   backup?: (dir: string) => Promise<string>;
+  /** WebSocket connections (GET /cluster/connections); undefined: no sessions on this node. */
+  connections?: AdminTarget['connections'];
 }
 
 /** A running node as the admin REPL sees it. */
@@ -55,6 +57,7 @@ export function nodeAdminTarget(n: NodeAdminParts): AdminTarget {
     partitions: n.partitions,
     counters: n.counters,
     ask: n.ask,
+    ...(n.connections && { connections: n.connections }),
     drain: n.drain,
     stop: n.stop,
     inspect: (kind, key) => n.actors.inspect(kind, key),

@@ -11,7 +11,7 @@ import { isZone } from '../cluster/membership.ts';
 import type { MembershipProfileName } from '../cluster/membership-profiles.ts';
 import { NodeIdentity } from '../cluster/node-identity.ts';
 import { SnowflakeGenerator } from '../cluster/snowflake.ts';
-import { parseAddress, TcpTransport, type TcpTransportOptions } from '../cluster/tcp-transport.ts';
+import { MIN_CLUSTER_SECRET_LENGTH, parseAddress, TcpTransport, type TcpTransportOptions } from '../cluster/tcp-transport.ts';
 import type { Transport } from '../cluster/transport.ts';
 import { HashRing } from '../cluster/ring.ts';
 import { PARTITIONS, PartitionTable } from '../replication/partition-table.ts';
@@ -20,6 +20,7 @@ import { invalidOption, isTroupeError, troupeError, type TroupeError } from '../
 import { createLogger, type Logger } from '../core/logger.ts';
 import { gatewayDefaults, HttpGateway, RawResponse, type GatewayOptions, type Sender } from '../gateway/http-gateway.ts';
 import { STATUS_PAGE_HTML, statusData, type MemberEvent } from '../status/status-page.ts';
+import { appPageViews, checkGateways, loadAppPage, type AppPage } from './app-pages.ts';
 import type { JournalConfig } from '../persistence/journal.ts';
 import type { RestartPolicy } from '../supervisor/restart-window.ts';
 import { Supervisor } from '../supervisor/supervisor.ts';
@@ -34,9 +35,14 @@ import { AdminExecutor } from '../admin/admin-executor.ts';
 import { AdminServer } from '../admin/admin-server.ts';
 import { InProcessActors } from './in-process-actors.ts';
 import { nodeAdminTarget } from './node-admin.ts';
+import type { ConnectionsView } from '../admin/admin-commands.ts';
 import { NodeMetrics } from '../metrics/node-metrics.ts';
 import type { LocalActors } from './local-actors.ts';
 import { RememberedActors } from './remembered-actors.ts';
+import { ReminderWaker } from './reminders.ts';
+import { SessionHub, type SessionHubOptions } from '../sessions/session-hub.ts';
+import { PushPeers, type NodeConnections } from '../sessions/push-peers.ts';
+import { isReserved, reservedCommand, type PushNote } from '../actors/watchers.ts';
 
 /** The node's LMDB environment lives in `<dataDir>/journal`. */
 export const JOURNAL_DIR = 'journal';
@@ -113,6 +119,17 @@ export interface NodeOptions {
   /** Prometheus metrics at `GET /metrics` (default on; false: none, and nothing is counted). */
   metrics?: boolean;
   /**
+   * WebSocket sessions on the HTTP port (`/ws/...`, docs/websocket.md): caps and heartbeats, or
+   * false for none. On by default wherever the gateway is.
+   */
+  sessions?: (Omit<SessionHubOptions, 'sender' | 'self' | 'clock' | 'log'> & { pingMs?: number }) | false;
+  /**
+   * The cluster's public gateway URLs (http(s)://host:port), served at `GET /cluster/gateways` for
+   * an app page (src/node/app-pages.ts) to reconnect to when its node dies. Default none: a page
+   * retries its own origin, which is right behind a load balancer.
+   */
+  gateways?: readonly string[];
+  /**
    * Default: LMDB under `dataDir` (durable: a reply waits for the flush to disk); without a
    * data directory, in memory (state lives as long as its thread).
    */
@@ -134,6 +151,12 @@ export interface NodeOptions {
   resourceLimits?: ResourceLimits;
   defaultAskTimeoutMs?: number;
   clock?: Clock;
+  /**
+   * Test seam: the replicated partition store to use instead of building one from `journal` /
+   * `dataDir`. The deterministic simulator (test/sim) gives a restarted in-process node the store
+   * its previous life wrote (a disk that outlives the process). The node closes it on stop.
+   */
+  partitionStore?: PartitionStore;
   log?: Logger;
   logLevel?: string;
   /** Aborting it while `start` runs (or waits for seeds) stops the node; `start` then rejects with ERR_STOPPED. */
@@ -178,6 +201,12 @@ export class TroupeNode implements MessageRouter {
   private readonly memberEvents: MemberEvent[] = [];
   /** Prometheus metrics (`GET /metrics`); undefined with `metrics: false`. */
   metrics: NodeMetrics | undefined;
+  /** Replicated nodes: wakes actors whose durable reminders are due soon (single nodes' hosts do it themselves). */
+  private reminders: ReminderWaker | undefined;
+  /** WebSocket sessions held here, and the members' share of their traffic (pushes, counts). */
+  private sessions: { hub: SessionHub; peers: PushPeers | undefined } | undefined;
+  /** The app's page at `GET /` (a module's `page` export) and the gateway URLs it reconnects to. */
+  private app: { page: AppPage | undefined; gateways: readonly string[] } = { page: undefined, gateways: [] };
   private markStopped: () => void = () => undefined;
   /** Resolves once the node has stopped, whoever stopped it (a signal, the admin REPL, a drain). */
   readonly stopped: Promise<void> = new Promise((resolve) => (this.markStopped = resolve));
@@ -216,7 +245,12 @@ export class TroupeNode implements MessageRouter {
     );
     if (options.cluster && options.cluster.transport === undefined && options.cluster.secret === undefined)
       throw invalidOption('options.cluster.secret', 'is required to join a cluster (no default, on purpose)', undefined);
+    const secretLength = options.cluster?.transport === undefined ? options.cluster?.secret?.length : undefined;
+    if (secretLength !== undefined && secretLength < MIN_CLUSTER_SECRET_LENGTH)
+      throw invalidOption('options.cluster.secret', `must be at least ${MIN_CLUSTER_SECRET_LENGTH} characters (bytes for a Buffer)`, `${secretLength} characters`);
+    const gateways = checkGateways(options.gateways);
     const registry = await loadActorModules(options.modules);
+    const page = await loadAppPage(options.modules);
     if (registry.list().length === 0) throw invalidOption('options.modules', 'must export at least one actor definition', options.modules);
     // Workers' messages for actors they do not host go through the node's router (set below).
     let node: TroupeNode | undefined;
@@ -238,7 +272,7 @@ export class TroupeNode implements MessageRouter {
       try {
         const kinds = kindDurabilities(registry, replicated.durability);
         const boot = bootId();
-        const store = replicated.path !== undefined ? new LmdbPartitionStore({ path: replicated.path, durability: replicated.durability }) : new MemoryPartitionStore();
+        const store = options.partitionStore ?? (replicated.path !== undefined ? new LmdbPartitionStore({ path: replicated.path, durability: replicated.durability }) : new MemoryPartitionStore());
         const c = options.cluster!;
         const driver = await ReplicationDriver.open({
           self: id,
@@ -250,7 +284,9 @@ export class TroupeNode implements MessageRouter {
           ...((options.durability === 'lazy' || options.durability === 'replicated+flush') && { durability: options.durability }),
           ...(kinds.size > 0 && { kinds }),
           onStale: (ps) => reloadPartitions(ps, driver.partitions),
-          ...(rememberedKinds.length > 0 && { onEstablished: (ps: number[]) => establishedHere(ps), fenceOnFailover: true }),
+          // Remembered kinds and durable reminders (src/node/reminders.ts) come back here.
+          onEstablished: (ps: number[]) => establishedHere(ps),
+          fenceOnFailover: rememberedKinds.length > 0,
           // Commits without fsync: an OS reboot since the last one marks the store unclean.
           ...(replicated.path !== undefined && replicated.durability === 'commit' && boot !== undefined && { bootId: boot }),
         });
@@ -272,6 +308,7 @@ export class TroupeNode implements MessageRouter {
             replication: () => replication?.driver.stats() as Record<string, unknown> | undefined,
             transport: () => node?.transportStats(),
             members: () => node?.members() ?? [],
+            sessions: () => node?.sessions?.hub.stats(),
           });
     const shared = {
       journal,
@@ -311,6 +348,17 @@ export class TroupeNode implements MessageRouter {
     node.metrics = metrics;
     node.replication = replication;
     node.clock = clock;
+    if (replication) {
+      const { driver, store } = replication;
+      const waker = (node.reminders = new ReminderWaker({ store, actors, proposedHere: () => driver.proposedHere(), fenceFailedOver: (ps) => driver.fenceFailedOver(ps), clock, log }));
+      const remembered = establishedHere;
+      establishedHere = (ps) => {
+        remembered(ps);
+        waker.established(ps);
+      };
+      waker.start();
+    }
+    node.app = { page, gateways };
     const started = node;
     const onAbort = () => void started.stop();
     options.signal?.addEventListener('abort', onAbort, { once: true });
@@ -318,10 +366,26 @@ export class TroupeNode implements MessageRouter {
       if (options.signal?.aborted) throw troupeError('ERR_STOPPED', 'node start was aborted');
       // The gateway listens before the join so that, while the node waits for its seeds, clients
       // and load balancers get a 503 they can act on rather than a refused connection.
+      const self = node;
+      const sender = { askRaw: (...a: Parameters<Sender['askRaw']>) => self.askFromGateway(...a) };
+      let pingMs: number | undefined;
+      if (options.sessions !== false) {
+        const { pingMs: ping, ...limits } = options.sessions ?? {};
+        pingMs = ping;
+        // Without HTTP the hub still serves sockets handed to it (`sessionHub.open`: tests, embedders).
+        const hub = new SessionHub({ ...limits, sender, self: id, clock, log });
+        node.sessions = { hub, peers: undefined };
+        // A watched actor's durable write, from this node's hosts: to each watching node's hub.
+        actors.on('push', (nodes: number[], note: PushNote) => {
+          for (const n of nodes) {
+            if (n === id) hub.deliver(note);
+            else self.sessions?.peers?.send(n, note);
+          }
+        });
+      }
       if (options.http !== false) {
-        const self = node;
-        const sender = { askRaw: (...a: Parameters<Sender['askRaw']>) => self.askFromGateway(...a) };
         node.gateway = new HttpGateway(registry, sender, log, options.http ?? {}, node.views(), metrics && ((code) => metrics.httpError(code)), clock);
+        if (node.sessions) node.gateway.acceptWebSockets(node.sessions.hub, pingMs);
         node.httpAddress = await listenOrExplain(node.gateway, options.http ?? {});
       }
       if (options.cluster) await node.joinCluster(options.cluster, clock, options.defaultAskTimeoutMs, options.zone);
@@ -382,6 +446,9 @@ export class TroupeNode implements MessageRouter {
       ask: (kind, key, command, input) => this.ask(kind, key, input === undefined ? { command } : { command, input }),
       drain: () => this.drain(),
       stop: () => this.stop(),
+      ...(this.sessions && {
+        connections: (kind?: string, key?: string) => this.connections(new URLSearchParams(kind === undefined ? {} : { kind, key: key ?? '' })) as Promise<ConnectionsView>,
+      }),
       ...(backupPath !== undefined && { backup: async (dir: string) => (await import('../persistence/backup.ts')).backup({ type: 'lmdb', path: backupPath }, dir).then(() => backupPath) }),
     });
     let executor: AdminExecutor | undefined;
@@ -416,7 +483,8 @@ export class TroupeNode implements MessageRouter {
   /** Until the node has joined its cluster it owns nothing it may serve. */
   private askFromGateway(...a: Parameters<Sender['askRaw']>): Promise<unknown> {
     if (!this.serving) return Promise.reject(troupeError('ERR_NO_NODES', this.notServingReason));
-    return this.metrics ? this.metrics.timeAsk(a[0], () => this.router.askRaw(...a)) : this.router.askRaw(...a);
+    // The session hub's own asks ('$watch' renewals) are not the app's: they stay out of the ask metrics.
+    return this.metrics && a[2].charCodeAt(0) !== 36 ? this.metrics.timeAsk(a[0], () => this.router.askRaw(...a)) : this.router.askRaw(...a);
   }
 
   private async joinCluster(c: ClusterOptions, clock: Clock, defaultAskTimeoutMs: number | undefined, zone?: string): Promise<void> {
@@ -454,6 +522,14 @@ export class TroupeNode implements MessageRouter {
     });
     this.cluster = { transport, membership, router };
     this.router = router;
+    if (this.sessions) {
+      const hub = this.sessions.hub;
+      this.sessions.peers = new PushPeers({ transport, clock, hub, addressOf: (id) => membership.upMembers().find((m) => m.id === id)?.address });
+      // A member came or went: watched actors may have new primaries that know nothing of this node's sockets.
+      membership.onMemberChanged((ch) => {
+        if (ch.previous !== ch.member.status) hub.rewatchAll();
+      });
+    }
     membership.onMemberChanged((ch) => {
       if (ch.previous === ch.member.status) return;
       this.metrics?.memberChanged(ch.member.status);
@@ -534,6 +610,11 @@ export class TroupeNode implements MessageRouter {
     return this.cluster?.router;
   }
 
+  /** The node's WebSocket sessions (undefined with `sessions: false`). */
+  get sessionHub(): SessionHub | undefined {
+    return this.sessions?.hub;
+  }
+
   /** Members as this node sees them: id, address, incarnation, status (and zone, when labelled). */
   members(): Array<{ id: number; address: string; incarnation: number; status: string; zone?: string; forMs?: number }> {
     if (!this.cluster) return [{ id: this.id, address: 'local', incarnation: this.identity.incarnation, status: 'alive' }];
@@ -560,11 +641,13 @@ export class TroupeNode implements MessageRouter {
   /** Fire and forget. A malformed key is a programming error: it throws ERR_INVALID_KEY at once. */
   tell(kind: string, key: string, message: AnyMessage): void {
     if (checkKey(key)) throw invalidKey(key);
+    if (isReserved(message.command)) throw reservedCommand(kind, message.command);
     this.router.tell(kind, key, message);
   }
 
   ask(kind: string, key: string, message: AnyMessage, options?: AskOptions): Promise<unknown> {
     if (checkKey(key)) return Promise.reject(invalidKey(key));
+    if (isReserved(message.command)) return Promise.reject(reservedCommand(kind, message.command));
     return this.router.ask(kind, key, message, options);
   }
 
@@ -615,6 +698,7 @@ export class TroupeNode implements MessageRouter {
     this.serving = false;
     this.notServingReason = 'node is stopping';
     this.abortJoin?.();
+    this.sessions?.hub.close();
     await this.gateway?.close();
     if (this.cluster) {
       const { membership, router, transport } = this.cluster;
@@ -623,12 +707,14 @@ export class TroupeNode implements MessageRouter {
       router.stop();
       await transport.close();
     }
+    this.reminders?.stop();
     await this.actors.stop();
     if (this.replication) {
       await this.replication.driver.close();
       await this.replication.store.close();
     }
     this.admin?.peers?.close();
+    this.sessions?.peers?.close();
     await this.admin?.server?.close();
     await this.identity.close(); // the data directory's lock, once the journal is closed
     this.log.info('node stopped');
@@ -666,7 +752,7 @@ export class TroupeNode implements MessageRouter {
     return (this.cluster?.transport as { stats?: () => Record<string, unknown> } | undefined)?.stats?.();
   }
 
-  private views(): Record<string, () => unknown> {
+  private views(): Record<string, (query: URLSearchParams) => unknown> {
     return {
       // Per worker: resident and evicted actors, queues, and the journal each thread runs with.
       '/stats': async () => ({ node: this.id, serving: this.serving, workers: await this.actors.stats() }),
@@ -686,7 +772,36 @@ export class TroupeNode implements MessageRouter {
       '/status/data': () => (this.admin ? statusData(this.admin.executor, this.memberEvents) : Promise.reject(troupeError('ERR_NO_NODES', 'the node is starting'))),
       // Frames, writes (frames ÷ writes = coalescing), queued bytes, rejected connections by reason.
       '/cluster/transport': () => this.transportStats() ?? {},
+      // Who is connected where: sockets per node, or (?kind=&key=) which nodes hold one actor's sockets.
+      '/cluster/connections': (query) => this.connections(query),
+      // The app's page at / (else the status page), where a key lives, and the gateways to reconnect to.
+      ...appPageViews({ registry: this.registry, table: () => this.routingTable(), ...this.app }),
     };
+  }
+
+  /**
+   * WebSocket connections in the cluster. Without a key: each up member's socket and session
+   * counts (asked over the transport, 1 s each). With `?kind=&key=`: the actor's watchers as its
+   * primary's host holds them — the nodes its sockets are on, kept by their renewals (every
+   * 5 s) and dropped when a lease ends (15 s), so a dead node's sockets vanish from it.
+   */
+  private async connections(query: URLSearchParams): Promise<unknown> {
+    const kind = query.get('kind');
+    const key = query.get('key');
+    if (kind !== null || key !== null) {
+      if (kind === null || key === null) throw troupeError('ERR_INVALID_INPUT', 'give both kind and key, or neither');
+      if (this.registry.get(kind) === undefined) throw troupeError('ERR_UNKNOWN_KIND', `unknown actor kind '${kind}'`, { kind });
+      if (checkKey(key)) throw invalidKey(key);
+      const r = (await this.askFromGateway(kind, key, '$watchers', undefined, undefined, 5_000)) as { watchers: unknown[] };
+      return { kind, key, watchers: r.watchers };
+    }
+    const hub = this.sessions?.hub;
+    const self: NodeConnections = { node: this.id, connections: hub?.connectionCount ?? 0, sessions: hub?.sessions().length ?? 0 };
+    const others = this.cluster ? this.cluster.membership.upMembers().filter((m) => m.id !== this.id).map((m) => m.id) : [];
+    const peers = this.sessions?.peers;
+    const nodes = [self, ...(await Promise.all(others.map((id) => peers?.connections(id) ?? Promise.resolve<NodeConnections>({ node: id, error: 'WebSocket sessions are off' }))))];
+    nodes.sort((a, b) => a.node - b.node);
+    return { node: this.id, total: nodes.reduce((n, x) => n + (x.connections ?? 0), 0), nodes };
   }
 }
 

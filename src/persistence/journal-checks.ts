@@ -46,3 +46,19 @@ export function badReadRange(kind: string, key: string, afterSeq: number, limit:
 function isCount(n: unknown): n is number {
   return Number.isSafeInteger(n) && (n as number) >= 0;
 }
+
+/**
+ * Why `write.tombstone` or `write.due` is malformed, or undefined. A tombstone must name one of
+ * the write's own events (the journal deletes what lies under it), and a snapshot in the same
+ * write may not lie under it either.
+ */
+export function badTombstone(w: ActorWrite): string | undefined {
+  if (w.due !== undefined && w.due !== null && !isCount(w.due)) return 'write.due must be null or a non-negative integer (wall ms)';
+  const t = w.tombstone;
+  if (t === undefined) return undefined;
+  const first = w.events[0]?.seq;
+  if (!isCount(t) || first === undefined || t < first || t > first + w.events.length - 1)
+    return `write.tombstone must be the seq of one of the write's events (got ${String(t)})`;
+  if (w.snapshot !== undefined && w.snapshot.seq < t) return `write.snapshot seq ${w.snapshot.seq} is under the tombstone ${t}`;
+  return undefined;
+}

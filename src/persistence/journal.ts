@@ -44,7 +44,21 @@ export interface Journal {
    *   }
    */
   readFrom(kind: string, key: string, afterSeq: number, limit: number): Promise<EventRecord[]>;
+  /**
+   * Actors whose earliest pending reminder (`ActorWrite.due`) is at or before `before` (wall
+   * ms), ascending by due, at most `limit`: what a node wakes so their reminders fire
+   * (docs/sessions-lifecycle.md). Optional: a journal without it (a worker's port to a
+   * replicated node) leaves the waking to the node.
+   */
+  dueActors?(before: number, limit: number): Promise<DueActor[]>;
   close(): Promise<void>;
+}
+
+/** An actor with a reminder due (see `Journal.dueActors`). */
+export interface DueActor {
+  kind: string;
+  key: string;
+  due: number;
 }
 
 export interface EventRecord {
@@ -88,6 +102,19 @@ export interface ActorWrite {
    * Absent: not fenced, the stored epoch stays (single-node writes).
    */
   epoch?: Epoch;
+  /**
+   * The seq of a tombstone among `events` (a deleted session, src/actors/system-records.ts):
+   * the actor's log starts over there. Everything stored for the actor below that seq (events,
+   * the snapshot) is deleted in the same transaction, and events of this write below it are not
+   * stored; the head (last seq, epoch) and the recorded replies stay, so seqs continue and a
+   * retried message id still gets its reply instead of applying to the fresh session.
+   */
+  tombstone?: number;
+  /**
+   * The actor's earliest pending reminder after this write, wall ms; `null`: none is pending;
+   * absent: unchanged. Kept in an index (`dueActors`) that replicates with the write.
+   */
+  due?: number | null;
 }
 
 export interface ActorHistory {

@@ -23,6 +23,9 @@ import { open, type Database, type RootDatabase } from 'lmdb';
  * │                                                        (term, node); data: the turn's
  * │                                                        ActorWrites; start: an epoch's
  * │                                                        opening (LmdbPartitionStore)
+ * ├─ due        [kind, key]       → wall ms               an actor's earliest pending reminder
+ * ├─ dueAt      [due, kind, key]  → null                  the same, ordered by due: what a
+ * │                                                        node wakes (docs/sessions-lifecycle.md)
  * └─ pmeta      p                 → PartitionMeta         promise, epoch history, last, commit,
  *                                                          applied, clean: one record per
  *                                                          partition, written in the same
@@ -39,6 +42,8 @@ export interface LmdbEnv {
   readonly meta: Database;
   readonly plog: Database;
   readonly pmeta: Database;
+  readonly due: Database;
+  readonly dueAt: Database;
   /** Set when the last commit failed (say, disk full), cleared by the next one that succeeds. */
   lastCommitFailed: boolean;
 }
@@ -86,7 +91,7 @@ export function acquireEnv(path: string, options: LmdbEnvOptions = {}): LmdbEnv 
   }
   const root = open({
     path: abs,
-    maxDbs: 8,
+    maxDbs: 12,
     // Why off: with event-turn batching lmdb-js queues a hidden "batch start" write whose
     // promise nobody holds; when a commit fails (disk full) that promise rejects unhandled and
     // takes the process down. Transactions still batch: every `transaction()` queued before the
@@ -105,6 +110,8 @@ export function acquireEnv(path: string, options: LmdbEnvOptions = {}): LmdbEnv 
     meta: root.openDB('meta', {}),
     plog: root.openDB('plog', {}),
     pmeta: root.openDB('pmeta', {}),
+    due: root.openDB('due', {}),
+    dueAt: root.openDB('dueAt', {}),
     lastCommitFailed: false,
   };
   held.set(abs, { env, refs: 1 });

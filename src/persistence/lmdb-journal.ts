@@ -1,11 +1,11 @@
 import { invalidOption, troupeError, type ErrorRecord, type TroupeError } from '../core/errors.ts';
 import { systemClock, type Clock } from '../core/clock.ts';
 import { silentLogger, type Logger } from '../core/logger.ts';
-import type { ActorHistory, ActorWrite, EventRecord, Journal, JournalConfig, RecordedReply, SnapshotRecord } from './journal.ts';
+import type { ActorHistory, ActorWrite, DueActor, EventRecord, Journal, JournalConfig, RecordedReply, SnapshotRecord } from './journal.ts';
 import { acquireEnv, flushedNow, releaseEnv, type LmdbEnv } from './lmdb-env.ts';
 import { commitCause, isCommitFailure, toReadError, toWriteError } from './storage-errors.ts';
 import { backupEnv, type BackupOptions } from './backup.ts';
-import { badEpoch, badReadRange, epochAfter, fenced } from './journal-checks.ts';
+import { badEpoch, badReadRange, badTombstone, epochAfter, fenced } from './journal-checks.ts';
 import { ZERO_EPOCH, type Epoch } from '../replication/epoch.ts';
 import type { ActorImage } from '../replication/partition-store.ts';
 
@@ -214,6 +214,31 @@ export class LmdbJournal implements Journal {
     return this.readFrom(kind, key, Math.max(0, fromSeq - 1), limit);
   }
 
+  /** A range read on `dueAt`: actors whose earliest reminder is due at or before `before`. */
+  dueActors(before: number, limit: number): Promise<DueActor[]> {
+    if (this.closed) return Promise.reject(troupeError('ERR_STOPPED', 'journal is closed', { path: this.path }));
+    try {
+      this.env.root.resetReadTxn();
+      return Promise.resolve(this.dueRange(before, limit));
+    } catch (e) {
+      return Promise.reject(toReadError(e, this.path, 'reminder index read', {}));
+    }
+  }
+
+  /** `dueActors` without the read transaction reset (a partition store filters it, inside or outside one). */
+  dueRange(before: number, limit: number, select?: (key: string) => boolean): DueActor[] {
+    const out: DueActor[] = [];
+    if (limit < 1) return out;
+    // The end is exclusive, and [before + 1] sorts after every [before, kind, key].
+    for (const { key: k } of this.env.dueAt.getRange({ start: [0], end: [Math.floor(before) + 1] })) {
+      const [due, kind, key] = k as [number, string, string];
+      if (select !== undefined && !select(key)) continue;
+      out.push({ kind, key, due });
+      if (out.length >= limit) break;
+    }
+    return out;
+  }
+
   /** A node metadata value (incarnation, Snowflake last timestamp, …), or undefined. */
   getMeta<T = unknown>(name: string): Promise<T | undefined> {
     if (this.closed) return Promise.reject(troupeError('ERR_STOPPED', 'journal is closed', { path: this.path }));
@@ -395,6 +420,8 @@ export class LmdbJournal implements Journal {
     if (epoch !== undefined) image.epoch = epoch;
     const snap = snapshots.get([kind, key]) as StoredSnapshot | undefined;
     if (snap) image.snapshot = { seq: snap[0], v: snap[1], state: snap[2] };
+    const due = this.env.due.get([kind, key]) as number | undefined;
+    if (due !== undefined) image.due = due;
     for (const { key: ek, value } of events.getRange({ start: [kind, key, snap ? snap[0] + 1 : 1], end: [kind, key, MAX_SEQ] })) {
       image.events.push(toEventRecord(ek, value as StoredEvent));
     }
@@ -416,6 +443,7 @@ export class LmdbJournal implements Journal {
     for (const k of [...replies.getKeys({ start: [kind, key, 0], end: [kind, key, MAX_SEQ] })]) void replies.remove(k);
     void snapshots.remove([kind, key]);
     void heads.remove([kind, key]);
+    this.setDue(kind, key, image?.due ?? null);
     if (image === undefined) return;
     if (image.snapshot) void snapshots.put([kind, key], [image.snapshot.seq, image.snapshot.v, image.snapshot.state] satisfies StoredSnapshot);
     for (const e of image.events) void events.put([kind, key, e.seq], [e.v, e.event] satisfies StoredEvent);
@@ -427,6 +455,19 @@ export class LmdbJournal implements Journal {
     }
     const e = image.epoch;
     void heads.put([kind, key], (e === undefined ? [image.lastSeq, n] : [image.lastSeq, n, e.term, e.node]) satisfies StoredHead);
+  }
+
+  /** Moves actor (kind, key) in the reminder index (`due` null: out of it). Inside a write transaction. */
+  private setDue(kind: string, key: string, due: number | null): void {
+    const { due: byActor, dueAt } = this.env;
+    const old = byActor.get([kind, key]) as number | undefined;
+    if (old === (due ?? undefined)) return;
+    if (old !== undefined) void dueAt.remove([old, kind, key]);
+    if (due === null) void byActor.remove([kind, key]);
+    else {
+      void byActor.put([kind, key], due);
+      void dueAt.put([due, kind, key], null);
+    }
   }
 
   /** A value msgpack cannot encode, found before the transaction so no write is half-applied. */
@@ -476,7 +517,14 @@ export class LmdbJournal implements Journal {
         got: w.snapshot.seq,
       });
     }
-    for (const e of w.events) void events.put([kind, key, e.seq], [e.v, e.event] satisfies StoredEvent);
+    const tomb = w.tombstone;
+    if (tomb !== undefined) {
+      // A deleted session: what is stored under the tombstone goes in this transaction.
+      for (const k of [...events.getKeys({ start: [kind, key, 0], end: [kind, key, tomb] })]) void events.remove(k);
+      void snapshots.remove(actor);
+    }
+    for (const e of w.events) if (tomb === undefined || e.seq >= tomb) void events.put([kind, key, e.seq], [e.v, e.event] satisfies StoredEvent);
+    if (w.due !== undefined) this.setDue(kind, key, w.due);
     if (w.snapshot) {
       const s = w.snapshot;
       void snapshots.put(actor, [s.seq, s.v, s.state] satisfies StoredSnapshot);
@@ -578,7 +626,7 @@ function checkWrite(w: ActorWrite): TroupeError | undefined {
       return troupeError('ERR_JOURNAL_WRITE', `write.events[${i}].seq ${e.seq} does not follow ${w.events[i - 1]!.seq}`, at);
     }
   }
-  const malformed = badEpoch(w);
+  const malformed = badEpoch(w) ?? badTombstone(w);
   if (malformed !== undefined) return troupeError('ERR_JOURNAL_WRITE', malformed, at);
   const s: SnapshotRecord | undefined = w.snapshot;
   if (s !== undefined && (s === null || !Number.isSafeInteger(s.seq) || s.seq < 0 || !Number.isSafeInteger(s.v))) {

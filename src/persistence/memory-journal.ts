@@ -1,8 +1,8 @@
 import { troupeError } from '../core/errors.ts';
 import { ZERO_EPOCH, type Epoch } from '../replication/epoch.ts';
 import type { ActorImage } from '../replication/partition-store.ts';
-import type { ActorHistory, ActorWrite, EventRecord, Journal, RecordedReply, SnapshotRecord } from './journal.ts';
-import { badEpoch, badReadRange, epochAfter, fenced } from './journal-checks.ts';
+import type { ActorHistory, ActorWrite, DueActor, EventRecord, Journal, RecordedReply, SnapshotRecord } from './journal.ts';
+import { badEpoch, badReadRange, badTombstone, epochAfter, fenced } from './journal-checks.ts';
 
 interface Log {
   snapshot: SnapshotRecord | undefined;
@@ -13,6 +13,8 @@ interface Log {
   replies: RecordedReply[];
   /** Set by the first write that carries an epoch. */
   epoch: Epoch | undefined;
+  /** The earliest pending reminder (`ActorWrite.due`); undefined when none. */
+  due?: number | undefined;
 }
 
 export interface MemoryJournalOptions {
@@ -84,6 +86,8 @@ export class MemoryJournal implements Journal {
       }
     }
     const newLast = lastSeq + events.length;
+    const badTomb = badTombstone(w);
+    if (badTomb !== undefined) return troupeError('ERR_JOURNAL_WRITE', badTomb, { kind: w.kind, key: w.key });
     const snapshot = w.snapshot;
     if (snapshot && snapshot.seq > newLast) {
       return troupeError('ERR_JOURNAL_WRITE', `snapshot seq ${snapshot.seq} is past the last event ${newLast} for ${w.kind}/${w.key}`);
@@ -92,10 +96,16 @@ export class MemoryJournal implements Journal {
     if (byKey === undefined) this.logs.set(w.kind, (byKey = new Map()));
     if (log === undefined) byKey.set(w.key, (log = { snapshot: undefined, events: [], lastSeq: 0, replies: [], epoch: undefined }));
     log.lastSeq = newLast;
-    // An exact-size copy to start: a push onto [] reserves room for 17, which idle actors with
-    // one event would hold forever (bench/idle-memory.ts: ~150 B per actor).
-    if (log.events.length === 0) log.events = events.slice();
-    else for (let i = 0; i < events.length; i++) log.events.push(events[i]!);
+    if (w.tombstone !== undefined) {
+      // A deleted session: its log starts over at the tombstone; replies and the head stay.
+      log.events = events.slice(w.tombstone - events[0]!.seq);
+      log.snapshot = undefined;
+    } else if (log.events.length === 0) {
+      // An exact-size copy to start: a push onto [] reserves room for 17, which idle actors with
+      // one event would hold forever (bench/idle-memory.ts: ~150 B per actor).
+      log.events = events.slice();
+    } else for (let i = 0; i < events.length; i++) log.events.push(events[i]!);
+    if (w.due !== undefined) log.due = w.due ?? undefined;
     if (snapshot !== undefined) {
       log.snapshot = snapshot;
       if (this.compactOnSnapshot) dropThrough(log, snapshot.seq);
@@ -120,6 +130,13 @@ export class MemoryJournal implements Journal {
     return Promise.resolve(history);
   }
 
+  /** A scan: memory journals hold one node's (or one test's) actors, and this runs every few seconds at most. */
+  dueActors(before: number, limit: number): Promise<DueActor[]> {
+    const out: DueActor[] = [];
+    for (const [kind, byKey] of this.logs) for (const [key, log] of byKey) if (log.due !== undefined && log.due <= before) out.push({ kind, key, due: log.due });
+    return Promise.resolve(out.sort((a, b) => a.due - b.due).slice(0, Math.max(0, limit)));
+  }
+
   readFrom(kind: string, key: string, afterSeq: number, limit: number): Promise<EventRecord[]> {
     const bad = badReadRange(kind, key, afterSeq, limit);
     if (bad) return Promise.reject(bad);
@@ -136,6 +153,7 @@ export class MemoryJournal implements Journal {
         const image: ActorImage = { kind, key, lastSeq: log.lastSeq, events: after(log.events, log.snapshot?.seq ?? 0, log.events.length), replies: log.replies.slice() };
         if (log.snapshot) image.snapshot = log.snapshot;
         if (log.epoch) image.epoch = log.epoch;
+        if (log.due !== undefined) image.due = log.due;
         out.push(image);
       }
     }
@@ -147,7 +165,7 @@ export class MemoryJournal implements Journal {
     const byKey = this.logs.get(kind);
     byKey?.delete(key);
     if (image === undefined) return;
-    const log: Log = { snapshot: image.snapshot, events: image.events.slice(), lastSeq: image.lastSeq, replies: image.replies.slice(-this.recentReplies), epoch: image.epoch };
+    const log: Log = { snapshot: image.snapshot, events: image.events.slice(), lastSeq: image.lastSeq, replies: image.replies.slice(-this.recentReplies), epoch: image.epoch, due: image.due };
     if (byKey === undefined) this.logs.set(kind, new Map([[key, log]]));
     else byKey.set(key, log);
   }

@@ -2,7 +2,7 @@ import type { Database } from 'lmdb';
 import { invalidOption, troupeError, type TroupeError } from '../core/errors.ts';
 import { systemClock, type Clock, type TimerHandle } from '../core/clock.ts';
 import { silentLogger, type Logger } from '../core/logger.ts';
-import type { ActorWrite } from '../persistence/journal.ts';
+import type { ActorWrite, DueActor } from '../persistence/journal.ts';
 import { REPLICATION_BOOT_KEY, acquireEnv, flushedNow, releaseEnv, type LmdbEnv } from '../persistence/lmdb-env.ts';
 import { LmdbJournal } from '../persistence/lmdb-journal.ts';
 import { commitCause, isCommitFailure, toReadError, toWriteError } from '../persistence/storage-errors.ts';
@@ -332,6 +332,18 @@ export class LmdbPartitionStore implements PartitionStore {
       },
       `keys of ${kind}`,
       { kind },
+      true,
+    );
+  }
+
+  dueActors(ps: ReadonlySet<number>, before: number, limit: number): Promise<DueActor[]> {
+    if (this.closed) return Promise.reject(this.stopped());
+    // In a (writeless) child transaction, as `actorKeys`: after every apply issued before it, so
+    // a partition just established here is read with what its fence applied.
+    return this.commit(
+      () => this.actors.dueRange(before, limit, (key) => ps.has(partitionOf(key, this.partitions))),
+      'reminder index read',
+      {},
       true,
     );
   }

@@ -1,5 +1,5 @@
 import { troupeError } from '../core/errors.ts';
-import type { ActorWrite } from '../persistence/journal.ts';
+import type { ActorWrite, DueActor } from '../persistence/journal.ts';
 import { epochAfter, fenced } from '../persistence/journal-checks.ts';
 import { MemoryJournal } from '../persistence/memory-journal.ts';
 import { truncateHistory, ZERO_EPOCH, type Epoch, type Position } from './epoch.ts';
@@ -157,6 +157,13 @@ export class MemoryPartitionStore implements PartitionStore {
         return false;
       });
       return pageOf(keys, limit);
+    });
+  }
+
+  dueActors(ps: ReadonlySet<number>, before: number, limit: number): Promise<DueActor[]> {
+    return this.queue(async () => {
+      const all = await this.actors.dueActors(before, Number.MAX_SAFE_INTEGER);
+      return all.filter((a) => ps.has(partitionOf(a.key, this.partitions))).slice(0, Math.max(0, limit));
     });
   }
 

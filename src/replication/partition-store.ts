@@ -1,4 +1,4 @@
-import type { ActorWrite, EventRecord, Journal, RecordedReply, SnapshotRecord } from '../persistence/journal.ts';
+import type { ActorWrite, DueActor, EventRecord, Journal, RecordedReply, SnapshotRecord } from '../persistence/journal.ts';
 import { EMPTY_POSITION, type Epoch, type EpochHistory, type Position } from './epoch.ts';
 import type { LogEntry } from './messages.ts';
 
@@ -55,6 +55,8 @@ export interface ActorImage {
   events: EventRecord[];
   replies: RecordedReply[];
   epoch?: Epoch;
+  /** The actor's earliest pending reminder, wall ms (`ActorWrite.due`): the index of actors to wake travels with the image. */
+  due?: number;
 }
 
 /**
@@ -152,6 +154,12 @@ export interface PartitionStore {
    * off the hot path (once per partition a node comes to lead).
    */
   actorKeys(kind: string, ps: ReadonlySet<number>, after: string | undefined, limit: number): Promise<string[]>;
+  /**
+   * Actors of partitions in `ps` whose earliest pending reminder is due at or before `before`
+   * (wall ms), ascending by due, at most `limit`: what the node wakes so their reminders fire on
+   * the primary (src/node/reminders.ts). An index read, not a scan of the actor tables.
+   */
+  dueActors(ps: ReadonlySet<number>, before: number, limit: number): Promise<DueActor[]>;
   /** Partition count the store maps keys with (`partitionOf(key, partitions)`), as the driver does. */
   readonly partitions: number;
   /** The actor tables (snapshot, events, recorded replies per actor): what activation reads. */

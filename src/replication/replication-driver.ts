@@ -1579,6 +1579,41 @@ export class ReplicationDriver implements Journal {
     return address === undefined ? undefined : { id: learn.source, address };
   }
 
+  /**
+   * Partitions this node's ring proposes it as primary of: where its reminders must fire
+   * (src/node/reminders.ts wakes their due actors there; the activation's read fences a
+   * partition not yet established, as a request would).
+   */
+  proposedHere(): Set<number> {
+    const out = new Set<number>();
+    const table = this.table;
+    if (table === undefined || this.draining) return out;
+    for (let p = 0; p < this.partitions; p++) if (table.primaryOf(p) === this.self) out.add(p);
+    return out;
+  }
+
+  /**
+   * Fences now the partitions of `ps` this node is proposed to lead that fail over to it (idle
+   * copies with data whose last epoch's primary is off the ring, as `fenceOnFailover` picks)
+   * and that no handoff is bringing here. Durable reminders (src/node/reminders.ts) call it
+   * every few seconds, so they fire after a failover without waiting for a request, while a
+   * draining primary's offers (re-sent every second) are seen first and keep their handoff.
+   */
+  fenceFailedOver(ps: Iterable<number>): number {
+    const ring = this.ring;
+    if (ring === undefined || ring.size < 2 || this.draining) return 0;
+    let n = 0;
+    for (const p of ps) {
+      const cell = this.cells.get(p);
+      if (cell === undefined || cell.role !== 'idle' || cell.learn !== undefined || cell.handoffFence || this.table?.primaryOf(p) !== this.self) continue;
+      const last = cell.replica.history[cell.replica.history.length - 1];
+      if (last === undefined || cell.replica.last.seq === 0 || ring.has(last.epoch.node)) continue;
+      this.advance(cell);
+      n++;
+    }
+    return n;
+  }
+
   /** Partitions this node serves as primary (a drain waits for none). */
   leads(): number {
     let n = 0;

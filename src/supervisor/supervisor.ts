@@ -320,6 +320,10 @@ export class Supervisor extends EventEmitter implements LocalActors {
           this.emit('worker-ready', slot.index);
         } else if (name === 'escalated') {
           this.emit('escalated', data);
+        } else if (name === 'push') {
+          // A watched actor's durable write: its pushes, for the watching nodes' session hubs.
+          const { nodes, note } = data as { nodes: number[]; note: unknown };
+          this.emit('push', nodes, note);
         } else if (name === 'log') {
           // A worker's warn-and-above lines, for whoever follows the node's logs (`tail`).
           const lines = (data as { lines?: unknown }).lines;

@@ -73,6 +73,7 @@ export default async function hostSlot(task: WorkerTask): Promise<void> {
       slots: task.slots,
       outbound: (kind, key, command, input, askId, msgId) => writer.msg(kind, key, command, input, askId, msgId),
       onEscalated: (kind, key, error) => writer.event('escalated', { kind, key, error }),
+      onPush: (nodes, note) => writer.event('push', { nodes, note }),
       ...(task.throughput !== undefined && { throughput: task.throughput }),
       ...task.host,
       ...(task.defaultAskTimeoutMs !== undefined && { defaultAskTimeoutMs: task.defaultAskTimeoutMs }),

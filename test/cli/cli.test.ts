@@ -73,31 +73,31 @@ describe('usage errors: one line naming the flag, exit 2', () => {
     },
     { args: ['demo', '--host', '999.1.1.1'], line: 'troupe demo: --host must be an IP address or a host name (got "999.1.1.1")' },
     { args: ['demo', '--host', 'bad host'], line: 'troupe demo: --host must be an IP address or a host name' },
-    { args: ['demo', '--listen', '10.0.0.1', '--secret', 's'], line: 'troupe demo: --listen must be host:port (got "10.0.0.1")' },
-    { args: ['demo', '--listen', '999.0.0.1:7401', '--secret', 's'], line: 'troupe demo: --listen must be an IP address or a host name' },
+    { args: ['demo', '--listen', '10.0.0.1', '--secret', 's'.repeat(16)], line: 'troupe demo: --listen must be host:port (got "10.0.0.1")' },
+    { args: ['demo', '--listen', '999.0.0.1:7401', '--secret', 's'.repeat(16)], line: 'troupe demo: --listen must be an IP address or a host name' },
     {
-      args: ['demo', '--listen', '0.0.0.0:7401', '--secret', 's'],
+      args: ['demo', '--listen', '0.0.0.0:7401', '--secret', 's'.repeat(16)],
       line: 'troupe demo: --listen 0.0.0.0:7401 binds every interface: add --advertise',
     },
     {
-      args: ['demo', '--listen', '127.0.0.1:1', '--port', '2', '--secret', 's'],
+      args: ['demo', '--listen', '127.0.0.1:1', '--port', '2', '--secret', 's'.repeat(16)],
       line: 'troupe demo: --listen and --port both set the bind address',
     },
     {
-      args: ['demo', '--port', '0', '--advertise', 'x:0', '--secret', 's'],
+      args: ['demo', '--port', '0', '--advertise', 'x:0', '--secret', 's'.repeat(16)],
       line: 'troupe demo: --advertise must be a port number in [1, 65535] (got "0")',
     },
-    { args: ['demo', '--port', '0', '--seeds', 'a:1,b', '--secret', 's'], line: 'troupe demo: --seeds must be host:port (got "b")' },
+    { args: ['demo', '--port', '0', '--seeds', 'a:1,b', '--secret', 's'.repeat(16)], line: 'troupe demo: --seeds must be host:port (got "b")' },
     { args: ['demo', '--port', '0'], line: 'troupe demo: a cluster needs --secret or TROUPE_CLUSTER_SECRET' },
     {
-      args: ['demo', '--profile', 'wan', '--secret', 's', '--port', '0'],
+      args: ['demo', '--profile', 'wan', '--secret', 's'.repeat(16), '--port', '0'],
       line: 'troupe demo: --profile must be one of lan, seed-10s (got "wan")',
     },
     { args: ['demo', '--profile', 'lan'], line: 'troupe demo: --profile, --tls-* and --allow-solo apply to a cluster' },
     { args: ['demo', '--allow-solo'], line: 'troupe demo: --profile, --tls-* and --allow-solo apply to a cluster' },
-    { args: ['demo', '--port', '0', '--secret', 's', '--tls-cert', 'c'], line: 'troupe demo: --tls-cert needs --tls-key and --tls-ca' },
+    { args: ['demo', '--port', '0', '--secret', 's'.repeat(16), '--tls-cert', 'c'], line: 'troupe demo: --tls-cert needs --tls-key and --tls-ca' },
     {
-      args: ['demo', '--port', '0', '--secret', 's', '--tls-cert', '/nonexistent/c', '--tls-key', 'k', '--tls-ca', 'a'],
+      args: ['demo', '--port', '0', '--secret', 's'.repeat(16), '--tls-cert', '/nonexistent/c', '--tls-key', 'k', '--tls-ca', 'a'],
       line: 'troupe demo: --tls-cert /nonexistent/c: cannot read it (ENOENT)',
     },
     { args: ['demo', '--durability', 'commit'], line: 'troupe demo: --durability commit needs --data-dir' },
@@ -107,8 +107,8 @@ describe('usage errors: one line naming the flag, exit 2', () => {
     },
     { args: ['demo', '--durability', 'replicated'], line: 'troupe demo: --durability replicated replicates across a cluster' },
     { args: ['demo', '--replicas', '2'], line: 'troupe demo: --replicas and --write-quorum apply to a cluster' },
-    { args: ['demo', '--port', '0', '--secret', 's', '--replicas', '9'], line: 'troupe demo: --replicas must be in [1, 7] (got 9)' },
-    { args: ['demo', '--port', '0', '--secret', 's', '--write-quorum', 'x'], line: 'troupe demo: --write-quorum must be' },
+    { args: ['demo', '--port', '0', '--secret', 's'.repeat(16), '--replicas', '9'], line: 'troupe demo: --replicas must be in [1, 7] (got 9)' },
+    { args: ['demo', '--port', '0', '--secret', 's'.repeat(16), '--write-quorum', 'x'], line: 'troupe demo: --write-quorum must be' },
     { args: ['cluster', '--nodes', '0'], line: 'troupe cluster: --nodes must be in [1, 64] (got 0)' },
     { args: ['cluster', '--base-port', '70000'], line: 'troupe cluster: --base-port must be a port number in [1, 65535] (got "70000")' },
     { args: ['backup', '--to', 'x'], line: 'troupe backup: backup needs --data-dir' },
@@ -142,7 +142,7 @@ describe('runtime failures: one line with a hint, exit 1', () => {
   });
 
   it('a node-to-node port in use names --port', () => {
-    const r = run('demo', '--workers', '1', '--http', '0', '--port', String(busyPort), '--secret', 's');
+    const r = run('demo', '--workers', '1', '--http', '0', '--port', String(busyPort), '--secret', 's'.repeat(16));
     expect(r.code).toBe(1);
     expect(r.err).toBe(`troupe demo: --port ${busyPort}: address in use; pick another port or --port 0\n`);
   });
@@ -157,7 +157,7 @@ describe('runtime failures: one line with a hint, exit 1', () => {
   });
 
   it('a --listen address that is not this machine’s names --listen', () => {
-    const r = run('demo', '--workers', '1', '--http', '0', '--listen', '192.0.2.1:7401', '--secret', 's');
+    const r = run('demo', '--workers', '1', '--http', '0', '--listen', '192.0.2.1:7401', '--secret', 's'.repeat(16));
     expect(r.code).toBe(1);
     expect(r.err).toMatch(/^troupe demo: --listen 192\.0\.2\.1:7401: not an address of this machine/);
   });

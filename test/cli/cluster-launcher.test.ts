@@ -1,10 +1,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { troupeBin } from '../../src/cli/node-process.ts';
+import { freePorts } from '../helpers/processes.ts';
 
 const dataDir = mkdtempSync(join(tmpdir(), 'troupe-launcher-'));
 let launcher: ChildProcess | undefined;
@@ -13,29 +13,6 @@ afterAll(() => {
   rmSync(dataDir, { recursive: true, force: true });
 });
 
-/** `count` consecutive ports free on 127.0.0.1, below the ephemeral range other tests draw from. */
-async function freePorts(count: number): Promise<number> {
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const base = 10_000 + Math.floor(Math.random() * 20_000);
-    const servers = [];
-    try {
-      for (let i = 0; i < count; i++) {
-        const srv = createServer();
-        await new Promise<void>((resolve, reject) => {
-          srv.once('error', reject);
-          srv.listen(base + i, '127.0.0.1', resolve);
-        });
-        servers.push(srv);
-      }
-      return base;
-    } catch {
-      // taken: try another run
-    } finally {
-      await Promise.all(servers.map((srv) => new Promise((r) => srv.close(r))));
-    }
-  }
-  throw new Error('no free run of ports');
-}
 
 describe('troupe cluster', () => {
   it('starts N node processes that form one cluster, and Ctrl-C stops them all', async () => {

@@ -120,9 +120,9 @@ describe('troupe demo flags reach the node', () => {
   }, 60_000);
 
   it('--listen binds the transport there, --advertise is the address the node gives its peers', async () => {
-    const listen = await startDemo(['--workers', '1', '--listen', '127.0.0.2:0', '--secret', 's']);
+    const listen = await startDemo(['--workers', '1', '--listen', '127.0.0.2:0', '--secret', 's'.repeat(16)]);
     expect(listen.ready.cluster).toMatch(/^127\.0\.0\.2:\d+$/);
-    const advertised = await startDemo(['--workers', '1', '--port', '0', '--advertise', '127.0.0.9:4567', '--secret', 's']);
+    const advertised = await startDemo(['--workers', '1', '--port', '0', '--advertise', '127.0.0.9:4567', '--secret', 's'.repeat(16)]);
     expect(advertised.ready.cluster).toBe('127.0.0.9:4567');
     const members = (await (await fetch(`${advertised.ready.url}/cluster/members`)).json()) as { members: Array<{ address: string }> };
     expect(members.members.map((m) => m.address)).toEqual(['127.0.0.9:4567']);
@@ -138,7 +138,7 @@ describe('troupe demo --seeds', () => {
     const seed = `127.0.0.1:${(mute.address() as { port: number }).port}`;
     const child = spawn(process.execPath, [troupeBin, 'demo', '--workers', '1', '--http', '0', '--port', '0', '--seeds', seed], {
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, TROUPE_LOG_FORMAT: 'json', TROUPE_LOG_LEVEL: 'info', TROUPE_CLUSTER_SECRET: 's' },
+      env: { ...process.env, TROUPE_LOG_FORMAT: 'json', TROUPE_LOG_LEVEL: 'info', TROUPE_CLUSTER_SECRET: 's'.repeat(16) },
     });
     running.push(child);
     const lines: LogLine[] = [];
@@ -186,8 +186,8 @@ describe('NodeOptions the CLI flags map to are validated by the node, naming the
     { o: { durability: 'commit' }, message: 'options.durability needs a durable journal' },
     { o: { maxResidentPerWorker: 0 }, message: 'options.maxResidentPerWorker must be a positive integer (got 0)' },
     { o: { maxHeapBytesPerWorker: 1.5 }, message: 'options.maxHeapBytesPerWorker must be a positive integer (bytes) (got 1.5)' },
-    { o: { cluster: { secret: 's', seeds: ['nohost'] } }, message: 'options.cluster.seeds must hold "host:port" strings (got "nohost")' },
-    { o: { cluster: { secret: 's', advertise: 'x' } }, message: 'options.cluster.advertise must be "host:port" (got "x")' },
+    { o: { cluster: { secret: 's'.repeat(16), seeds: ['nohost'] } }, message: 'options.cluster.seeds must hold "host:port" strings (got "nohost")' },
+    { o: { cluster: { secret: 's'.repeat(16), advertise: 'x' } }, message: 'options.cluster.advertise must be "host:port" (got "x")' },
   ])('$message', async ({ o, message }) => {
     const { TroupeNode } = await import('../../src/node/troupe-node.ts');
     const start = TroupeNode.start({ modules: [demo], workers: 1, http: false, logLevel: 'silent', ...(o as object) });

@@ -1,3 +1,4 @@
+import { createServer } from 'node:net';
 import type { ChildProcess } from 'node:child_process';
 
 /** Resolves once the child has exited (at once if it already has). */
@@ -27,4 +28,28 @@ export async function eventually(check: () => Promise<boolean>, timeoutMs: numbe
     await new Promise((r) => setTimeout(r, 50));
   }
   throw new Error(`not within ${timeoutMs} ms: ${typeof what === 'string' ? what : what()}`);
+}
+
+/** `count` consecutive ports free on 127.0.0.1, below the ephemeral range other tests draw from. */
+export async function freePorts(count: number): Promise<number> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const base = 10_000 + Math.floor(Math.random() * 20_000);
+    const servers = [];
+    try {
+      for (let i = 0; i < count; i++) {
+        const srv = createServer();
+        await new Promise<void>((resolve, reject) => {
+          srv.once('error', reject);
+          srv.listen(base + i, '127.0.0.1', resolve);
+        });
+        servers.push(srv);
+      }
+      return base;
+    } catch {
+      // taken: try another run
+    } finally {
+      await Promise.all(servers.map((srv) => new Promise((r) => srv.close(r))));
+    }
+  }
+  throw new Error('no free run of ports');
 }

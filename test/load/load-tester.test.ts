@@ -19,6 +19,7 @@ describe('scenario mix', () => {
     { name: 'read-heavy', writes: 100 },
     { name: 'sessions-100k', writes: 900 },
     { name: 'hot-key', writes: 900 },
+    { name: 'sticky-cookie', writes: 900 },
   ])('$name: exactly $writes writes in 1,000 operations, keys within the scenario', ({ name, writes }) => {
     const scenario = SCENARIOS[name]!;
     const ops = operations(scenario, { keys: scenario.keys, prefix: 'r', seed: 3 });

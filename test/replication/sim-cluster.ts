@@ -21,9 +21,10 @@
  */
 import { pino, type Logger } from 'pino';
 import { MemoryNetwork, type MemoryNetworkOptions } from '../../src/cluster/memory-network.ts';
-import { SimulatedClock } from '../../src/core/clock.ts';
+import { SimulatedClock, type Clock } from '../../src/core/clock.ts';
 import { isTroupeError } from '../../src/core/errors.ts';
 import { TroupeNode, type NodeOptions } from '../../src/node/troupe-node.ts';
+import type { PartitionStore } from '../../src/replication/partition-store.ts';
 import { History, type EpochClaim } from '../helpers/history.ts';
 
 const fixtures = new URL('../fixtures/actors.ts', import.meta.url).href;
@@ -49,6 +50,19 @@ export interface SimNodeClusterOptions {
   modules?: string[];
   /** Every node's `durability`. Default: the cluster default ('replicated'). */
   durability?: NodeOptions['durability'];
+  /** Every node's WebSocket session options (caps, renewal period). Default: the node's defaults. */
+  sessions?: NodeOptions['sessions'];
+  /**
+   * Node id → the partition store each start of that node uses (its "disk": `restart` brings a
+   * node back on it). Default: a fresh `MemoryPartitionStore` per start, built by the node.
+   */
+  partitionStore?: (id: number) => PartitionStore;
+  /**
+   * Give every node its own wall clock over the shared simulated time, so `stepWall(id, ms)` steps
+   * one node's wall clock only (monotonic time and timers stay shared). Default false: every node
+   * reads `clock` itself.
+   */
+  ownWallClocks?: boolean;
 }
 
 /** A line a node logged, with the simulated time it was written at. */
@@ -109,7 +123,10 @@ export class SimNodeCluster {
   readonly random: () => number;
   private readonly stepMs: number;
   private readonly workers: number;
-  private readonly extra: Pick<SimNodeClusterOptions, 'zones' | 'replicas' | 'modules' | 'durability'>;
+  private readonly extra: Pick<SimNodeClusterOptions, 'zones' | 'replicas' | 'modules' | 'durability' | 'sessions' | 'partitionStore'>;
+  /** Each node's wall-clock offset from `clock` (with `ownWallClocks`), and its current incarnation. */
+  private readonly wallOffsets: Map<number, number> | undefined;
+  private readonly incarnations = new Map<number, number>();
   private readonly realRandom = Math.random;
   private readonly onKill = new Map<number, Array<() => void>>();
   private readonly stopping: Promise<void>[] = [];
@@ -123,7 +140,8 @@ export class SimNodeCluster {
     this.random = seededRandom(seed * 7_919 + 1);
     this.stepMs = o.stepMs ?? 1;
     this.workers = o.workers ?? 2;
-    this.extra = { ...(o.zones && { zones: o.zones }), ...(o.replicas !== undefined && { replicas: o.replicas }), ...(o.modules && { modules: o.modules }), ...(o.durability && { durability: o.durability }) };
+    this.extra = { ...(o.zones && { zones: o.zones }), ...(o.replicas !== undefined && { replicas: o.replicas }), ...(o.modules && { modules: o.modules }), ...(o.durability && { durability: o.durability }), ...(o.sessions !== undefined && { sessions: o.sessions }), ...(o.partitionStore && { partitionStore: o.partitionStore }) };
+    this.wallOffsets = o.ownWallClocks ? new Map() : undefined;
     // The replication driver's jitter uses Math.random when no source is injected (TroupeNode
     // injects none): seeded for the cluster's lifetime, restored by stop().
     Math.random = seededRandom(seed * 104_729 + 3);
@@ -201,18 +219,65 @@ export class SimNodeCluster {
       actors: 'in-process',
       workers: this.workers,
       http: false,
-      clock: this.clock,
+      clock: this.clockOf(id),
       log: this.logger(id),
+      ...(this.extra.partitionStore && { partitionStore: this.extra.partitionStore(id) }),
       ...(this.extra.zones?.[id] !== undefined && { zone: this.extra.zones[id] }),
       ...(this.extra.durability !== undefined && { durability: this.extra.durability }),
+      ...(this.extra.sessions !== undefined && { sessions: this.extra.sessions }),
       cluster: {
-        transport: this.net.transport({ id, incarnation: 1, address: addressOf(id) }),
+        transport: this.net.transport({ id, incarnation: this.incarnations.get(id) ?? 1, address: addressOf(id) }),
         seeds,
         ...(this.extra.replicas !== undefined && { replicas: this.extra.replicas }),
       },
     });
     started.then((n) => this.nodes.set(id, n), () => undefined);
     return started;
+  }
+
+  /** The clock node `id` runs on: `clock`, or with `ownWallClocks` a view of it with the node's own wall offset. */
+  private clockOf(id: number): Clock {
+    const offsets = this.wallOffsets;
+    if (offsets === undefined) return this.clock;
+    const shared = this.clock;
+    return {
+      now: () => shared.now(),
+      wallNow: () => shared.wallNow() + (offsets.get(id) ?? 0),
+      setTimeout: (fn, ms) => shared.setTimeout(fn, ms),
+      clearTimeout: (h) => shared.clearTimeout(h),
+      setImmediate: (fn) => shared.setImmediate(fn),
+    };
+  }
+
+  /** Steps node `id`'s wall clock by `deltaMs` (back when negative); needs `ownWallClocks`. */
+  stepWall(id: number, deltaMs: number): void {
+    if (this.wallOffsets === undefined) throw new Error('stepWall(id) needs the ownWallClocks option');
+    this.wallOffsets.set(id, (this.wallOffsets.get(id) ?? 0) + deltaMs);
+  }
+
+  /**
+   * Starts killed node `id` again as its next incarnation (on the store `partitionStore` gives it:
+   * with the same store, a restart with its data), seeded by a live node, and resolves once it has
+   * spoken on the network. It joins in the background: under a partition that may take a while,
+   * so nothing here waits for the cluster to agree (`runUntil` does, if a test needs it).
+   */
+  async restart(id: number): Promise<void> {
+    if (!this.killed.has(id)) throw new Error(`node ${id} is not dead`);
+    const seed = [this.firstId!, ...this.nodes.keys()].find((n) => n !== id && this.nodes.has(n) && !this.killed.has(n));
+    if (seed === undefined) throw new Error(`no live node to seed node ${id} with`);
+    this.nodes.delete(id);
+    this.killed.delete(id);
+    this.incarnations.set(id, (this.incarnations.get(id) ?? 1) + 1);
+    const sent = this.net.stats.sent;
+    const started = this.startNode(id, [addressOf(seed)]);
+    let done = false;
+    started.then(
+      () => (done = true),
+      () => (done = true),
+    );
+    // As in start(), but a partition may drop what it sends: any send counts (the network's
+    // counter moves at send, before faults), and module loading is cached by now.
+    while (this.net.stats.sent === sent && !done) await turn();
   }
 
   /** A pino logger whose destination keeps the node's info lines (synchronously, in order). */
@@ -305,8 +370,8 @@ export class SimNodeCluster {
 
   // ── Clients ──────────────────────────────────────────────────────────────────────────────
 
-  /** An ask through node `via`, as a client connected to that node sees it. */
-  ask(via: number, kind: string, key: string, command: string, timeoutMs: number): Promise<unknown> {
+  /** An ask through node `via`, as a client connected to that node sees it (`input`: the command's, if any). */
+  ask(via: number, kind: string, key: string, command: string, timeoutMs: number, input?: unknown): Promise<unknown> {
     if (this.killed.has(via)) return Promise.reject(new ConnectionLost(`node ${via} is dead`));
     return new Promise((resolve, reject) => {
       let list = this.onKill.get(via);
@@ -318,7 +383,7 @@ export class SimNodeCluster {
         if (i >= 0) list.splice(i, 1);
       };
       this.node(via)
-        .ask(kind, key, { command }, { timeoutMs })
+        .ask(kind, key, { command, ...(input !== undefined && { input }) }, { timeoutMs })
         .then(
           (v) => (done(), resolve(v)),
           (e: unknown) => (done(), reject(e)),

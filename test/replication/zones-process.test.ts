@@ -51,7 +51,7 @@ describe('troupe start --zone', () => {
   });
 
   it('refuses a bad --zone as a usage error naming the flag', () => {
-    const r = spawnSync(process.execPath, [troupeBin, 'start', '--app', app, '--port', '0', '--secret', 's', '--zone', 'no spaces'], {
+    const r = spawnSync(process.execPath, [troupeBin, 'start', '--app', app, '--port', '0', '--secret', 's'.repeat(16), '--zone', 'no spaces'], {
       encoding: 'utf8',
       timeout: 30_000,
     });

@@ -63,7 +63,7 @@ describe('sticky sessions across three nodes', () => {
     for (const n of nodes)
       expect(await call(n, '/sessions/cookie-visits/hit', { headers: { cookie: forged } })).toMatchObject({
         status: 401,
-        setCookie: null,
+        setCookie: 'sid=; Max-Age=0; Path=/; HttpOnly; SameSite=Lax', // drop it; no new session issued
         body: { error: { code: 'ERR_BAD_SESSION' } },
       });
   });

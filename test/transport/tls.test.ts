@@ -151,7 +151,7 @@ describe('mutual TLS', () => {
     const server = transport(1, { ...node, ca });
     const address = await server.start();
     const got = collect(server);
-    const intruder = new TcpTransport({ id: 2, incarnation: 1, secret: 'wrong secret', tls: { ...node, ca }, unreachableAfterMs: 300 });
+    const intruder = new TcpTransport({ id: 2, incarnation: 1, secret: 'wrong secret, wrong secret', tls: { ...node, ca }, unreachableAfterMs: 300 });
     open.push(intruder);
     intruder.send(address, 'sneak');
     await waitFor(() => intruder.stats().connectFailures['auth-failed'] >= 1, 'client refuses the server proof');
