@@ -44,14 +44,14 @@ export class NodeIdentity {
     await mkdir(dataDir, { recursive: true });
     const lock = await lockDataDir(dataDir, clock);
     try {
-      return await NodeIdentity.loadLocked(id, dataDir, floor, lock);
+      return await NodeIdentity.loadLocked(id, dataDir, floor, lock, Math.floor(clock.wallNow()));
     } catch (e) {
       await lock.release();
       throw e;
     }
   }
 
-  private static async loadLocked(id: number, dataDir: string, floor: number, lock: DataDirLock): Promise<NodeIdentity> {
+  private static async loadLocked(id: number, dataDir: string, floor: number, lock: DataDirLock, now: number): Promise<NodeIdentity> {
     const path = join(dataDir, 'identity.json');
     let previous: IdentityRecord | undefined;
     try {
@@ -64,9 +64,12 @@ export class NodeIdentity {
       throw troupeError('ERR_INVALID_OPTION', `data directory ${dataDir} belongs to node ${previous.id}, not ${id}`);
     }
     const before = previous?.snowflakeFloor ?? 0;
+    // A first start in this directory may be a replaced host reusing a dead node's id: starting at
+    // the wall clock (ms) puts it above every incarnation that id had, as without a data directory.
+    const incarnation = previous === undefined ? now : previous.incarnation + 1;
     const identity = new NodeIdentity(
       path,
-      { id, incarnation: (previous?.incarnation ?? 0) + 1, snowflakeFloor: Math.max(before, floor) },
+      { id, incarnation, snowflakeFloor: Math.max(before, floor) },
       before,
       lock,
     );

@@ -508,13 +508,28 @@ export class TroupeNode implements MessageRouter {
     const membership = new MembershipDriver({ transport, clock, profile: c.profile ?? 'lan', logger: this.log, ...(zone !== undefined && { zone }) });
     const driver = this.replication?.driver;
     driver?.attach(transport);
+    // Partitions are placed only once the node has joined: before that its ring holds itself
+    // alone, and it would fence partitions it never held as their only replica (W capped to 1)
+    // and acknowledge writes that the real replica set's log overrides once it joins — or whose
+    // epoch overrides the real primary's (found by the fault-injection suite, scenario 2).
+    const seeds = (c.seeds ?? []).filter((a) => a !== transport.self.address);
+    let joined = seeds.length === 0;
+    let latestRing: HashRing | undefined;
+    // And each ring says whether it holds a majority of the members this node knows (down ones
+    // included, until membership forgets them after an hour): a node cut off from most of its
+    // cluster must not found, alone, the first epoch of a partition it never held.
+    const quorate = (ring: HashRing) => ring.members.length * 2 > [...membership.state.members.values()].filter((m) => m.status !== 'left').length;
+    const placeWhenJoined = (ring: HashRing) => {
+      latestRing = ring;
+      if (joined) driver!.setMembers(ring, quorate(ring));
+    };
     const router = new ClusterRouter({
       transport,
       membership,
       local: this.actors,
       clock,
       log: this.log,
-      ...(driver && { onRing: (ring: HashRing) => driver.setMembers(ring) }),
+      ...(driver && { onRing: (ring: HashRing) => placeWhenJoined(ring) }),
       isReadOnly: (kind: string, command: string) => this.registry.get(kind)?.commands.get(command)?.readOnly === true,
       ...(driver && { tokens: driver }),
       ...(driver && { handoffTarget: (p: number) => driver.handoffTarget(p) }),
@@ -540,8 +555,9 @@ export class TroupeNode implements MessageRouter {
     membership.start(c.seeds ?? []);
     // A node that joins through seeds serves nothing until it has joined: alone, its ring would
     // hold only itself and it would activate a second copy of every actor it was asked about.
-    const seeds = (c.seeds ?? []).filter((a) => a !== transport.self.address);
     if (seeds.length > 0) await this.joined(membership, clock, seeds, c);
+    joined = true;
+    if (latestRing !== undefined) driver?.setMembers(latestRing, quorate(latestRing));
   }
 
   /**

@@ -351,6 +351,10 @@ export class ReplicationDriver implements Journal {
   private readonly onStale: ((partitions: number[]) => void) | undefined;
   private readonly onEstablished: ((partitions: number[]) => void) | undefined;
   private readonly fenceOnFailover: boolean;
+  /** The last ring holds a majority of the members this node knows (TroupeNode decides). */
+  private quorate = true;
+  /** Terms this node starts at when its store was empty at open (a new or replaced host); 0 otherwise. */
+  private readonly termFloor: number;
   private established = new Set<number>();
   private readonly durability: ReplicatedDurability;
   private readonly kinds: ReadonlyMap<string, KindDurability>;
@@ -390,6 +394,11 @@ export class ReplicationDriver implements Journal {
   private readonly antiEntropy: AntiEntropy;
 
   private constructor(o: ReplicationOptions, metas: Map<number, PartitionMeta>) {
+    // An empty store may be a replaced host under a dead node's id: its terms restart from
+    // nothing, and an epoch (t, self) the dead life held could be claimed again by a different
+    // log (I1). Terms of an empty store start at the wall clock (ms), above any that life reached
+    // by one fence at a time, unless the clock stepped back by more than that life lasted.
+    this.termFloor = metas.size === 0 ? Math.floor(o.clock.wallNow()) : 0;
     this.self = o.self;
     this.store = o.store;
     this.clock = o.clock;
@@ -489,7 +498,8 @@ export class ReplicationDriver implements Journal {
   }
 
   /** A new up set: the proposed replica sets of every partition follow it. */
-  setMembers(ring: HashRing): void {
+  setMembers(ring: HashRing, quorate = true): void {
+    this.quorate = quorate;
     this.addresses = new Map(ring.members.map((m: RingMember) => [m.id, m.address]));
     this.ring = ring;
     // Draining: this node proposes itself for nothing, whatever its ring still says of it.
@@ -848,6 +858,15 @@ export class ReplicationDriver implements Journal {
 
   private startFence(cell: Cell): void {
     const p = cell.p;
+    if (!this.quorate && cell.replica.history.length === 0) {
+      // A partition this node never held, proposed to it by a ring that is a minority of the
+      // members it knows (cut off from most of the cluster): its set would be of the nodes it
+      // still sees, and without a history no earlier set would need a quorum — a second primary
+      // beside the majority's. Waiters get ERR_PARTITION_UNAVAILABLE after holdMs.
+      this.log.debug({ p }, `partition ${p}: not fenced (this node sees a minority of the cluster and never held it)`);
+      this.retryLater(cell);
+      return;
+    }
     cell.sealing = false;
     if (cell.handoff !== undefined) this.endHandoff(cell, 'fencing again');
     // Resident actors stay valid across this fence only if this node served until now and the
@@ -858,7 +877,7 @@ export class ReplicationDriver implements Journal {
     cell.role = 'candidate';
     cell.primary = undefined;
     cell.recent = [];
-    let term = Math.max(cell.maxTerm, cell.replica.promised.term);
+    let term = Math.max(cell.maxTerm, cell.replica.promised.term, this.termFloor - 1);
     for (const h of cell.replica.history) term = Math.max(term, h.epoch.term);
     const epoch: Epoch = { term: term + 1, node: this.self };
     cell.maxTerm = epoch.term;
@@ -1930,7 +1949,30 @@ export class ReplicationDriver implements Journal {
     const done = this.store.persist(cell.p, { ...change, meta: metaOf(cell) });
     // A failed change fails its own step; later sends must not wait forever on it.
     cell.lastPersist = done.catch(() => undefined);
+    // Memory moved the log's end before the store took it: after a refusal (a full or failing
+    // disk) memory is ahead of the store, and every later change would be refused as not
+    // following it — forever, even once the disk recovers. Memory goes back to what is stored.
+    if (change.entries !== undefined || change.truncateAfter !== undefined) done.catch(() => this.reloadLog(cell));
     return done;
+  }
+
+  /** The partition's log position and epoch history as the store holds them (after a refused change). */
+  private async reloadLog(cell: Cell): Promise<void> {
+    await cell.lastPersist;
+    let meta: PartitionMeta | undefined;
+    try {
+      meta = (await this.store.loadAll()).get(cell.p);
+    } catch (e) {
+      this.log.error({ p: cell.p, err: e }, `partition ${cell.p}: cannot reload its log position after a refused write`);
+      return;
+    }
+    const stored = meta?.last ?? EMPTY_POSITION;
+    if (cell.replica.last.seq === stored.seq && sameEpoch(cell.replica.last.epoch, stored.epoch)) return;
+    this.log.warn({ p: cell.p, memory: cell.replica.last.seq, stored: stored.seq }, `partition ${cell.p}: a write was refused; the log goes back to seq ${stored.seq} as stored`);
+    // The promise stays the higher of the two: one made in memory was never acted on before it was on disk.
+    const promised = meta !== undefined && compareEpoch(meta.promised, cell.replica.promised) > 0 ? meta.promised : cell.replica.promised;
+    cell.replica = { ...cell.replica, promised, last: stored, history: meta?.history ?? [], commit: Math.min(cell.replica.commit, stored.seq) };
+    cell.recent = cell.recent.filter((e) => e.seq <= stored.seq);
   }
 
   private sendAfterPersist(cell: Cell, to: number, msg: WireMessage): void {
