@@ -117,6 +117,11 @@ export class MembershipDriver {
     return this.current.config;
   }
 
+  /** The highest incarnation of an earlier life of this node id that peers told us of (0: none). */
+  get earlierLife(): number {
+    return this.current.earlierLife;
+  }
+
   /** Start ticking, and join through `seeds` (addresses; our own is skipped) if any. */
   start(seeds: readonly string[] = []): void {
     if (this.stopped) throw troupeError('ERR_STOPPED', 'membership driver was stopped');

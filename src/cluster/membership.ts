@@ -82,7 +82,8 @@ export type MembershipMessage =
   | { proto: 'swim'; type: 'nack'; seq: number }
   | { proto: 'swim'; type: 'gossip'; updates: MemberUpdate[] }
   | { proto: 'swim'; type: 'join'; member: MemberUpdate }
-  | { proto: 'swim'; type: 'join-ack'; members: MemberUpdate[] }
+  /** `earlier`: the incarnation the seed knew the joiner's id at, when below the joiner's (an earlier life of that id). */
+  | { proto: 'swim'; type: 'join-ack'; members: MemberUpdate[]; earlier?: number }
   | { proto: 'swim'; type: 'sync'; members: MemberUpdate[] }
   | { proto: 'swim'; type: 'sync-ack'; members: MemberUpdate[] };
 
@@ -131,6 +132,10 @@ export interface MembershipState {
   readonly self: RingMember;
   /** Our own incarnation; raised only to refute a rumour about us. */
   readonly incarnation: number;
+  /** The incarnation this life started with: a record of us below it is of an earlier life. */
+  readonly startIncarnation: number;
+  /** The highest incarnation of an earlier life of this node id that peers told us of (0: none). */
+  readonly earlierLife: number;
   readonly leaving: boolean;
   readonly leftAnnounced: boolean;
   readonly joined: boolean;
@@ -298,6 +303,8 @@ export function createMembershipState(options: MembershipStateOptions, now: numb
     config,
     self: { id: self.id, address: self.address },
     incarnation,
+    startIncarnation: incarnation,
+    earlierLife: 0,
     leaving: false,
     leftAnnounced: false,
     joined: members.size > 1,
@@ -549,12 +556,16 @@ class Step {
       case 'join': {
         const u = parseUpdate(m.member);
         if (!u) return;
+        // Read before the join replaces it: a record of this id from an earlier life.
+        const before = this.s.members.get(u.id)?.incarnation;
         this.apply(u, true);
-        this.send(from.address, { proto: 'swim', type: 'join-ack', members: this.table() });
+        const ack = { proto: 'swim' as const, type: 'join-ack' as const, members: this.table() };
+        this.send(from.address, before !== undefined && before < u.incarnation ? { ...ack, earlier: before } : ack);
         return;
       }
       case 'join-ack':
         this.mergeTable(m.members);
+        if (isIncarnation(m.earlier) && m.earlier < this.s.startIncarnation && m.earlier > this.s.earlierLife) this.s.earlierLife = m.earlier;
         if (!this.s.joined) {
           this.log('info', 'joined the cluster', { via: from.address, members: this.s.members.size });
           // Announce ourselves too, and pull a full table again soon: members that joined at the
@@ -870,6 +881,8 @@ class Step {
   private aboutSelf(u: MemberUpdate): void {
     const { s, c } = this;
     const me = this.selfRecord();
+    // This id lived before (a restart, or a replaced host): the node decides what that means.
+    if (u.incarnation < s.startIncarnation && u.incarnation > s.earlierLife) s.earlierLife = u.incarnation;
     if (s.leaving) {
       if (u.incarnation > me.incarnation) this.bumpSelf(u.incarnation, 'left');
       return;

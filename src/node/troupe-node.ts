@@ -556,6 +556,12 @@ export class TroupeNode implements MessageRouter {
     // A node that joins through seeds serves nothing until it has joined: alone, its ring would
     // hold only itself and it would activate a second copy of every actor it was asked about.
     if (seeds.length > 0) await this.joined(membership, clock, seeds, c);
+    // An empty store under an id the cluster knew: a replaced host. Its copies count for nothing
+    // until caught up (docs/reliability.md); a new host under a new id is not affected.
+    if (driver?.freshStore === true && membership.earlierLife > 0) {
+      this.log.warn({ earlierIncarnation: membership.earlierLife }, 'this node id lived before and its store is empty (a replaced host): its copies count toward no quorum until caught up');
+      driver.markReplaced();
+    }
     joined = true;
     if (latestRing !== undefined) driver?.setMembers(latestRing, quorate(latestRing));
   }

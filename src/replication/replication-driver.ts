@@ -353,6 +353,8 @@ export class ReplicationDriver implements Journal {
   private readonly fenceOnFailover: boolean;
   /** The last ring holds a majority of the members this node knows (TroupeNode decides). */
   private quorate = true;
+  /** An empty store under an id that lived before: every partition's copy starts unclean. */
+  private replacedHost = false;
   /** Terms this node starts at when its store was empty at open (a new or replaced host); 0 otherwise. */
   private readonly termFloor: number;
   private established = new Set<number>();
@@ -1467,12 +1469,17 @@ export class ReplicationDriver implements Journal {
     const contiguous = got.every((e, i) => e.seq === after + 1 + i) && (got.length === 0 ? after : got[got.length - 1]!.seq) === f.upTo;
     if (!contiguous) return this.abandonFence(cell, `node ${from} did not have entries ${after + 1}..${f.upTo}`, true);
     const candidate = cell.candidate;
+    // An unclean candidate fetches from 0 (it cannot vouch for its log), but what it applied is
+    // committed — the same entries in every log — and the store keeps applied entries: the
+    // fetched log goes on after them rather than rewriting them.
+    const kept = image === undefined ? Math.max(after, Math.min(cell.applied, f.upTo)) : after;
+    const fetched = kept > after ? got.filter((e) => e.seq > kept) : got;
     const store = () => {
-      const { last, history } = logWithFetched(cell.replica, after, got);
+      const { last, history } = logWithFetched(cell.replica, kept, fetched);
       const before = cell.replica;
       const stored = { ...before, last, history };
       cell.replica = stored;
-      this.persist(cell, image === undefined ? { truncateAfter: after, entries: got } : { entries: got }).then(
+      this.persist(cell, image === undefined ? { truncateAfter: kept, entries: fetched } : { entries: got }).then(
         () => {
           if (cell.candidate === candidate) this.stepCandidate(cell, { type: 'fetched', last, history });
         },
@@ -2045,8 +2052,35 @@ export class ReplicationDriver implements Journal {
 
   private cellOf(p: number): Cell {
     let cell = this.cells.get(p);
-    if (cell === undefined) this.cells.set(p, (cell = new Cell(p, undefined)));
+    if (cell === undefined) {
+      this.cells.set(p, (cell = new Cell(p, undefined)));
+      if (this.replacedHost) this.markUnclean(cell);
+    }
     return cell;
+  }
+
+  /** True when the store was empty at open: a new host, or one replaced under an old id. */
+  get freshStore(): boolean {
+    return this.termFloor > 0;
+  }
+
+  /**
+   * This node's store is empty but its id lived before (a replaced host): a copy it gives of
+   * any partition counts toward no fencing quorum until a primary of a later epoch has caught it
+   * up (REPLICATION.md, unclean replicas) — else the survivors' fence could count its empty log
+   * as a copy and serve without writes only the unreachable holders have.
+   */
+  markReplaced(): void {
+    if (this.replacedHost) return;
+    this.replacedHost = true;
+    for (const cell of this.cells.values()) this.markUnclean(cell);
+  }
+
+  private markUnclean(cell: Cell): void {
+    const step = replicaReducer(cell.replica, { type: 'mark-unclean' });
+    if (step.state === cell.replica) return;
+    cell.replica = step.state;
+    this.persist(cell, {});
   }
 
   private releaseWaiters(cell: Cell): void {

@@ -11,7 +11,7 @@
 import { describe, expect, it } from 'vitest';
 import { drawSchedule, FAULT_TYPES, maxDead, type FaultType } from './fault-schedule.ts';
 import { checkSets, type SetOperation } from './set-check.ts';
-import { QUICK_PROFILE, replayCommand, runSeed, type SimProfile } from './sim-run.ts';
+import { FULL_PROFILE, QUICK_PROFILE, replayCommand, runSeed, type SimProfile } from './sim-run.ts';
 
 const SEEDS = 80;
 /** Both known bugs' faults back in (`--all-faults`). */
@@ -70,9 +70,9 @@ describe('deterministic simulator: 3 nodes, seeded faults, the checkers', () => 
 });
 
 /**
- * Bugs the simulator found (docs/testing.md), one seed each, with `--all-faults --quick`: two
- * fixed (plain `it`), one open (`it.fails`: it passes while the bug is there; once fixed it
- * fails — then make it a plain `it` and put empty restarts back in the default mix).
+ * Bugs the simulator found (docs/testing.md), one seed each, with `--all-faults`: three fixed
+ * (plain `it`), one open (`it.fails`: it passes while the bug is there; once fixed it fails —
+ * then make it a plain `it` and put empty restarts back in the default mix).
  */
 describe('bugs found by the simulator', () => {
   it(
@@ -101,16 +101,30 @@ describe('bugs found by the simulator', () => {
     60_000,
   );
 
-  it.fails(
-    'seed 43 (a replaced host with an empty disk, same id, while another replica is cut off): no acknowledged write lost',
+  it(
+    'seed 43 (a replaced host with an empty disk, same id, while another replica is cut off): nothing lost, every partition served again',
     async () => {
-      // Open: the replaced host's empty copies count toward a fencing quorum as if it held the
-      // partitions, so with the replica that held the other acknowledged copy paused, a fence by the
-      // survivor and the empty host serves without those writes. Documented: a replaced host rejoins
-      // under a new node id (docs/reliability.md); the fix is to count an empty store as unclean
-      // until caught up, without blocking a new cluster's first fences.
+      // Found by the simulator: the replaced host's empty copies counted toward a fencing quorum, so
+      // with the other holder of acknowledged writes paused, the survivor and the empty host fenced
+      // without them. Fixed: a seed tells a joiner its id's earlier incarnation (join-ack), and a
+      // node whose store is empty then counts as unclean for every partition until caught up. That
+      // showed a second bug: an unclean candidate's fetch rewrote the entries it had applied, which
+      // the store refuses, so it could never fence again (a partition unavailable for good). Fixed:
+      // the fetched log goes on after the applied entries (committed, the same in every log).
       const r = await runSeed(43, ALL_FAULTS);
       expect(r.faults.some((f) => f.type === 'restart' && f.empty)).toBe(true);
+      expect(r.violations).toEqual([]);
+    },
+    60_000,
+  );
+
+  it.fails(
+    'seed 27, full profile (kills, restarts with data, one-way cuts, then a replaced host with an empty disk): no acknowledged write lost',
+    async () => {
+      // Open: an increment acknowledged (count 13) through node 2 before its kill is missing after
+      // node 2 comes back on an empty disk and leads the partition again (final 12). Not caused by
+      // this session's replaced-host changes (it fails with each of them turned off).
+      const r = await runSeed(27, { ...FULL_PROFILE, types: FAULT_TYPES, emptyRestarts: true });
       expect(r.violations).toEqual([]);
     },
     60_000,
