@@ -136,6 +136,8 @@ export interface MembershipState {
   readonly startIncarnation: number;
   /** The highest incarnation of an earlier life of this node id that peers told us of (0: none). */
   readonly earlierLife: number;
+  /** As a seed: node id → the incarnation a join replaced, so a retried join is told it too. */
+  readonly replacedLives: ReadonlyMap<number, number>;
   readonly leaving: boolean;
   readonly leftAnnounced: boolean;
   readonly joined: boolean;
@@ -305,6 +307,7 @@ export function createMembershipState(options: MembershipStateOptions, now: numb
     incarnation,
     startIncarnation: incarnation,
     earlierLife: 0,
+    replacedLives: new Map(),
     leaving: false,
     leftAnnounced: false,
     joined: members.size > 1,
@@ -556,11 +559,12 @@ class Step {
       case 'join': {
         const u = parseUpdate(m.member);
         if (!u) return;
-        // Read before the join replaces it: a record of this id from an earlier life.
-        const before = this.s.members.get(u.id)?.incarnation;
         this.apply(u, true);
+        // A record of this id from before this life (replaced by the join, or earlier by any
+        // message of the new life, which can reach us before its join does).
+        const earlier = this.s.replacedLives.get(u.id);
         const ack = { proto: 'swim' as const, type: 'join-ack' as const, members: this.table() };
-        this.send(from.address, before !== undefined && before < u.incarnation ? { ...ack, earlier: before } : ack);
+        this.send(from.address, earlier !== undefined && earlier < u.incarnation ? { ...ack, earlier } : ack);
         return;
       }
       case 'join-ack':
@@ -869,6 +873,10 @@ class Step {
       }
       return;
     }
+    // A record replaced by a higher incarnation: kept (per id, the highest) so a joiner can be told
+    // its id lived before — a replaced host under an old id (join-ack's `earlier`).
+    if (cur !== undefined && u.incarnation > cur.incarnation && cur.incarnation > (s.replacedLives.get(u.id) ?? -1))
+      s.replacedLives = new Map(s.replacedLives).set(u.id, cur.incarnation);
     const since = u.status === 'suspect' ? suspicionStart(now, u.age ?? 0, c) : now;
     // A zone is fixed for a member's life: an update relayed by a node that predates zones keeps
     // the one we know for that incarnation; a new incarnation (a restart) brings its own.
