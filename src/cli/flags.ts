@@ -87,6 +87,7 @@ const FLAG_OF: Record<string, string> = {
   'options.http.port': '--http',
   'options.http.host': '--host',
   'options.http.sessionSecrets': '--session-secret',
+  'options.http.headersTimeoutMs': '--headers-timeout',
   'options.http.corsOrigins': '--cors-origin',
   'options.dataDir': '--data-dir',
   'options.durability': '--durability',

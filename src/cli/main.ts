@@ -74,6 +74,7 @@ interface NodeFlags {
   metrics?: boolean;
   sessionSecret?: string[];
   sessionMaxAge?: string;
+  headersTimeout?: string;
   secureCookies?: boolean;
   trustProxy?: string[];
   corsOrigin?: string[];
@@ -134,6 +135,7 @@ function nodeCommand(program: Command, name: 'start' | 'demo', summary: string):
     .option('--admin-socket <path>', "admin socket for 'troupe repl', mode 0600 (default <data-dir>/admin.sock, else a temporary path printed at start; none: no socket)")
     .option('--session-secret <s>', "signs sid cookies of kinds with session: 'cookie', ≥ 16 chars, the same on every node (repeatable: the first signs, all verify; or env TROUPE_SESSION_SECRET, comma-separated)", collect)
     .option('--session-max-age <seconds>', 'lifetime of a sid cookie (default 604800, a week)')
+    .option('--headers-timeout <ms>', "an HTTP request's headers must arrive within this many ms, else 408 and the connection closes (default 10000; slowloris)")
     .option('--secure-cookies', 'mark sid cookies Secure even over plain HTTP (TLS ends at a proxy in front)')
     .option('--trust-proxy <address>', 'IP address of a proxy whose X-Forwarded-For names the client (repeatable; default: none)', collect)
     .option('--cors-origin <origin>', "browser origin allowed to call actor routes, e.g. https://app.example.com, or '*' without cookies (repeatable; default: none)", collect)
@@ -382,6 +384,10 @@ function nodeOptions(command: 'start' | 'demo', v: NodeFlags): NodeOptions {
   return { modules, ...options };
 }
 
+function headersTimeouts(ms: number): { headersTimeoutMs: number; requestTimeoutMs: number } {
+  return { headersTimeoutMs: ms, requestTimeoutMs: Math.max(ms * 3, 30_000) };
+}
+
 /** `--ws-max-connections`, `--ws-max-unacked`, `--no-websockets` (docs/websocket.md). */
 function websocketOptions(v: NodeFlags): { sessions?: false | { maxConnections?: number; maxUnacked?: number } } {
   if (v.websockets === false) {
@@ -404,6 +410,8 @@ function sessionOptions(v: NodeFlags): Partial<NonNullable<Exclude<NodeOptions['
   return {
     ...(secrets && { sessionSecrets: secrets }),
     ...(v.sessionMaxAge !== undefined && { sessionMaxAgeS: intFlag('--session-max-age', v.sessionMaxAge, 1, 10 * 365 * 24 * 3600) }),
+    // The whole request may take 3× as long as its headers (the gateway's defaults: 10 s and 30 s).
+    ...(v.headersTimeout !== undefined && headersTimeouts(intFlag('--headers-timeout', v.headersTimeout, 100, 600_000))),
     ...(v.secureCookies && { secureCookies: true }),
     ...(v.trustProxy && { trustedProxies: v.trustProxy }),
     ...(v.corsOrigin && { corsOrigins: v.corsOrigin }),
