@@ -375,10 +375,14 @@ describe('WebSocket sessions on three in-process nodes', () => {
     });
     // Both keep talking while the node goes: every say that resolved is a message said.
     let stop = false;
-    // At most 100 messages in all: an id is applied once while it is within the actor's last 128
-    // (its recorded replies, docs/websocket.md), so a resend must not come later than that.
+    // At most 60 messages from the stop on, and none begun while it runs: an id is applied once while
+    // it is within the actor's last 128 (its recorded replies, docs/websocket.md), so a's resend of
+    // the ask it had in flight at the stop must not come later than that.
+    let limit = Infinity;
+    let stopping: Promise<void> | undefined;
     const talk = async (s: Session<typeof room, Said>, who: string) => {
-      for (let i = 1; !stop && said.length < 100; i++) {
+      for (let i = 1; !stop && said.length < limit; i++) {
+        if (stopping !== undefined) await stopping;
         const text = `${who}${i}`;
         await s.ask('say', { from: who, text });
         said.push(text);
@@ -386,8 +390,11 @@ describe('WebSocket sessions on three in-process nodes', () => {
     };
     const talking = Promise.all([talk(a, 'a'), talk(b, 'b')]);
     await eventually(async () => said.length >= 10, 10_000, () => `${said.length} said before the stop`);
-    await victim.stop();
+    stopping = victim.stop();
+    await stopping;
+    stopping = undefined;
     const atStop = said.length;
+    limit = atStop + 60;
     await eventually(async () => saidWhenLost >= 0 && said.length >= saidWhenLost + 3, 20_000, () => `b said ${said.length - saidWhenLost} while a was away`);
     gate.refusing = false;
     await eventually(async () => said.length >= atStop + 10, 30_000, () => `${said.length - atStop} said after the stop`);
