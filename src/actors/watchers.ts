@@ -124,6 +124,7 @@ export function reservedCommand(kind: string, command: string): TroupeError {
   return troupeError('ERR_UNKNOWN_COMMAND', `'${command}' of '${kind}' is reserved for the runtime; apps cannot send it`, { kind, command });
 }
 
-function actorId(kind: string, key: string): string {
+/** One string per actor, for maps keyed by (kind, key). */
+export function actorId(kind: string, key: string): string {
   return `${kind}\u0000${key}`;
 }

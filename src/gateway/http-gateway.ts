@@ -347,14 +347,17 @@ export class HttpGateway {
           ? `kind '${kindName}' takes its key from the path: use /actors/${kindName}/:key/${command}`
           : `kind '${kindName}' takes its key from the ${session === 'cookie' ? 'sid cookie' : 'client address'}: use /sessions/${kindName}/${command}`,
       );
+    const { key, address } = this.keyOf(req, session, pathKey, (cookie) => res.setHeader('set-cookie', cookie));
+    return { kind, key, command, method, session, address, ...(method === 'GET' && { queryInput: parseQueryInput(q === -1 ? '' : url.slice(q + 1)) }) };
+  }
+
+  /** A request's actor key by its kind's session source (HTTP routes and WebSocket upgrades alike), and the client address. */
+  private keyOf(req: IncomingMessage, session: SessionSource, pathKey: string | undefined, setCookie: (cookie: string) => void): { key: string; address: string } {
     const address = clientAddress(req.socket.remoteAddress, req.headers['x-forwarded-for'], this.trusted);
-    let key: string;
-    if (session === 'path') key = pathKey!;
-    else if (session === 'address') key = address;
-    else key = this.sessionKey(req, (cookie) => res.setHeader('set-cookie', cookie));
+    const key = session === 'path' ? pathKey! : session === 'address' ? address : this.sessionKey(req, setCookie);
     const keyProblem = checkKey(key);
     if (keyProblem) throw troupeError('ERR_INVALID_KEY', keyProblem);
-    return { kind, key, command, method, session, address, ...(method === 'GET' && { queryInput: parseQueryInput(q === -1 ? '' : url.slice(q + 1)) }) };
+    return { key, address };
   }
 
   /** The `sid` cookie's session id, or a new one issued with the response (`setCookie`). */
@@ -468,10 +471,7 @@ export class HttpGateway {
     const session = kind.def.session ?? 'path';
     if ((pathKey !== undefined) !== (session === 'path'))
       throw troupeError('ERR_NOT_FOUND', session === 'path' ? `kind '${kindName}' takes its key from the path: use /ws/${kindName}/:key` : `kind '${kindName}' takes its key from the ${session === 'cookie' ? 'sid cookie' : 'client address'}: use /ws/${kindName}`);
-    const address = clientAddress(req.socket.remoteAddress, req.headers['x-forwarded-for'], this.trusted);
-    const key = session === 'path' ? pathKey! : session === 'address' ? address : this.sessionKey(req, setCookie);
-    const keyProblem = checkKey(key);
-    if (keyProblem) throw troupeError('ERR_INVALID_KEY', keyProblem);
+    const { key, address } = this.keyOf(req, session, pathKey, setCookie);
     const params = new URLSearchParams(q === -1 ? '' : url.slice(q + 1));
     let from: number | undefined;
     for (const [name, value] of params) {

@@ -7,7 +7,7 @@ import type { ActorDefinition, AnyMessage, AskOptions, Commands } from '../actor
 import { loadActorModules, type ActorRegistry } from '../actors/registry.ts';
 import { ClusterRouter } from '../cluster/cluster-router.ts';
 import { MembershipDriver } from '../cluster/membership-driver.ts';
-import { isZone } from '../cluster/membership.ts';
+import { isUp, isZone } from '../cluster/membership.ts';
 import type { MembershipProfileName } from '../cluster/membership-profiles.ts';
 import { NodeIdentity } from '../cluster/node-identity.ts';
 import { SnowflakeGenerator } from '../cluster/snowflake.ts';
@@ -484,7 +484,7 @@ export class TroupeNode implements MessageRouter {
   private askFromGateway(...a: Parameters<Sender['askRaw']>): Promise<unknown> {
     if (!this.serving) return Promise.reject(troupeError('ERR_NO_NODES', this.notServingReason));
     // The session hub's own asks ('$watch' renewals) are not the app's: they stay out of the ask metrics.
-    return this.metrics && a[2].charCodeAt(0) !== 36 ? this.metrics.timeAsk(a[0], () => this.router.askRaw(...a)) : this.router.askRaw(...a);
+    return this.metrics && !isReserved(a[2]) ? this.metrics.timeAsk(a[0], () => this.router.askRaw(...a)) : this.router.askRaw(...a);
   }
 
   private async joinCluster(c: ClusterOptions, clock: Clock, defaultAskTimeoutMs: number | undefined, zone?: string): Promise<void> {
@@ -539,7 +539,12 @@ export class TroupeNode implements MessageRouter {
     this.router = router;
     if (this.sessions) {
       const hub = this.sessions.hub;
-      this.sessions.peers = new PushPeers({ transport, clock, hub, addressOf: (id) => membership.upMembers().find((m) => m.id === id)?.address });
+      // One map lookup per push note (not a scan of the up list): notes are on the write path.
+      const addressOf = (id: number) => {
+        const m = membership.state.members.get(id);
+        return m !== undefined && isUp(m.status) ? m.address : undefined;
+      };
+      this.sessions.peers = new PushPeers({ transport, clock, hub, addressOf });
       // A member came or went: watched actors may have new primaries that know nothing of this node's sockets.
       membership.onMemberChanged((ch) => {
         if (ch.previous !== ch.member.status) hub.rewatchAll();

@@ -1,5 +1,5 @@
 import { nanoid } from 'nanoid';
-import type { PushItem, PushNote } from '../actors/watchers.ts';
+import { actorId, type PushItem, type PushNote } from '../actors/watchers.ts';
 import type { Clock, TimerHandle } from '../core/clock.ts';
 import { invalidOption, toErrorRecord, troupeError, type TroupeError } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
@@ -138,7 +138,7 @@ export class SessionHub {
    */
   open(socket: HubSocket, kind: string, key: string, from: number | undefined, guard?: AskGuard): Connection {
     this.checkRoom();
-    const id = subId(kind, key);
+    const id = actorId(kind, key);
     let sub = this.subs.get(id);
     if (sub === undefined) this.subs.set(id, (sub = new Subscription(kind, key)));
     const conn = new Connection(socket, sub, from, guard);
@@ -199,7 +199,7 @@ export class SessionHub {
     const sub = conn.sub;
     sub.conns.delete(conn);
     if (sub.conns.size > 0) return;
-    this.subs.delete(subId(sub.kind, sub.key));
+    this.subs.delete(actorId(sub.kind, sub.key));
     if (sub.renew !== undefined) this.options.clock.clearTimeout(sub.renew);
     // Tells the primary at once (connections: 0 ends the watch); its lease would end it anyway.
     void this.watch(sub, -1, 1, 0).catch(() => undefined);
@@ -207,7 +207,7 @@ export class SessionHub {
 
   /** A durable write of an actor this node watches (from a local host, or a peer over the transport). */
   deliver(note: PushNote): void {
-    const sub = this.subs.get(subId(note.kind, note.key));
+    const sub = this.subs.get(actorId(note.kind, note.key));
     if (sub === undefined) return; // its last socket closed; the primary drops the watch when its lease ends
     for (const conn of sub.conns) this.advance(conn, note);
   }
@@ -358,10 +358,6 @@ export class SessionHub {
       this.closed(conn);
     }
   }
-}
-
-function subId(kind: string, key: string): string {
-  return `${kind}\u0000${key}`;
 }
 
 function safeClose(socket: HubSocket, code: number, reason: string): void {

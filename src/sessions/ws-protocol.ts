@@ -46,14 +46,8 @@ const COMMAND = /^[A-Za-z0-9_-]{1,64}$/;
 
 /** A client frame, checked; a string saying what is wrong otherwise. */
 export function parseClientFrame(text: string): ClientFrame | string {
-  let v: unknown;
-  try {
-    v = JSON.parse(text);
-  } catch (e) {
-    return `not JSON: ${(e as Error).message}`;
-  }
-  if (v === null || typeof v !== 'object' || Array.isArray(v)) return 'a frame must be a JSON object';
-  const f = v as Record<string, unknown>;
+  const f = jsonObject(text);
+  if (typeof f === 'string') return f;
   if (f.t === 'ack') {
     if (!Number.isSafeInteger(f.seq) || (f.seq as number) < 0) return 'ack.seq must be a non-negative integer';
     return { t: 'ack', seq: f.seq as number };
@@ -71,14 +65,8 @@ export function parseClientFrame(text: string): ClientFrame | string {
 
 /** A server frame as the client library reads it; a string saying what is wrong otherwise. */
 export function parseServerFrame(text: string): ServerFrame | string {
-  let v: unknown;
-  try {
-    v = JSON.parse(text);
-  } catch (e) {
-    return `not JSON: ${(e as Error).message}`;
-  }
-  if (v === null || typeof v !== 'object') return 'a frame must be a JSON object';
-  const f = v as Record<string, unknown>;
+  const f = jsonObject(text);
+  if (typeof f === 'string') return f;
   const seq = (x: unknown) => Number.isSafeInteger(x) && (x as number) >= 0;
   switch (f.t) {
     case 'hello':
@@ -96,4 +84,16 @@ export function parseServerFrame(text: string): ServerFrame | string {
     default:
       return `unknown frame type ${JSON.stringify(f.t)?.slice(0, 40)}`;
   }
+}
+
+/** A frame's JSON object; a string saying what is wrong otherwise. */
+function jsonObject(text: string): Record<string, unknown> | string {
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch (e) {
+    return `not JSON: ${(e as Error).message}`;
+  }
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) return 'a frame must be a JSON object';
+  return v as Record<string, unknown>;
 }
