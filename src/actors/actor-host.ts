@@ -4,7 +4,8 @@ import { messageFingerprint } from '../core/fingerprint.ts';
 import type { Logger } from '../core/logger.ts';
 import { findOffence, notSerializable } from '../core/value-domain.ts';
 import { Fifo } from '../mailbox/fifo.ts';
-import { Mailbox } from '../mailbox/mailbox.ts';
+import { Mailbox, type MailboxBytes } from '../mailbox/mailbox.ts';
+import { checkByteCap, messageBytes, messageLimits, messageTooLarge, valueTooLarge } from '../mailbox/message-size.ts';
 import type { ActorHistory, ActorWrite, Journal, RecordedReply } from '../persistence/journal.ts';
 import { slotOf } from '../supervisor/placement.ts';
 import { decideRestart } from '../supervisor/restart-window.ts';
@@ -55,9 +56,20 @@ export interface ActorHostOptions {
   maxHeapBytes?: number;
   /** Reads the heap in use, bytes (injected in tests). */
   heapUsed?: () => number;
+  /**
+   * Largest message, bytes as src/mailbox/message-size.ts counts them: an ask's or tell's input
+   * (refused at delivery with ERR_BODY_TOO_LARGE), and a handler's reply, event, push or
+   * `ctx.tell`/`ctx.ask` input (that message fails with ERR_NOT_SERIALIZABLE, its events undone).
+   */
+  maxMessageBytes?: number;
+  /** Most bytes of user messages queued in one actor's mailbox; the next is refused with ERR_MAILBOX_FULL. */
+  maxMailboxBytes?: number;
   /** A durable write of an actor that nodes watch: its pushes go to those nodes' session hubs (src/sessions). */
   onPush?: (nodes: number[], note: PushNote) => void;
 }
+
+/** The host limits a node passes to every slot's host (worker threads and in-process alike). */
+export type HostLimits = Pick<ActorHostOptions, 'maxResident' | 'maxHeapBytes' | 'maxMessageBytes' | 'maxMailboxBytes'>;
 
 export const actorHostDefaults = {
   throughput: 100, // messages per actor turn: one journal write covers up to this many
@@ -67,6 +79,8 @@ export const actorHostDefaults = {
   maxResident: 1_000_000, // actors per worker; at ≤ 1 KiB each, ~1 GiB at the very most
   maxHeapBytes: Number.POSITIVE_INFINITY, // bytes; set it below the thread's resourceLimits
   heapUsed: () => process.memoryUsage().heapUsed,
+  maxMessageBytes: messageLimits.maxMessageBytes, // bytes: see message-size.ts
+  maxMailboxBytes: messageLimits.maxMailboxBytes, // bytes per actor mailbox
 };
 
 export interface HostStats {
@@ -185,9 +199,14 @@ export class ActorHost implements MessageRouter, ReplyChannel {
   /** Turns' writes on their way to the journal, and the replies held until they are durable. */
   private readonly writes: WritePipeline;
   private readonly drainBound = () => this.drain();
+  /** Every mailbox's byte cap: one shared object, so a cell pays a reference for it (none: no cap, nothing counted). */
+  private readonly mailboxBytes: MailboxBytes<Envelope> | undefined;
 
   constructor(options: ActorHostOptions) {
     this.o = { ...actorHostDefaults, ...options };
+    checkByteCap('options.maxMessageBytes', this.o.maxMessageBytes);
+    checkByteCap('options.maxMailboxBytes', this.o.maxMailboxBytes);
+    this.mailboxBytes = this.o.maxMailboxBytes === Number.POSITIVE_INFINITY ? undefined : { maxBytes: this.o.maxMailboxBytes, sizeOf: envelopeBytes };
     this.writes = new WritePipeline(this.o.journal, {
       released: (cell, held) => this.release(cell, held),
       failed: (cell, held, e) => this.failHeld(cell, held, e),
@@ -210,8 +229,12 @@ export class ActorHost implements MessageRouter, ReplyChannel {
     msgId: string | undefined,
     channel: ReplyChannel | undefined,
   ): void {
-    const env: Envelope = { command, input, msgId, askId, channel };
+    const bytes = messageBytes(input, this.o.maxMessageBytes);
+    const env: Envelope = { command, input, msgId, askId, channel, bytes };
     if (this.stopped) return this.refuse(kind, key, env, troupeError('ERR_STOPPED', 'actor host is stopping'));
+    // Before the actor is looked up or activated: a refused message costs nothing more.
+    if (bytes > this.o.maxMessageBytes)
+      return this.refuse(kind, key, env, messageTooLarge(`input of ${kind}/${key} '${command}'`, bytes, this.o.maxMessageBytes));
     const cell = this.cellFor(kind, key, env);
     if (!cell) return;
     const overflow = cell.mailbox.enqueue(env);
@@ -419,7 +442,7 @@ export class ActorHost implements MessageRouter, ReplyChannel {
       return undefined;
     }
     if (!cells) this.cells.set(kind, (cells = new Map()));
-    cell = new ActorCell(actorKind, key, new Mailbox<Envelope>(actorKind.mailbox));
+    cell = new ActorCell(actorKind, key, new Mailbox<Envelope>(actorKind.mailbox, this.mailboxBytes));
     cells.set(key, cell);
     this.resident++;
     this.counters.activated++;
@@ -628,6 +651,7 @@ export class ActorHost implements MessageRouter, ReplyChannel {
   emitEvent(cell: ActorCell, command: string, event: unknown): void {
     const badEvent = findOffence(event);
     if (badEvent !== null) throw notSerializable(`event of ${cell.kind.kind}/${cell.key} '${command}'`, badEvent);
+    this.checkSize(event, `event of ${cell.kind.kind}/${cell.key} '${command}'`);
     const state = cell.kind.def.apply(cell.state, event);
     // States are immutable by contract: the same reference is the same, already checked, state.
     if (state !== cell.state) {
@@ -638,6 +662,12 @@ export class ActorHost implements MessageRouter, ReplyChannel {
     const rec = { seq: ++cell.seq, v: cell.kind.version, event };
     if (cell.pendingEvents === null) cell.pendingEvents = [rec];
     else cell.pendingEvents.push(rec);
+  }
+
+  /** Throws ERR_NOT_SERIALIZABLE for a value a handler produced that is over `maxMessageBytes` (the message then fails alone). */
+  checkSize(value: unknown, what: string): void {
+    const bytes = messageBytes(value, this.o.maxMessageBytes);
+    if (bytes > this.o.maxMessageBytes) throw valueTooLarge(what, bytes, this.o.maxMessageBytes);
   }
 
   /** A write is durable: watchers may see up to it, and watching nodes get its pushes. */
@@ -691,6 +721,7 @@ export class ActorHost implements MessageRouter, ReplyChannel {
   pushRecord(cell: ActorCell, command: string, message: unknown): void {
     const bad = findOffence(message);
     if (bad !== null) throw notSerializable(`push of ${cell.kind.kind}/${cell.key} '${command}'`, bad);
+    this.checkSize(message, `push of ${cell.kind.kind}/${cell.key} '${command}'`);
     const rec = { seq: ++cell.seq, v: SYSTEM_VERSION, event: { push: message } satisfies PushRecord };
     if (cell.pendingEvents === null) cell.pendingEvents = [rec];
     else cell.pendingEvents.push(rec);
@@ -712,10 +743,15 @@ export class ActorHost implements MessageRouter, ReplyChannel {
     mark: number,
   ): void {
     // A tell without an id: its reply is neither sent nor recorded, so it needs no check.
-    const bad = env.askId === 0 && env.msgId === undefined ? null : findOffence(value);
-    if (bad !== null) {
-      const error = notSerializable(`reply of ${cell.kind.kind}/${cell.key} '${env.command}'`, bad);
-      return this.handlerFailed(cell, env, error, stateBefore, seqBefore, mark);
+    if (env.askId !== 0 || env.msgId !== undefined) {
+      const what = `reply of ${cell.kind.kind}/${cell.key} '${env.command}'`;
+      const bad = findOffence(value);
+      // Checked like an event: it crosses a port, a socket and maybe the journal (a recorded reply).
+      const bytes = bad === null ? messageBytes(value, this.o.maxMessageBytes) : 0;
+      if (bad !== null || bytes > this.o.maxMessageBytes) {
+        const error = bad !== null ? notSerializable(what, bad) : valueTooLarge(what, bytes, this.o.maxMessageBytes);
+        return this.handlerFailed(cell, env, error, stateBefore, seqBefore, mark);
+      }
     }
     if (env.msgId !== undefined && !readOnly) {
       const rec: RecordedReply = { msgId: env.msgId, ok: true, value };
@@ -820,7 +856,8 @@ export class ActorHost implements MessageRouter, ReplyChannel {
       return this.answer(cell, env, false, toErrorRecord(e));
     }
     const { kind } = cell.kind;
-    const error = troupeError('ERR_HANDLER_FAILED', `${kind}/${cell.key} '${env.command}' failed: ${errorMessage(e)}`, {
+    // The thrown message goes to the caller across ports and sockets: bounded like any value a handler produces.
+    const error = troupeError('ERR_HANDLER_FAILED', `${kind}/${cell.key} '${env.command}' failed: ${clip(errorMessage(e))}`, {
       kind,
       key: cell.key,
       command: env.command,
@@ -1286,6 +1323,7 @@ class Context implements HandlerContext<unknown, unknown> {
     if (isReserved(message.command)) throw reservedCommand(kind, message.command);
     const bad = findOffence(message.input);
     if (bad !== null) throw notSerializable(`input of tell to ${kind}/${key} '${message.command}'`, bad);
+    this.host.checkSize(message.input, `input of tell to ${kind}/${key} '${message.command}'`);
     this.host.tell(kind, key, message);
   }
   /** Rejects with ERR_NOT_SERIALIZABLE for an input outside the value domain. */
@@ -1293,6 +1331,11 @@ class Context implements HandlerContext<unknown, unknown> {
     if (isReserved(message.command)) return Promise.reject(reservedCommand(kind, message.command));
     const bad = findOffence(message.input);
     if (bad !== null) return Promise.reject(notSerializable(`input of ask to ${kind}/${key} '${message.command}'`, bad));
+    try {
+      this.host.checkSize(message.input, `input of ask to ${kind}/${key} '${message.command}'`);
+    } catch (e) {
+      return Promise.reject(e as TroupeError);
+    }
     return this.host.ask(kind, key, message, options);
   }
   schedule(delayMs: number, message: AnyMessage): () => void {
@@ -1331,12 +1374,24 @@ function isFenced(e: unknown): e is TroupeError {
   return isTroupeError(e, 'ERR_STALE_EPOCH') || isTroupeError(e, 'ERR_NOT_PRIMARY');
 }
 
+/** A mailbox's `sizeOf`: the size `deliver` measured (system messages and wake-ups carry none). */
+function envelopeBytes(env: Envelope): number {
+  return env.bytes ?? 0;
+}
+
 function isThenable(v: unknown): v is PromiseLike<unknown> {
   return typeof v === 'object' && v !== null && typeof (v as { then?: unknown }).then === 'function';
 }
 
 function errorMessage(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
+}
+
+/** Longest thrown message passed on to the caller of a failed handler, characters. */
+const MAX_FAILURE_TEXT = 1_000;
+
+function clip(text: string): string {
+  return text.length <= MAX_FAILURE_TEXT ? text : `${text.slice(0, MAX_FAILURE_TEXT)}… (${text.length} characters)`;
 }
 
 function idempotencyMismatch(cell: ActorCell, env: Envelope): TroupeError {

@@ -15,6 +15,8 @@ export interface Envelope {
   askId: number;
   channel: ReplyChannel | undefined;
   system?: SystemOp;
+  /** The input's size as `deliver` measured it (src/mailbox/message-size.ts): what it counts against the mailbox's byte cap. */
+  bytes?: number;
   /** A durable reminder's fire (src/actors/system-records.ts): delivered only while that reminder is still pending with this due. */
   reminder?: { name: string; due: number };
 }

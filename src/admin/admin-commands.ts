@@ -44,6 +44,23 @@ export interface AdminTarget {
   movePlan(change: { leave: number } | { join: number }): MovePlan | undefined;
   /** WebSocket sockets per member; with a key, the members holding that actor's sockets (GET /cluster/connections). */
   connections?(kind?: string, key?: string): Promise<ConnectionsView>;
+  /** The test-only fault switches, present only on a node started with `--fault-injection`. */
+  faults?: FaultInjection;
+}
+
+/**
+ * What a node started with `--fault-injection` lets the chaos suite do through its admin
+ * endpoint (tests only; absent otherwise, and every command using it is refused).
+ */
+export interface FaultInjection {
+  /** The node's wall-clock offset, ms (0: true time). */
+  wallOffset(): number;
+  /** Steps the node's wall clock (ids, reminders, cookies) by `deltaMs`; returns the new offset. Monotonic time does not move. */
+  stepWall(deltaMs: number): number;
+  /** Unix ms as the node's wall clock reads it now (the offset included). */
+  wallNow(): number;
+  /** `n` fresh Snowflake ids from the node's generator, decimal, in the order issued. */
+  ids(n: number): string[];
 }
 
 export type ConnectionsView =
@@ -386,6 +403,43 @@ export const adminCommands: readonly AdminCommand[] = [
     },
   },
   {
+    name: 'clock',
+    usage: 'clock [step <±ms> | reset]',
+    summary: "this node's wall clock and its offset; step or reset it (only on a node started with --fault-injection, for tests)",
+    // A step is a fault injected into a live node: audited, like every change.
+    mutates: true,
+    async run(t, args) {
+      const f = t.faults;
+      if (args.length === 0) {
+        const offsetMs = f?.wallOffset() ?? 0;
+        return { kind: 'value', value: { node: t.id, faultInjection: f !== undefined, offsetMs, wallNow: f === undefined ? null : new Date(f.wallNow()).toISOString() } };
+      }
+      const sub = args[0];
+      if ((sub !== 'step' || args.length !== 2) && (sub !== 'reset' || args.length !== 1)) throw troupeError('ERR_INVALID_INPUT', `usage: ${this.usage}`);
+      const faults = faultsOf(t, `clock ${sub}`);
+      let offsetMs: number;
+      if (sub === 'reset') offsetMs = faults.stepWall(-faults.wallOffset());
+      else {
+        if (!/^[+-]?\d{1,10}$/.test(args[1]!)) throw troupeError('ERR_INVALID_INPUT', `clock step takes a whole number of ms, e.g. -30000 or +60000; got '${args[1]!.slice(0, 40)}'`);
+        offsetMs = faults.stepWall(Number(args[1]));
+      }
+      return { kind: 'value', value: { node: t.id, offsetMs, wallNow: new Date(faults.wallNow()).toISOString() } };
+    },
+  },
+  {
+    name: 'ids',
+    usage: 'ids [n]',
+    summary: "n (default 1, at most 10000) fresh Snowflake ids from this node's generator, in the order issued (--fault-injection only)",
+    mutates: false,
+    internal: true,
+    async run(t, args) {
+      if (args.length > 1) throw troupeError('ERR_INVALID_INPUT', `usage: ${this.usage}`);
+      const n = args[0] === undefined ? 1 : count(args[0], this.usage);
+      if (n > 10_000) throw troupeError('ERR_INVALID_INPUT', `usage: ${this.usage} (n must be at most 10000)`);
+      return { kind: 'value', value: { node: t.id, ids: faultsOf(t, 'ids').ids(n) } };
+    },
+  },
+  {
     name: 'drain',
     usage: 'drain',
     summary: 'graceful leave: hand every partition off, then stop (the node this REPL is on, or `@<node> drain`); the REPL prints the partitions it still leads every second until it stops',
@@ -437,6 +491,13 @@ export function helpResult(): AdminResult {
 }
 
 // ── Helpers of the commands above ─────────────────────────────────────────────────────────
+
+/** The node's fault switches, or the refusal that says how a test turns them on. */
+function faultsOf(t: AdminTarget, what: string): FaultInjection {
+  if (t.faults !== undefined) return t.faults;
+  // ERR_FORBIDDEN until the catalog has a code of its own for a switched-off fault injection.
+  throw troupeError('ERR_FORBIDDEN', `${what} is refused: node ${t.id} was not started with --fault-injection (a switch for tests only)`, { option: '--fault-injection' });
+}
 
 function knownKind(t: AdminTarget, kind: string): void {
   if (!t.kinds().includes(kind)) throw troupeError('ERR_UNKNOWN_KIND', `node ${t.id} serves no actor kind '${kind}' (kinds lists them)`, { kind });

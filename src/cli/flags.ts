@@ -92,6 +92,8 @@ const FLAG_OF: Record<string, string> = {
   'options.dataDir': '--data-dir',
   'options.durability': '--durability',
   'options.maxResidentPerWorker': '--max-resident',
+  'options.maxMessageBytes': '--max-message-bytes',
+  'options.maxMailboxBytes': '--max-mailbox-bytes',
   'options.sessions.maxConnections': '--ws-max-connections',
   'options.sessions.maxUnacked': '--ws-max-unacked',
   'options.logLevel': '--log-level',

@@ -64,6 +64,9 @@ interface NodeFlags {
   replicas?: string;
   writeQuorum?: string;
   maxResident?: string;
+  maxMessageBytes?: string;
+  maxMailboxBytes?: string;
+  maxOldGenerationMb?: string;
   wsMaxConnections?: string;
   wsMaxUnacked?: string;
   websockets?: boolean;
@@ -71,6 +74,7 @@ interface NodeFlags {
   zone?: string;
   adminSocket?: string;
   adminListen?: string;
+  faultInjection?: boolean;
   metrics?: boolean;
   sessionSecret?: string[];
   sessionMaxAge?: string;
@@ -131,6 +135,9 @@ function nodeCommand(program: Command, name: 'start' | 'demo', summary: string):
     .option('--write-quorum <n>', 'in a cluster: copies committed before a reply, 1..7 (default 2)')
     .option('--zone <label>', "in a cluster: this node's host or zone (A-Z a-z 0-9 . _ -, ≤ 64); replicas go to different zones (default: its own)")
     .option('--max-resident <n>', 'resident actors per worker thread before the least recently used passivate (default 1000000)')
+    .option('--max-message-bytes <n>', "largest actor message (an input, a reply, an event), bytes; larger inputs get 413 ERR_BODY_TOO_LARGE (default 1048576)")
+    .option('--max-mailbox-bytes <n>', 'most bytes queued in one actor mailbox; more get 503 ERR_MAILBOX_FULL (default 16777216)')
+    .option('--max-old-generation-mb <n>', "each worker thread's V8 old-generation heap limit, MiB; a thread past it dies alone and is re-hosted (default: Node's)")
     .option('--log-level <level>', `${LOG_LEVELS.join(', ')} (default info, or env TROUPE_LOG_LEVEL)`)
     .option('--admin-socket <path>', "admin socket for 'troupe repl', mode 0600 (default <data-dir>/admin.sock, else a temporary path printed at start; none: no socket)")
     .option('--session-secret <s>', "signs sid cookies of kinds with session: 'cookie', ≥ 16 chars, the same on every node (repeatable: the first signs, all verify; or env TROUPE_SESSION_SECRET, comma-separated)", collect)
@@ -145,6 +152,7 @@ function nodeCommand(program: Command, name: 'start' | 'demo', summary: string):
     .option('--ws-max-unacked <n>', 'pushes a WebSocket client may leave unacknowledged before the node waits for its acks (default 256)')
     .option('--no-websockets', 'serve no WebSocket sessions (/ws/... is 404; default: on)')
     .option('--admin-listen <host:port>', "also serve the admin REPL over TCP; every connection must bring the token in env TROUPE_ADMIN_TOKEN (off by default)")
+    .option('--fault-injection', "TESTS ONLY, never in production: the admin endpoint may step this node's wall clock (clock step <±ms>) and hand out ids, for the chaos suite (default off)")
     .addHelpText(
       'after',
       name === 'start'
@@ -369,10 +377,14 @@ function nodeOptions(command: 'start' | 'demo', v: NodeFlags): NodeOptions {
     ...(v.dataDir !== undefined && { dataDir: v.dataDir }),
     ...(durability !== undefined && { durability }),
     ...(v.maxResident !== undefined && { maxResidentPerWorker: intFlag('--max-resident', v.maxResident, 1, Number.MAX_SAFE_INTEGER) }),
+    ...(v.maxMessageBytes !== undefined && { maxMessageBytes: intFlag('--max-message-bytes', v.maxMessageBytes, 1, Number.MAX_SAFE_INTEGER) }),
+    ...(v.maxMailboxBytes !== undefined && { maxMailboxBytes: intFlag('--max-mailbox-bytes', v.maxMailboxBytes, 1, Number.MAX_SAFE_INTEGER) }),
+    ...(v.maxOldGenerationMb !== undefined && { resourceLimits: { maxOldGenerationSizeMb: intFlag('--max-old-generation-mb', v.maxOldGenerationMb, 16, 1 << 20) } }),
     ...(v.logLevel !== undefined && { logLevel: oneOf('--log-level', v.logLevel, LOG_LEVELS) }),
     ...(v.zone !== undefined && { zone: zoneFlag(v.zone) }),
     ...(cluster && { cluster }),
     admin: adminOptions(v),
+    ...(v.faultInjection === true && { faultInjection: true }),
     ...(v.metrics === false && { metrics: false }),
     ...(v.gateways !== undefined && { gateways: gatewaysFlag(v.gateways) }),
     ...websocketOptions(v),

@@ -5,6 +5,8 @@ import { fromErrorRecord, invalidOption, isTroupeError, toErrorRecord, troupeErr
 import type { Logger } from '../core/logger.ts';
 import { checkValue } from '../core/value-domain.ts';
 import type { MembershipDriver } from './membership-driver.ts';
+import { isUp } from './membership.ts';
+import { ReplayWindow } from './replay-window.ts';
 import { MAX_HOPS, parseRemote, R_ASK, R_REPLY, R_TELL, type RemoteAsk, type RemoteTell } from './remote-protocol.ts';
 import { HashRing, type RingMember } from './ring.ts';
 import { PartitionTable, partitionOf } from '../replication/partition-table.ts';
@@ -102,6 +104,8 @@ export interface RouterStats {
   rerouted: number;
   badPayloads: number;
   deadLetters: number;
+  /** Asks received twice from one sender (a duplicated or replayed frame): served once. */
+  duplicateAsks: number;
 }
 
 /**
@@ -125,7 +129,9 @@ export class ClusterRouter implements MessageRouter {
   private nextReq = 0;
   private stopped = false;
   private readonly defaultAskTimeoutMs: number;
-  private readonly counters = { sentRemote: 0, servedRemote: 0, forwarded: 0, rerouted: 0, badPayloads: 0, deadLetters: 0 };
+  private readonly counters = { sentRemote: 0, servedRemote: 0, forwarded: 0, rerouted: 0, badPayloads: 0, deadLetters: 0, duplicateAsks: 0 };
+  /** Per sender node: its life's incarnation and the ask ids it has sent us (replay-window.ts). */
+  private readonly askIds = new Map<number, { incarnation: number; window: ReplayWindow }>();
   private lastWarn = -Infinity;
   private readonly unsubscribe: () => void;
 
@@ -140,7 +146,8 @@ export class ClusterRouter implements MessageRouter {
     });
     o.transport.onUndeliverable((address, payload, error) => this.onUndeliverable(address, payload, error));
     this.unsubscribe = o.membership.onMemberChanged((c) => {
-      if (c.up !== c.wasUp) this.membershipChanged();
+      // A cordoned member is off the ring already; its death still fails what waits on it.
+      if (c.up !== c.wasUp || (c.member.cordoned === true && c.previous !== c.member.status)) this.membershipChanged();
     });
     o.local.placement?.(this.ring.members, this.self.id);
     o.onRing?.(this.ring);
@@ -345,6 +352,12 @@ export class ClusterRouter implements MessageRouter {
       return;
     }
     const [, reqId, kind, key, command, input, msgId, timeoutMs, hops, wireToken] = p;
+    // A copy of an ask already taken (a duplicated or replayed frame) is dropped: the first
+    // copy's reply answers the sender, and a second run could apply it twice (scenario 8).
+    if (!this.firstCopy(from, reqId)) {
+      this.counters.duplicateAsks++;
+      return this.warn({ from: from.id, reqId }, 'a second copy of a forwarded ask dropped');
+    }
     const bounded = Math.min(timeoutMs, 10 * this.defaultAskTimeoutMs);
     const reply = (ok: boolean, value: unknown, token?: Token) =>
       this.o.transport.send(from.address, token === undefined ? [R_REPLY, reqId, ok, value] : [R_REPLY, reqId, ok, value, toWireToken(token)], 'actor');
@@ -438,6 +451,13 @@ export class ClusterRouter implements MessageRouter {
 
   // ── Membership ──────────────────────────────────────────────────────────────────────────
 
+  /** Whether this ask id is new from that sender's life (ids are a counter per router life). */
+  private firstCopy(from: PeerIdentity, reqId: number): boolean {
+    let seen = this.askIds.get(from.id);
+    if (seen === undefined || seen.incarnation !== from.incarnation) this.askIds.set(from.id, (seen = { incarnation: from.incarnation, window: new ReplayWindow() }));
+    return seen.window.firstTime(reqId);
+  }
+
   private membershipChanged(): void {
     this.ring = this.buildRing();
     this.table = new PartitionTable(this.ring);
@@ -450,9 +470,11 @@ export class ClusterRouter implements MessageRouter {
     // twice goes to the key's new owner.
     for (const [reqId, p] of this.pending) {
       if (this.ring.has(p.target)) continue;
-      // A graceful leaver drains (replication/handoff.ts): it still answers what it received —
-      // served, or ERR_NOT_PRIMARY, which is resent — so its asks wait for that (or their deadline).
-      if (this.o.membership.member(p.target)?.status === 'left') continue;
+      // A graceful leaver drains (replication/handoff.ts), and a cordoned member hands off as it
+      // does (src/node/storage-guard.ts): each still answers what it received — served, or
+      // ERR_NOT_PRIMARY, which is resent — so its asks wait for that (or their deadline).
+      const target = this.o.membership.member(p.target);
+      if (target?.status === 'left' || (target?.cordoned === true && isUp(target.status))) continue;
       const { kind, key, command, msgId } = p.ask;
       if (msgId === null && !(this.o.isReadOnly?.(kind, command) ?? false)) {
         this.pending.delete(reqId);

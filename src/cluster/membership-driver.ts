@@ -32,6 +32,8 @@ export interface MembershipDriverOptions {
   members?: readonly { id: number; address: string; incarnation?: number; status?: MemberStatus; zone?: string }[];
   /** This node's host or zone label, gossiped with its record (`ZONE_PATTERN`). Default: none. */
   zone?: string;
+  /** Member id → the highest incarnation an earlier run knew it at (`MembershipStateOptions.lives`). */
+  lives?: ReadonlyMap<number, number>;
   /**
    * Register on `transport.onMessage` and take the payloads that are membership messages.
    * Default true. Set false when the node routes payloads itself and calls `receive`.
@@ -43,7 +45,7 @@ export interface MembershipDriverOptions {
 export interface MemberChange {
   member: Member;
   previous: MemberStatus | undefined;
-  /** Alive or suspect now: belongs on the hash ring. */
+  /** Belongs on the hash ring now: alive or suspect, and not cordoned. */
   up: boolean;
   wasUp: boolean;
 }
@@ -69,6 +71,7 @@ export class MembershipDriver {
   private readonly clock: Clock;
   private readonly logger: Pick<Logger, 'debug' | 'info' | 'warn'> | undefined;
   private readonly changeListeners = new Set<(change: MemberChange) => void>();
+  private readonly joinedListeners = new Set<() => void>();
   private readonly leftWaiters: (() => void)[] = [];
   private timer: TimerHandle | undefined;
   private expectedTickAt = 0;
@@ -100,6 +103,7 @@ export class MembershipDriver {
     if (options.seed !== undefined) stateOptions.seed = options.seed;
     if (options.members !== undefined) stateOptions.members = options.members;
     if (options.zone !== undefined) stateOptions.zone = options.zone;
+    if (options.lives !== undefined) stateOptions.lives = options.lives;
     this.current = createMembershipState(stateOptions, clock.now());
     if (options.subscribe ?? true) {
       transport.onMessage((from, payload) => {
@@ -165,13 +169,19 @@ export class MembershipDriver {
     this.dispatch({ type: 'message-received', from: { id: from.id, address: from.address }, payload });
   }
 
+  /** Called when a seed's join-ack lets this node in (`state.joined` turns true); returns an unsubscribe function. */
+  onJoined(listener: () => void): () => void {
+    this.joinedListeners.add(listener);
+    return () => this.joinedListeners.delete(listener);
+  }
+
   /** Listen for member changes; returns an unsubscribe function. */
   onMemberChanged(listener: (change: MemberChange) => void): () => void {
     this.changeListeners.add(listener);
     return () => this.changeListeners.delete(listener);
   }
 
-  /** Members that belong on the hash ring (alive or suspect, this node included), by id. */
+  /** Members that belong on the hash ring (alive or suspect and not cordoned, this node included), by id. */
   upMembers(): RingMember[] {
     return upMembers(this.current);
   }
@@ -199,6 +209,20 @@ export class MembershipDriver {
     for (const e of this.held.splice(0)) this.dispatch(e);
   }
 
+  /**
+   * Cordon this node (it stays a member, probed and gossiping, but holds no partitions: off every
+   * ring) or end the cordon. Idempotent; spreads with a new incarnation, urgently.
+   */
+  cordon(on: boolean, reason?: string): void {
+    if (this.stopped) return;
+    this.dispatch(reason === undefined ? { type: 'cordon', on } : { type: 'cordon', on, reason });
+  }
+
+  /** Whether this node is cordoned now. */
+  get cordoned(): boolean {
+    return this.current.members.get(this.current.self.id)?.cordoned === true;
+  }
+
   private arm(): void {
     const interval = this.current.config.tickInterval;
     this.expectedTickAt = this.clock.now() + interval;
@@ -224,9 +248,11 @@ export class MembershipDriver {
     this.dispatching = true;
     try {
       for (let e = this.queue.shift(); e !== undefined; e = this.queue.shift()) {
+        const wasJoined = this.current.joined;
         const step = membershipReducer(this.current, e, this.clock.now());
         this.current = step.state;
         for (const effect of step.effects) this.perform(effect);
+        if (!wasJoined && this.current.joined) for (const l of [...this.joinedListeners]) l();
       }
     } finally {
       this.dispatching = false;

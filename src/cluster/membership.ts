@@ -52,6 +52,12 @@ export interface Member {
   readonly statusSince: number;
   /** Host or zone label the member started with (`--zone`); absent = a zone of its own. */
   readonly zone?: string;
+  /**
+   * Alive but holding no partitions (true), as a cordoned Kubernetes node takes no new pods: a
+   * node whose disk refuses writes cordons itself so the others lead and hold its partitions.
+   * Set by the member itself with a new incarnation, so the newer record wins everywhere.
+   */
+  readonly cordoned?: true;
 }
 
 /** A member record on the wire. `age` (ms) rides only on suspicions. */
@@ -63,6 +69,8 @@ export interface MemberUpdate {
   age?: number;
   /** The member's zone label; updates from nodes that predate zones carry none. */
   zone?: string;
+  /** Present only when the member is cordoned (`Member.cordoned`). */
+  cordoned?: true;
 }
 
 /**
@@ -92,11 +100,13 @@ export type MembershipEvent =
   | { type: 'tick'; lateness?: number }
   | { type: 'message-received'; from: { id: number; address: string }; payload: unknown }
   | { type: 'join'; seeds: readonly string[] }
-  | { type: 'leave' };
+  | { type: 'leave' }
+  /** This node cordons itself (holds no partitions while staying a member) or ends it; `reason` is logged. */
+  | { type: 'cordon'; on: boolean; reason?: string };
 
 export type MembershipEffect =
   | { type: 'send'; address: string; payload: MembershipMessage; lane: 'system' }
-  /** A member appeared, changed status, address or zone. `up` = alive or suspect (belongs on the ring). */
+  /** A member appeared, changed status, address, zone or cordon. `up` = belongs on the ring (alive or suspect, not cordoned). */
   | { type: 'member-changed'; member: Member; previous: MemberStatus | undefined; up: boolean; wasUp: boolean }
   /** Our leave announcement has been gossiped; the node may stop. */
   | { type: 'left' }
@@ -136,7 +146,10 @@ export interface MembershipState {
   readonly startIncarnation: number;
   /** The highest incarnation of an earlier life of this node id that peers told us of (0: none). */
   readonly earlierLife: number;
-  /** As a seed: node id → the incarnation a join replaced, so a retried join is told it too. */
+  /**
+   * As a seed: node id → the incarnation a join (or any newer record) replaced, so a retried join
+   * is told it too; starts from `MembershipStateOptions.lives`.
+   */
   readonly replacedLives: ReadonlyMap<number, number>;
   readonly leaving: boolean;
   readonly leftAnnounced: boolean;
@@ -179,6 +192,12 @@ export interface MembershipStateOptions {
   members?: readonly { id: number; address: string; incarnation?: number; status?: MemberStatus; zone?: string }[];
   /** This member's zone label (`ZONE_PATTERN`), gossiped with its record. Default: none. */
   zone?: string;
+  /**
+   * Member id → the highest incarnation an earlier run of this node knew it at (its data
+   * directory's record): a seed tells a joiner whose id it knew before, as for `replacedLives`,
+   * even when that id's earlier life ended before this node restarted. Default: none.
+   */
+  lives?: ReadonlyMap<number, number>;
 }
 
 export interface MembershipStep {
@@ -240,13 +259,18 @@ export function isUp(status: MemberStatus): boolean {
   return status === 'alive' || status === 'suspect';
 }
 
+/** Whether a member belongs on the hash ring: up (alive or suspect) and not cordoned. */
+export function onRing(m: Pick<Member, 'status' | 'cordoned'>): boolean {
+  return isUp(m.status) && m.cordoned !== true;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Queries
 
-/** The members that belong on the hash ring (alive or suspect, us included), by id. */
+/** The members that belong on the hash ring (alive or suspect and not cordoned, us included), by id. */
 export function upMembers(state: MembershipState): RingMember[] {
   const out: RingMember[] = [];
-  for (const m of state.members.values()) if (isUp(m.status)) out.push(m.zone === undefined ? { id: m.id, address: m.address } : { id: m.id, address: m.address, zone: m.zone });
+  for (const m of state.members.values()) if (onRing(m)) out.push(m.zone === undefined ? { id: m.id, address: m.address } : { id: m.id, address: m.address, zone: m.zone });
   return out.sort((a, b) => a.id - b.id);
 }
 
@@ -271,6 +295,12 @@ export function createMembershipState(options: MembershipStateOptions, now: numb
   if (!Number.isInteger(seed)) throw invalidOption('options.seed', 'must be an integer', seed);
   const config = options.config ?? LAN_PROFILE;
   if (options.zone !== undefined && !isZone(options.zone)) throw invalidOption('options.zone', 'must be 1-64 characters of A-Z a-z 0-9 . _ -', options.zone);
+
+  const lives = new Map<number, number>();
+  for (const [id, inc] of options.lives ?? []) {
+    if (!isNodeId(id) || !isIncarnation(inc)) throw invalidOption('options.lives', 'must map node ids (0..1023) to incarnations (non-negative integers)', [id, inc]);
+    if (id !== self.id) lives.set(id, inc);
+  }
 
   const members = new Map<number, Member>();
   let downCount = 0;
@@ -307,7 +337,7 @@ export function createMembershipState(options: MembershipStateOptions, now: numb
     incarnation,
     startIncarnation: incarnation,
     earlierLife: 0,
-    replacedLives: new Map(),
+    replacedLives: lives,
     leaving: false,
     leftAnnounced: false,
     joined: members.size > 1,
@@ -352,6 +382,9 @@ export function membershipReducer(state: MembershipState, event: MembershipEvent
       break;
     case 'leave':
       step.leave();
+      break;
+    case 'cordon':
+      step.cordon(event.on, event.reason);
       break;
     default:
       step.log('warn', 'unknown membership event', { event: (event as { type?: unknown }).type });
@@ -487,6 +520,25 @@ class Step {
     this.enqueue(s.self.id);
     this.urgent = true;
     this.log('info', 'leaving the cluster', { incarnation: s.incarnation });
+  }
+
+  /**
+   * Cordon this node (on) or end it. A new incarnation carries the change, so it overrides every
+   * older record of us wherever it spreads, as a refutation does; nothing changes while leaving.
+   */
+  cordon(on: boolean, reason: string | undefined): void {
+    const { s } = this;
+    const me = this.selfRecord();
+    if (s.leaving || (me.cordoned === true) === on) return;
+    s.incarnation = me.incarnation + 1;
+    const { cordoned: _was, ...rest } = me;
+    this.setMember({ ...rest, incarnation: s.incarnation, statusSince: this.now, ...(on && { cordoned: true as const }) });
+    this.enqueue(s.self.id);
+    this.urgent = true;
+    this.log(on ? 'warn' : 'info', on ? 'cordoned: this node holds no partitions until it ends the cordon' : 'cordon ended: this node holds partitions again', {
+      incarnation: s.incarnation,
+      ...(reason !== undefined && { reason }),
+    });
   }
 
   receive(from: { id: number; address: string }, payload: unknown): void {
@@ -789,6 +841,7 @@ class Step {
     const u: MemberUpdate = { id: m.id, address: m.address, incarnation: m.incarnation, status: m.status };
     if (m.status === 'suspect') u.age = Math.max(0, this.now - m.statusSince);
     if (m.zone !== undefined) u.zone = m.zone;
+    if (m.cordoned === true) u.cordoned = true;
     return u;
   }
 
@@ -881,7 +934,16 @@ class Step {
     // A zone is fixed for a member's life: an update relayed by a node that predates zones keeps
     // the one we know for that incarnation; a new incarnation (a restart) brings its own.
     const zone = u.zone ?? (cur !== undefined && cur.incarnation === u.incarnation ? cur.zone : undefined);
-    this.setMember({ id: u.id, address: u.address, incarnation: u.incarnation, status: u.status, statusSince: since, ...(zone !== undefined && { zone }) });
+    // A cordon changes only with a new incarnation (the member's own): each record says it whole.
+    this.setMember({
+      id: u.id,
+      address: u.address,
+      incarnation: u.incarnation,
+      status: u.status,
+      statusSince: since,
+      ...(zone !== undefined && { zone }),
+      ...(u.cordoned === true && { cordoned: true as const }),
+    });
     if (gossipIt) this.enqueue(u.id);
   }
 
@@ -941,13 +1003,13 @@ class Step {
       if (next.status === 'suspect') this.wSuspicions().set(next.id, next.statusSince);
       else if (s.suspicions.has(next.id)) this.wSuspicions().delete(next.id);
     }
-    if (!prev || prev.status !== next.status || prev.address !== next.address || prev.zone !== next.zone) {
+    if (!prev || prev.status !== next.status || prev.address !== next.address || prev.zone !== next.zone || prev.cordoned !== next.cordoned) {
       this.effects.push({
         type: 'member-changed',
         member: next,
         previous: prev?.status,
-        up: isUp(next.status),
-        wasUp: prev !== undefined && isUp(prev.status),
+        up: onRing(next),
+        wasUp: prev !== undefined && onRing(prev),
       });
     }
   }
@@ -1004,6 +1066,10 @@ function parseUpdate(raw: unknown): MemberUpdate | undefined {
   if (r.zone !== undefined) {
     if (!isZone(r.zone)) return undefined;
     u.zone = r.zone;
+  }
+  if (r.cordoned !== undefined) {
+    if (r.cordoned !== true) return undefined;
+    u.cordoned = true;
   }
   return u;
 }

@@ -1017,7 +1017,10 @@ class InboundConnection {
       if (err) this.reject(err.code === 'ERR_FRAME_TOO_LARGE' ? 'frame-too-large' : 'bad-frame', err.message);
     });
     socket.on('error', () => {
-      // 'close' follows; a reset by the peer is not this node's business beyond closing.
+      // A reset by the peer is not this node's business beyond closing. Node closes a plain
+      // socket itself but leaves a TLS one open after an error past the handshake (a record
+      // that fails its MAC): destroy it so 'close' always follows and the peer reconnects.
+      socket.destroy();
     });
     socket.on('close', () => this.onClose());
   }

@@ -1,3 +1,6 @@
+import { getEnvironmentData, isMainThread, setEnvironmentData } from 'node:worker_threads';
+import { invalidOption, troupeError } from './errors.ts';
+
 /**
  * The only module that reads real time or arms real timers. Everything else takes a `Clock`,
  * so protocols and restart math run under a `SimulatedClock` in tests.
@@ -28,8 +31,9 @@ export class SystemClock implements Clock {
   now(): number {
     return performance.now();
   }
+  /** `Date.now()`, plus the fault-injection step (`enableWallClockSteps`) when one is on. */
   wallNow(): number {
-    return Date.now();
+    return wallStep === undefined ? Date.now() : Date.now() + Atomics.load(wallStep, 0);
   }
   setTimeout(fn: () => void, ms: number): TimerHandle {
     const t = setTimeout(fn, ms);
@@ -47,6 +51,81 @@ export class SystemClock implements Clock {
 
 export const systemClock: Clock = new SystemClock();
 
+// ── Fault injection: a stepped wall clock (tests only) ─────────────────────────────────────
+//
+// The OS cannot step one process's wall clock (a time namespace offsets only the monotonic
+// clocks), so the chaos suite steps it here: an offset, in ms, added to `SystemClock.wallNow()`.
+// It lives in a SharedArrayBuffer that `enableWallClockSteps` hands to every worker thread
+// started afterwards as worker environment data, so the threads that stamp reminders and
+// session deadlines step with the main thread that issues Snowflake ids. Monotonic `now()` and
+// timers never move: membership, ask deadlines and leases run on them.
+
+const WALL_STEP_KEY = 'troupe:wallStepMs';
+/** Largest offset, ms (an Int32 for Atomics): ±24.8 days, plenty for a test's steps. */
+export const MAX_WALL_STEP_MS = 2 ** 31 - 1;
+
+let wallStep: Int32Array | undefined = inheritedWallStep();
+
+/** In a worker thread started after `enableWallClockSteps`: the parent's shared offset. */
+function inheritedWallStep(): Int32Array | undefined {
+  if (isMainThread) return undefined;
+  const shared = getEnvironmentData(WALL_STEP_KEY);
+  return shared instanceof SharedArrayBuffer ? new Int32Array(shared) : undefined;
+}
+
+/** The handle that steps this process's wall clock (`SystemClock.wallNow`), from `enableWallClockSteps`. */
+export interface WallClockSteps {
+  /** The offset now, ms: what `wallNow()` adds to the true time. */
+  offset(): number;
+  /** Moves the wall clock by `deltaMs` (negative: back); returns the new offset. */
+  step(deltaMs: number): number;
+  /** Back to the true time (offset 0). */
+  reset(): void;
+}
+
+/**
+ * Turns wall-clock stepping on for this process: `SystemClock.wallNow()` here and in every worker
+ * thread started from now on adds the offset the handle sets (for a `SimulatedClock`: a handle on
+ * its own `stepWall`). For fault-injection tests only
+ * (`troupe start --fault-injection`); call it before the node starts its worker threads (a
+ * thread started earlier keeps the true time). Idempotent: every call returns the same handle.
+ *
+ * @example
+ *   const steps = enableWallClockSteps();
+ *   steps.step(-30_000); // systemClock.wallNow() is now 30 s behind Date.now()
+ *   steps.reset();
+ */
+export function enableWallClockSteps(clock: Clock = systemClock): WallClockSteps {
+  // A simulated node steps its own clock: nothing process-wide, nothing shared with threads.
+  if (clock instanceof SimulatedClock) return clock.wallSteps;
+  if (!(clock instanceof SystemClock))
+    throw invalidOption('clock', 'must be a SystemClock or a SimulatedClock to step its wall clock', clock);
+  if (wallStep === undefined) {
+    const shared = new SharedArrayBuffer(4);
+    setEnvironmentData(WALL_STEP_KEY, shared);
+    wallStep = new Int32Array(shared);
+  }
+  const cell = wallStep;
+  return {
+    offset: () => Atomics.load(cell, 0),
+    step(deltaMs) {
+      const next = Atomics.load(cell, 0) + deltaMs;
+      if (!Number.isInteger(deltaMs) || Math.abs(next) > MAX_WALL_STEP_MS)
+        throw troupeError(
+          'ERR_INVALID_INPUT',
+          `a wall-clock step must be an integer ms keeping the offset within ±${MAX_WALL_STEP_MS} ms`,
+          {
+            deltaMs: String(deltaMs),
+            offsetMs: Atomics.load(cell, 0),
+          },
+        );
+      Atomics.store(cell, 0, next);
+      return next;
+    },
+    reset: () => void Atomics.store(cell, 0, 0),
+  };
+}
+
 interface SimTimer {
   at: number;
   seq: number;
@@ -61,6 +140,8 @@ interface SimTimer {
 export class SimulatedClock implements Clock {
   private time: number;
   private wallOffset: number;
+  /** The sum of `stepWall` deltas, ms. */
+  private stepped = 0;
   private seq = 0;
   private timers: SimTimer[] = [];
 
@@ -78,6 +159,20 @@ export class SimulatedClock implements Clock {
   /** Moves wall time only (a stepped system clock); monotonic `now` is untouched. */
   stepWall(deltaMs: number): void {
     this.wallOffset += deltaMs;
+    this.stepped += deltaMs;
+  }
+  /** This clock's steps as the fault-injection handle (`enableWallClockSteps(simulatedClock)`). */
+  get wallSteps(): WallClockSteps {
+    return {
+      offset: () => this.stepped,
+      step: (deltaMs) => {
+        if (!Number.isInteger(deltaMs))
+          throw troupeError('ERR_INVALID_INPUT', 'a wall-clock step must be an integer ms', { deltaMs: String(deltaMs) });
+        this.stepWall(deltaMs);
+        return this.stepped;
+      },
+      reset: () => this.stepWall(-this.stepped),
+    };
   }
   setTimeout(fn: () => void, ms: number): TimerHandle {
     const timer: SimTimer = { at: this.time + Math.max(0, ms), seq: this.seq++, fn, cancelled: false };

@@ -42,7 +42,7 @@ export interface InProcessActorsOptions {
   /** Actor messages per turn. */
   throughput?: number;
   /** Per-host limits, as for worker threads. */
-  host?: { maxResident?: number; maxHeapBytes?: number };
+  host?: { maxResident?: number; maxHeapBytes?: number; maxMessageBytes?: number; maxMailboxBytes?: number };
   /** Where hosts' messages for keys they do not own go (the cluster router); default: these hosts. */
   upstream?: MessageRouter & { askRaw: Supervisor['askRaw'] };
 }

@@ -15,7 +15,7 @@ import { MIN_CLUSTER_SECRET_LENGTH, parseAddress, TcpTransport, type TcpTranspor
 import type { Transport } from '../cluster/transport.ts';
 import { HashRing } from '../cluster/ring.ts';
 import { PARTITIONS, PartitionTable } from '../replication/partition-table.ts';
-import { systemClock, type Clock, type TimerHandle } from '../core/clock.ts';
+import { enableWallClockSteps, systemClock, type Clock, type TimerHandle } from '../core/clock.ts';
 import { invalidOption, isTroupeError, troupeError, type TroupeError } from '../core/errors.ts';
 import { createLogger, type Logger } from '../core/logger.ts';
 import { gatewayDefaults, HttpGateway, RawResponse, type GatewayOptions, type Sender } from '../gateway/http-gateway.ts';
@@ -27,7 +27,8 @@ import { Supervisor } from '../supervisor/supervisor.ts';
 import { LmdbPartitionStore } from '../replication/lmdb-partition-store.ts';
 import { MemoryPartitionStore } from '../replication/memory-partition-store.ts';
 import type { PartitionStore } from '../replication/partition-store.ts';
-import { ReplicationDriver } from '../replication/replication-driver.ts';
+import { ReplicationDriver, replicationDefaults } from '../replication/replication-driver.ts';
+import { freeSpace, StorageGuard } from './storage-guard.ts';
 import type { KindDurability } from '../replication/settle-rule.ts';
 import { handoffDefaults } from '../replication/handoff.ts';
 import { AdminPeers } from '../admin/admin-peers.ts';
@@ -43,6 +44,8 @@ import { ReminderWaker } from './reminders.ts';
 import { SessionHub, type SessionHubOptions } from '../sessions/session-hub.ts';
 import { PushPeers, type NodeConnections } from '../sessions/push-peers.ts';
 import { isReserved, reservedCommand, type PushNote } from '../actors/watchers.ts';
+import type { HostLimits } from '../actors/actor-host.ts';
+import { checkByteCap } from '../mailbox/message-size.ts';
 
 /** The node's LMDB environment lives in `<dataDir>/journal`. */
 export const JOURNAL_DIR = 'journal';
@@ -146,11 +149,21 @@ export interface NodeOptions {
   maxResidentPerWorker?: number;
   /** Heap in use per worker (bytes) above which the idle sweep sheds least recently used actors. */
   maxHeapBytesPerWorker?: number;
+  /** Largest message into or out of an actor, bytes (docs/actors-limits.md; default 1 MiB). */
+  maxMessageBytes?: number;
+  /** Most bytes queued in one actor's mailbox (docs/actors-limits.md; default 16 MiB). */
+  maxMailboxBytes?: number;
   /** Worker-thread restart intensity and backoff (threads only). */
   restart?: Partial<RestartPolicy>;
   resourceLimits?: ResourceLimits;
   defaultAskTimeoutMs?: number;
   clock?: Clock;
+  /**
+   * Tests only (`troupe start --fault-injection`): the admin endpoint may step this node's wall
+   * clock (`clock step <±ms>`, in every worker thread too) and hand out Snowflake ids (`ids`) for
+   * the chaos suite to watch. Off by default; every such command is refused without it.
+   */
+  faultInjection?: boolean;
   /**
    * Test seam: the replicated partition store to use instead of building one from `journal` /
    * `dataDir`. The deterministic simulator (test/sim) gives a restarted in-process node the store
@@ -192,7 +205,7 @@ export class TroupeNode implements MessageRouter {
   private notServingReason = 'node is starting';
   private abortJoin: (() => void) | undefined;
   /** Replicated partition logs (clusters with 'replicated' durability): the workers' journal. */
-  private replication: { driver: ReplicationDriver; store: PartitionStore } | undefined;
+  private replication: { driver: ReplicationDriver; store: PartitionStore; guard: StorageGuard } | undefined;
   /** The node's clock (a drain waits on it). */
   private clock: Clock = systemClock;
   /** Admin commands (the REPL's socket, peers' `@<node>` requests, the status page) and who runs them. */
@@ -234,6 +247,10 @@ export class TroupeNode implements MessageRouter {
     if (options.zone !== undefined && !isZone(options.zone))
       throw invalidOption('options.zone', 'must be 1-64 characters of A-Z a-z 0-9 . _ -', options.zone);
     const clock = options.clock ?? systemClock;
+    if (options.faultInjection !== undefined && typeof options.faultInjection !== 'boolean')
+      throw invalidOption('options.faultInjection', 'must be a boolean', options.faultInjection);
+    // Before any worker thread starts: threads inherit the stepped clock only from here on.
+    if (options.faultInjection === true) enableWallClockSteps(clock);
     const log = options.log ?? createLogger({ node: id }, options.logLevel);
     const replicated = replicationOf(options);
     const journal: JournalConfig = replicated ? { type: 'node' } : journalOf(options);
@@ -262,7 +279,7 @@ export class TroupeNode implements MessageRouter {
     };
     // Takes the data directory's lock: from here on, a failure must release it.
     const identity = await NodeIdentity.load(id, options.dataDir, clock);
-    let replication: { driver: ReplicationDriver; store: PartitionStore } | undefined;
+    let replication: { driver: ReplicationDriver; store: PartitionStore; guard: StorageGuard } | undefined;
     // The driver announces partitions whose resident actors may be stale; the actors exist later.
     let reloadPartitions: (ps: number[], count: number) => void = () => undefined;
     // `remember: true` kinds come back when this node becomes a partition's primary (set below).
@@ -272,7 +289,26 @@ export class TroupeNode implements MessageRouter {
       try {
         const kinds = kindDurabilities(registry, replicated.durability);
         const boot = bootId();
-        const store = options.partitionStore ?? (replicated.path !== undefined ? new LmdbPartitionStore({ path: replicated.path, durability: replicated.durability }) : new MemoryPartitionStore());
+        const disk = options.partitionStore ?? (replicated.path !== undefined ? new LmdbPartitionStore({ path: replicated.path, durability: replicated.durability }) : new MemoryPartitionStore());
+        // A full disk cordons the node, so the others lead its partitions until space returns.
+        const dataPath = replicated.path;
+        const guard = new StorageGuard({
+          clock,
+          log,
+          cordon: (on, why) => node?.cluster?.membership.cordon(on, why),
+          // Only while the others on the ring could hold W copies and are a majority of the members
+          // known: below that, leaving the ring would make every partition's set too small to
+          // commit (W is capped by the cluster's size, not the ring's), and help nobody.
+          canCordon: () => {
+            const membership = node?.cluster?.membership;
+            if (membership === undefined) return false;
+            const others = membership.upMembers().filter((m) => m.id !== id).length;
+            const known = [...membership.state.members.values()].filter((m) => m.status !== 'left').length;
+            return others >= (options.cluster?.writeQuorum ?? replicationDefaults.writeQuorum) && others * 2 > known;
+          },
+          ...(dataPath !== undefined && options.partitionStore === undefined && { space: () => freeSpace(dataPath) }),
+        });
+        const store = guard.watch(disk);
         const c = options.cluster!;
         const driver = await ReplicationDriver.open({
           self: id,
@@ -290,7 +326,7 @@ export class TroupeNode implements MessageRouter {
           // Commits without fsync: an OS reboot since the last one marks the store unclean.
           ...(replicated.path !== undefined && replicated.durability === 'commit' && boot !== undefined && { bootId: boot }),
         });
-        replication = { driver, store };
+        replication = { driver, store, guard };
       } catch (e) {
         await identity.close();
         throw e;
@@ -339,6 +375,7 @@ export class TroupeNode implements MessageRouter {
     try {
       await actors.start();
     } catch (e) {
+      replication?.guard.close();
       await replication?.driver.close();
       await replication?.store.close();
       await identity.close(); // the data directory's lock: a retry in this process may take it
@@ -451,6 +488,10 @@ export class TroupeNode implements MessageRouter {
       }),
       ...(backupPath !== undefined && { backup: async (dir: string) => (await import('../persistence/backup.ts')).backup({ type: 'lmdb', path: backupPath }, dir).then(() => backupPath) }),
     });
+    if (options.faultInjection === true) {
+      const steps = enableWallClockSteps(clock);
+      target.faults = { wallOffset: steps.offset, stepWall: steps.step, wallNow: () => clock.wallNow(), ids: (n) => Array.from({ length: n }, () => this.ids.nextString()) };
+    }
     let executor: AdminExecutor | undefined;
     const cluster = this.cluster;
     const peers = cluster
@@ -505,7 +546,16 @@ export class TroupeNode implements MessageRouter {
     await transport.start().catch((e: unknown) => {
       throw clusterListenError(e, c);
     });
-    const membership = new MembershipDriver({ transport, clock, profile: c.profile ?? 'lan', logger: this.log, ...(zone !== undefined && { zone }) });
+    const store = this.replication?.store;
+    const membership = new MembershipDriver({
+      transport,
+      clock,
+      profile: c.profile ?? 'lan',
+      logger: this.log,
+      ...(zone !== undefined && { zone }),
+      ...(store !== undefined && { lives: store.knownLives() }),
+    });
+    if (store !== undefined) keepLives(membership, store, clock, this.log);
     const driver = this.replication?.driver;
     driver?.attach(transport);
     // Partitions are placed only once the node has joined: before that its ring holds itself
@@ -518,10 +568,11 @@ export class TroupeNode implements MessageRouter {
     // And each ring says whether it holds a majority of the members this node knows (down ones
     // included, until membership forgets them after an hour): a node cut off from most of its
     // cluster must not found, alone, the first epoch of a partition it never held.
-    const quorate = (ring: HashRing) => ring.members.length * 2 > [...membership.state.members.values()].filter((m) => m.status !== 'left').length;
+    const known = () => [...membership.state.members.values()].filter((m) => m.status !== 'left').length;
+    const quorate = (ring: HashRing) => ring.members.length * 2 > known();
     const placeWhenJoined = (ring: HashRing) => {
       latestRing = ring;
-      if (joined) driver!.setMembers(ring, quorate(ring));
+      if (joined) driver!.setMembers(ring, quorate(ring), known());
     };
     const router = new ClusterRouter({
       transport,
@@ -547,10 +598,13 @@ export class TroupeNode implements MessageRouter {
       this.sessions.peers = new PushPeers({ transport, clock, hub, addressOf });
       // A member came or went: watched actors may have new primaries that know nothing of this node's sockets.
       membership.onMemberChanged((ch) => {
-        if (ch.previous !== ch.member.status) hub.rewatchAll();
+        if (ch.previous !== ch.member.status || ch.up !== ch.wasUp) hub.rewatchAll();
       });
     }
     membership.onMemberChanged((ch) => {
+      // Same status, on or off the ring: a cordon began or ended (src/node/storage-guard.ts).
+      if (ch.previous === ch.member.status && ch.up !== ch.wasUp && ch.member.id !== this.id)
+        this.log.info({ member: ch.member.id, incarnation: ch.member.incarnation, cordoned: ch.member.cordoned === true }, ch.up ? 'member cordon ended' : 'member cordoned');
       if (ch.previous === ch.member.status) return;
       this.metrics?.memberChanged(ch.member.status);
       this.memberEvents.push({ at: new Date().toISOString(), member: ch.member.id, from: ch.previous ?? 'new', to: ch.member.status });
@@ -568,7 +622,7 @@ export class TroupeNode implements MessageRouter {
       driver.markReplaced();
     }
     joined = true;
-    if (latestRing !== undefined) driver?.setMembers(latestRing, quorate(latestRing));
+    if (latestRing !== undefined) driver?.setMembers(latestRing, quorate(latestRing), known());
   }
 
   /**
@@ -576,7 +630,10 @@ export class TroupeNode implements MessageRouter {
    * only with `allowSolo`, gives up after `joinTimeoutMs` and serves alone.
    */
   private joined(membership: MembershipDriver, clock: Clock, seeds: string[], c: ClusterOptions): Promise<void> {
-    if (membership.upMembers().length > 1) return Promise.resolve();
+    // Joined = a seed's join-ack came (it says whether this id lived before: a replaced host must
+    // know that before it promises anything) and another member is up, a cordoned one too.
+    const inCluster = () => membership.state.joined && membership.state.upIds.length > 0;
+    if (inCluster()) return Promise.resolve();
     const since = clock.now();
     const list = seeds.join(',');
     this.notServingReason = `not serving: waiting to join the cluster through seeds ${list}`;
@@ -599,11 +656,16 @@ export class TroupeNode implements MessageRouter {
             resolve();
           }, timeoutMs)
         : undefined;
-      const off = membership.onMemberChanged(() => {
-        if (membership.upMembers().length < 2) return;
+      // Either may come last: the join-ack, or the first other member up (it may have been known,
+      // from a peer's ping, before the join-ack, which then changes no member).
+      const check = () => {
+        if (!inCluster()) return;
         done();
         resolve();
-      });
+      };
+      const offChanged = membership.onMemberChanged(check);
+      const offJoined = membership.onJoined(check);
+      const off = () => (offChanged(), offJoined());
       // stop() while waiting: start() rejects instead of hanging.
       this.abortJoin = () => {
         done();
@@ -642,17 +704,18 @@ export class TroupeNode implements MessageRouter {
     return this.sessions?.hub;
   }
 
-  /** Members as this node sees them: id, address, incarnation, status (and zone, when labelled). */
-  members(): Array<{ id: number; address: string; incarnation: number; status: string; zone?: string; forMs?: number }> {
+  /** Members as this node sees them: id, address, incarnation, status (and zone, when labelled; `cordoned` when so). */
+  members(): Array<{ id: number; address: string; incarnation: number; status: string; zone?: string; cordoned?: true; forMs?: number }> {
     if (!this.cluster) return [{ id: this.id, address: 'local', incarnation: this.identity.incarnation, status: 'alive' }];
     const now = this.clock.now();
     return [...this.cluster.membership.state.members.values()]
-      .map(({ id, address, incarnation, status, zone, statusSince }) => ({
+      .map(({ id, address, incarnation, status, zone, cordoned, statusSince }) => ({
         id,
         address,
         incarnation,
         status,
         ...(zone !== undefined && { zone }),
+        ...(cordoned === true && { cordoned }),
         // How long it has been in this status (as this node saw it).
         forMs: Math.max(0, Math.round(now - statusSince)),
       }))
@@ -737,6 +800,7 @@ export class TroupeNode implements MessageRouter {
     this.reminders?.stop();
     await this.actors.stop();
     if (this.replication) {
+      this.replication.guard.close();
       await this.replication.driver.close();
       await this.replication.store.close();
     }
@@ -940,14 +1004,17 @@ function actorsOf(options: NodeOptions): 'threads' | 'in-process' {
 }
 
 /** The per-worker caps the actor hosts enforce, or undefined for their defaults. */
-function hostLimitsOf(options: NodeOptions): { maxResident?: number; maxHeapBytes?: number } | undefined {
-  const { maxResidentPerWorker: maxResident, maxHeapBytesPerWorker: maxHeapBytes } = options;
+function hostLimitsOf(options: NodeOptions): HostLimits | undefined {
+  const { maxResidentPerWorker: maxResident, maxHeapBytesPerWorker: maxHeapBytes, maxMessageBytes, maxMailboxBytes } = options;
+  if (maxMessageBytes !== undefined) checkByteCap('options.maxMessageBytes', maxMessageBytes);
+  if (maxMailboxBytes !== undefined) checkByteCap('options.maxMailboxBytes', maxMailboxBytes);
+  const caps = { ...(maxMessageBytes !== undefined && { maxMessageBytes }), ...(maxMailboxBytes !== undefined && { maxMailboxBytes }) };
   if (maxResident !== undefined && (!Number.isSafeInteger(maxResident) || maxResident < 1))
     throw invalidOption('options.maxResidentPerWorker', 'must be a positive integer', maxResident);
   if (maxHeapBytes !== undefined && (!Number.isSafeInteger(maxHeapBytes) || maxHeapBytes < 1))
     throw invalidOption('options.maxHeapBytesPerWorker', 'must be a positive integer (bytes)', maxHeapBytes);
-  if (maxResident === undefined && maxHeapBytes === undefined) return undefined;
-  return { ...(maxResident !== undefined && { maxResident }), ...(maxHeapBytes !== undefined && { maxHeapBytes }) };
+  if (maxResident === undefined && maxHeapBytes === undefined && maxMessageBytes === undefined && maxMailboxBytes === undefined) return undefined;
+  return { ...(maxResident !== undefined && { maxResident }), ...(maxHeapBytes !== undefined && { maxHeapBytes }), ...caps };
 }
 
 function validateClusterOptions(c: ClusterOptions): void {
@@ -1000,4 +1067,32 @@ function clusterSummary(c: ClusterOptions | undefined): unknown {
   if (c === undefined) return undefined;
   const { host, port, advertise, seeds, profile, allowSolo, joinTimeoutMs } = c;
   return { host, port, advertise, seeds, profile, allowSolo, joinTimeoutMs, tls: c.tls !== undefined };
+}
+
+/**
+ * Membership's lives outlast this run: each member id's highest known incarnation is stored
+ * (`PartitionStore.recordLives`, at most once a second, only when it changed), and the next run
+ * starts from it (`MembershipDriver` option `lives`). So a seed that restarted since still tells a
+ * replaced host under an old id that its id lived before (the simulator's seed 27).
+ */
+function keepLives(membership: MembershipDriver, store: PartitionStore, clock: Clock, log: Logger): void {
+  const text = (lives: ReadonlyMap<number, number>) => JSON.stringify([...lives].sort((a, b) => a[0] - b[0]));
+  let written = text(store.knownLives());
+  let timer: TimerHandle | undefined;
+  const write = () => {
+    timer = undefined;
+    const s = membership.state;
+    const lives = new Map(s.replacedLives);
+    for (const m of s.members.values()) if (m.id !== s.self.id && m.incarnation > (lives.get(m.id) ?? -1)) lives.set(m.id, m.incarnation);
+    const next = text(lives);
+    if (next === written) return;
+    written = next;
+    store.recordLives(lives).catch((e: unknown) => {
+      written = ''; // written again at the next change
+      log.debug({ err: (e as Error).message }, 'could not store the members\' lives');
+    });
+  };
+  membership.onMemberChanged(() => {
+    if (timer === undefined) timer = clock.setTimeout(write, 1_000);
+  });
 }

@@ -54,6 +54,10 @@ export interface LmdbEnv {
  * at start and marks the store's partitions unclean when it may have lost acknowledged commits.
  */
 export const REPLICATION_BOOT_KEY = 'replication.boot';
+/** Membership's known lives (`PartitionStore.knownLives`): [id, incarnation] pairs. */
+export const MEMBER_LIVES_KEY = 'membership.lives';
+/** Where `LmdbPartitionStore.probeWrite` writes, and removes, its probe. */
+export const STORAGE_PROBE_KEY = 'storage.probe';
 export const RESTORED_FROM_BACKUP = 'restored-from-backup';
 
 export interface LmdbEnvOptions {

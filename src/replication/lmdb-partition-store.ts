@@ -3,7 +3,7 @@ import { invalidOption, troupeError, type TroupeError } from '../core/errors.ts'
 import { systemClock, type Clock, type TimerHandle } from '../core/clock.ts';
 import { silentLogger, type Logger } from '../core/logger.ts';
 import type { ActorWrite, DueActor } from '../persistence/journal.ts';
-import { REPLICATION_BOOT_KEY, acquireEnv, flushedNow, releaseEnv, type LmdbEnv } from '../persistence/lmdb-env.ts';
+import { MEMBER_LIVES_KEY, REPLICATION_BOOT_KEY, STORAGE_PROBE_KEY, acquireEnv, flushedNow, releaseEnv, type LmdbEnv } from '../persistence/lmdb-env.ts';
 import { LmdbJournal } from '../persistence/lmdb-journal.ts';
 import { commitCause, isCommitFailure, toReadError, toWriteError } from '../persistence/storage-errors.ts';
 import { truncateHistory, type EpochStart, type Position } from './epoch.ts';
@@ -109,6 +109,9 @@ const ORDER_IN_DOUBT = /[\uD800-\uFFFF]/;
 
 /** How often a 'commit' store fsyncs in the background, ms: an OS crash loses at most this much. */
 export const backgroundSyncMs = 100;
+
+/** What `probeWrite` stores and removes: 64 KiB. */
+const probeBytes = Buffer.alloc(64 * 1024);
 
 export class LmdbPartitionStore implements PartitionStore {
   readonly path: string;
@@ -419,6 +422,22 @@ export class LmdbPartitionStore implements PartitionStore {
     if (this.durability === 'commit') await this.syncInBackground();
   }
 
+  knownLives(): ReadonlyMap<number, number> {
+    return livesFrom(this.env.meta.get(MEMBER_LIVES_KEY) as unknown);
+  }
+
+  async recordLives(lives: ReadonlyMap<number, number>): Promise<void> {
+    if (this.closed) throw this.stopped();
+    await this.commit(() => void this.env.meta.put(MEMBER_LIVES_KEY, [...lives]), 'record of member lives', {});
+  }
+
+  async probeWrite(): Promise<void> {
+    if (this.closed) throw this.stopped();
+    // A few pages' worth, so a disk with room for a tiny commit only still counts as full.
+    await this.commit(() => void this.env.meta.put(STORAGE_PROBE_KEY, probeBytes), 'probe write', {});
+    await this.commit(() => void this.env.meta.remove(STORAGE_PROBE_KEY), 'probe write', {});
+  }
+
   close(): Promise<void> {
     if (this.closing) return this.closing;
     this.closed = true;
@@ -676,4 +695,16 @@ function toEntry(seq: number, v: StoredEntry): LogEntry {
   const epoch = { term: v[0], node: v[1] };
   if (v[3] !== undefined) return v[2] === undefined ? { seq, epoch, start: v[3] } : { seq, epoch, start: v[3], data: v[2] };
   return v[2] === undefined ? { seq, epoch } : { seq, epoch, data: v[2] };
+}
+
+/** The stored [id, incarnation] pairs, each checked: a malformed pair is skipped, never trusted. */
+function livesFrom(v: unknown): Map<number, number> {
+  const out = new Map<number, number>();
+  if (!Array.isArray(v)) return out;
+  for (const pair of v as unknown[]) {
+    if (!Array.isArray(pair) || pair.length !== 2) continue;
+    const [id, incarnation] = pair as unknown[];
+    if (Number.isInteger(id) && (id as number) >= 0 && (id as number) <= 1023 && Number.isSafeInteger(incarnation) && (incarnation as number) >= 0) out.set(id as number, incarnation as number);
+  }
+  return out;
 }

@@ -205,6 +205,22 @@ export class MemoryPartitionStore implements PartitionStore {
     return this.boot;
   }
 
+  private lives: ReadonlyMap<number, number> = new Map();
+
+  knownLives(): ReadonlyMap<number, number> {
+    return this.lives;
+  }
+
+  recordLives(lives: ReadonlyMap<number, number>): Promise<void> {
+    return this.queue(() => {
+      this.lives = new Map(lives);
+    });
+  }
+
+  probeWrite(): Promise<void> {
+    return this.queue(() => undefined);
+  }
+
   recordBoot(bootId: string): Promise<void> {
     return this.queue(() => {
       this.boot = bootId;

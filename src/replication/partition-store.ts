@@ -179,5 +179,18 @@ export interface PartitionStore {
    */
   lastBoot(): string | undefined;
   recordBoot(bootId: string): Promise<void>;
+  /**
+   * Member id → the highest incarnation this node has known that id at, as `recordLives` last
+   * stored it (empty for a new store). Membership starts from it, so a node that restarts still
+   * tells a replaced host under an old id that its id lived before (join-ack's `earlier`).
+   */
+  knownLives(): ReadonlyMap<number, number>;
+  recordLives(lives: ReadonlyMap<number, number>): Promise<void>;
+  /**
+   * A small real write and its removal, nothing else changed: resolves once the store takes
+   * writes again, rejects as `persist` would (ERR_STORAGE_FULL on a full disk). A node whose disk
+   * filled up asks it before it leads partitions again (src/node/storage-guard.ts).
+   */
+  probeWrite(): Promise<void>;
   close(): Promise<void>;
 }

@@ -353,6 +353,8 @@ export class ReplicationDriver implements Journal {
   private readonly fenceOnFailover: boolean;
   /** The last ring holds a majority of the members this node knows (TroupeNode decides). */
   private quorate = true;
+  /** Members the cluster has, down ones included (setMembers' `known`): caps W. */
+  private known = 0;
   /** An empty store under an id that lived before: every partition's copy starts unclean. */
   private replacedHost = false;
   /** Terms this node starts at when its store was empty at open (a new or replaced host); 0 otherwise. */
@@ -499,9 +501,14 @@ export class ReplicationDriver implements Journal {
     };
   }
 
-  /** A new up set: the proposed replica sets of every partition follow it. */
-  setMembers(ring: HashRing, quorate = true): void {
+  /**
+   * A new up set: the proposed replica sets of every partition follow it. `known`: the members
+   * the cluster has, down and cordoned ones included (not those that left); W is capped by it,
+   * never by the ring, so a ring that shrank below W commits nothing rather than fewer copies.
+   */
+  setMembers(ring: HashRing, quorate = true, known = ring.size): void {
     this.quorate = quorate;
+    this.known = Math.max(known, ring.size);
     this.addresses = new Map(ring.members.map((m: RingMember) => [m.id, m.address]));
     this.ring = ring;
     // Draining: this node proposes itself for nothing, whatever its ring still says of it.
@@ -808,7 +815,10 @@ export class ReplicationDriver implements Journal {
 
   private proposedSet(p: number): ReplicaSet {
     const members = this.table!.replicasOf(p);
-    const w = Math.min(this.writeQuorum, members.length);
+    // Capped by the cluster's size (a one-node cluster writes one copy), not by this ring's: with
+    // a member down or cordoned a smaller set must not acknowledge with fewer copies than W — it
+    // waits instead (the simulator's seed 1021 lost a write acknowledged by a set of one).
+    const w = Math.min(this.writeQuorum, this.replicas, Math.max(1, this.known));
     // Recorded in the epoch's start entry, so later fences of this set count with it too.
     return this.fenceW < w ? { members, w, fw: this.fenceW } : { members, w };
   }
@@ -869,6 +879,15 @@ export class ReplicationDriver implements Journal {
       this.retryLater(cell);
       return;
     }
+    const proposed = this.proposedSet(p);
+    if (proposed.members.length < proposed.w) {
+      // Fewer replicas on the ring than W (members down or cordoned): no write could commit, and
+      // an epoch naming this set would hold every later fence to it (joint sets). Wait for the
+      // ring to grow; waiters get ERR_PARTITION_UNAVAILABLE after holdMs.
+      this.log.debug({ p, members: proposed.members, w: proposed.w }, `partition ${p}: not fenced (${proposed.members.length} replicas on the ring, W = ${proposed.w})`);
+      this.retryLater(cell);
+      return;
+    }
     cell.sealing = false;
     if (cell.handoff !== undefined) this.endHandoff(cell, 'fencing again');
     // Resident actors stay valid across this fence only if this node served until now and the
@@ -889,7 +908,7 @@ export class ReplicationDriver implements Journal {
       p,
       self: this.self,
       epoch,
-      proposed: this.proposedSet(p),
+      proposed,
       own: { last: r.last, history: r.history, commit: r.commit, clean: r.clean },
     });
     cell.candidate = step.state;
@@ -920,14 +939,16 @@ export class ReplicationDriver implements Journal {
   }
 
   private candidateEffects(cell: Cell, effects: CandidateEffect[]): void {
+    // A promise is sent only once stored: never after a refused write.
+    let stored: Promise<void> | undefined;
     for (const e of effects) {
       switch (e.type) {
         case 'persist-promise':
           cell.replica = { ...cell.replica, promised: e.epoch };
-          this.persist(cell, {});
+          stored = this.persist(cell, {});
           break;
         case 'send':
-          this.sendAfterPersist(cell, e.to, e.msg);
+          this.sendAfterPersist(cell, e.to, e.msg, stored);
           break;
         case 'fetch': {
           const reqId = ++this.nextReq;
@@ -1406,8 +1427,11 @@ export class ReplicationDriver implements Journal {
       else if (e.type === 'commit') commit = true;
       if (e.type !== 'send' && e.type !== 'commit') changed = true;
     }
-    if (changed) this.persist(cell, { ...(truncateAfter !== undefined && { truncateAfter }), ...(entries && { entries }) });
-    for (const s of sends) this.sendAfterPersist(cell, s.to, s.msg);
+    // What this step changed must be stored before any answer leaves: an acknowledgement of
+    // entries the disk refused would count a copy that does not exist (the simulator's seed 2019:
+    // a replica on a full disk acked, its primary committed with one real copy, and it was lost).
+    const stored = changed ? this.persist(cell, { ...(truncateAfter !== undefined && { truncateAfter }), ...(entries && { entries }) }) : undefined;
+    for (const s of sends) this.sendAfterPersist(cell, s.to, s.msg, stored);
     if (commit) this.scheduleApply(cell);
     if (msg.type === 'append' && msg.truncate !== undefined && sameEpoch(msg.epoch, cell.replica.promised) && cell.role !== 'primary') {
       cell.truncateTarget = Math.max(cell.truncateTarget, msg.truncate);
@@ -1655,7 +1679,7 @@ export class ReplicationDriver implements Journal {
   drain(): void {
     if (this.draining || this.ring === undefined) return;
     this.draining = true;
-    this.setMembers(this.ring);
+    this.setMembers(this.ring, this.quorate, this.known);
   }
 
   /** As the old primary: offer p to its new proposed primary, and keep serving it meanwhile. True if handing off. */
@@ -1982,8 +2006,18 @@ export class ReplicationDriver implements Journal {
     cell.recent = cell.recent.filter((e) => e.seq <= stored.seq);
   }
 
-  private sendAfterPersist(cell: Cell, to: number, msg: WireMessage): void {
-    void cell.lastPersist.then(() => this.send(to, msg));
+  /**
+   * Sends `msg` after what is queued to the store; with `stored` (the persist of the step that
+   * produced `msg`), only if that persist succeeded — a refused one sends nothing, and the peer
+   * times out and asks again.
+   */
+  private sendAfterPersist(cell: Cell, to: number, msg: WireMessage, stored?: Promise<void>): void {
+    if (stored === undefined) void cell.lastPersist.then(() => this.send(to, msg));
+    else
+      stored.then(
+        () => this.send(to, msg),
+        () => this.log.debug({ p: cell.p, to, type: msg.type }, `partition ${cell.p}: ${msg.type} to node ${to} not sent: its write was refused`),
+      );
   }
 
   /** One message as its own payload, now: a snapshot page must not share a frame with others. */

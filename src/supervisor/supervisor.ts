@@ -15,6 +15,7 @@ import { workerCount, type LocalActors } from '../node/local-actors.ts';
 import type { Journal, JournalConfig } from '../persistence/journal.ts';
 import { slotOf } from './placement.ts';
 import { journalServiceDefaults, journalServiceOf, serveJournalRequest, type ServiceJournal } from './port-journal.ts';
+import { checkByteCap, messageBytes, messageLimits, messageTooLarge } from '../mailbox/message-size.ts';
 import { PortReader, PortWriter } from './port-protocol.ts';
 import { decideRestart, validateRestartPolicy, workerRestartPolicy, type RestartPolicy, type RestartWindow } from './restart-window.ts';
 import type { WorkerTask } from './worker-host.ts';
@@ -117,6 +118,10 @@ export class Supervisor extends EventEmitter implements LocalActors {
   /** Until every slot is ready once: a thread that fails now fails the start instead of restarting. */
   private starting = true;
   private readonly defaultAskTimeoutMs: number;
+  /** `host.maxMessageBytes`: inputs over it are refused here, before the port copies them into a thread. */
+  private readonly maxMessageBytes: number;
+  /** When a tell over it was last logged (one line a second at most). */
+  private lastTooLargeLog = -Infinity;
   /** The journal service the workers' requests go to (journal type 'node'). */
   private readonly served: ServiceJournal | undefined;
   /** Re-sent to a re-hosted slot, which starts without it. */
@@ -133,6 +138,8 @@ export class Supervisor extends EventEmitter implements LocalActors {
     this.restart = { ...workerRestartPolicy, ...options.restart };
     validateRestartPolicy(this.restart, 'options.restart');
     this.defaultAskTimeoutMs = options.defaultAskTimeoutMs ?? 5_000;
+    this.maxMessageBytes = checkByteCap('options.host.maxMessageBytes', options.host?.maxMessageBytes ?? messageLimits.maxMessageBytes);
+    if (options.host?.maxMailboxBytes !== undefined) checkByteCap('options.host.maxMailboxBytes', options.host.maxMailboxBytes);
     this.served = journalServiceOf(options.journal, options.journalService, options.journalStopGraceMs);
   }
 
@@ -182,6 +189,16 @@ export class Supervisor extends EventEmitter implements LocalActors {
   }
 
   tell(kind: string, key: string, message: AnyMessage): void {
+    const tooLarge = this.tooLarge(kind, key, message.command, message.input);
+    if (tooLarge !== undefined) {
+      // A tell has nobody to answer: it is logged, at most once a second as the host logs its dead letters.
+      const now = this.o.clock.now();
+      if (now - this.lastTooLargeLog >= 1_000) {
+        this.lastTooLargeLog = now;
+        this.o.log.warn({ kind, key, command: message.command, code: tooLarge.code }, tooLarge.message);
+      }
+      return;
+    }
     this.slots[slotOf(key, this.workers)]!.writer.msg(kind, key, message.command, message.input, 0, message.id);
   }
 
@@ -192,6 +209,8 @@ export class Supervisor extends EventEmitter implements LocalActors {
   /** The gateway's path: no message object, same semantics as `ask`. */
   askRaw(kind: string, key: string, command: string, input: unknown, msgId: string | undefined, timeoutMs: number): Promise<unknown> {
     if (this.stopping) return Promise.reject(troupeError('ERR_STOPPED', 'node is stopping'));
+    const tooLarge = this.tooLarge(kind, key, command, input);
+    if (tooLarge !== undefined) return Promise.reject(tooLarge);
     const slot = slotOf(key, this.workers);
     const askId = ++this.nextAskId;
     return new Promise((resolve, reject) => {
@@ -202,6 +221,16 @@ export class Supervisor extends EventEmitter implements LocalActors {
       this.asks.set(askId, new PendingAsk(slot, resolve, reject, timer, null));
       this.slots[slot]!.writer.msg(kind, key, command, input, askId, msgId);
     });
+  }
+
+  /**
+   * An input over `maxMessageBytes` is refused before the port clones it: a thread's
+   * `resourceLimits` do not bound the copy, and a 200 MB Buffer would cost the process 200 MB
+   * more per ask. The worker's host checks again (every path into a mailbox does).
+   */
+  private tooLarge(kind: string, key: string, command: string, input: unknown): TroupeError | undefined {
+    const bytes = messageBytes(input, this.maxMessageBytes);
+    return bytes > this.maxMessageBytes ? messageTooLarge(`input of ${kind}/${key} '${command}'`, bytes, this.maxMessageBytes) : undefined;
   }
 
   /** Sends a control request to one worker (stats, restart-actor). */

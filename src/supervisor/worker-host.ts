@@ -6,7 +6,7 @@
  */
 import type { MessagePort } from 'node:worker_threads';
 import { threadId } from 'node:worker_threads';
-import { ActorHost } from '../actors/actor-host.ts';
+import { ActorHost, type HostLimits } from '../actors/actor-host.ts';
 import { loadActorModules } from '../actors/registry.ts';
 import { systemClock } from '../core/clock.ts';
 import { toErrorRecord } from '../core/errors.ts';
@@ -30,7 +30,8 @@ export interface WorkerTask {
   logFormat?: LogFormat;
   throughput?: number;
   defaultAskTimeoutMs?: number;
-  host?: { maxResident?: number; maxHeapBytes?: number };
+  /** Per-worker actor host limits (ActorHostOptions of the same names). */
+  host?: HostLimits;
 }
 
 /** How often a worker hands its warn-and-above log lines to the main thread, ms. */

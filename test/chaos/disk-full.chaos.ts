@@ -19,6 +19,7 @@ import { eventually } from '../helpers/processes.ts';
 import { SmallDisk } from '../helpers/small-disk.ts';
 import type { ChaosNode } from './chaos-cluster.ts';
 import { errorsSince, recovered, runScenario } from './scenario.ts';
+import type { Workload } from './workload.ts';
 
 const FULL = 3;
 /** Room for LMDB's file and its first writes before the filler takes the rest. */
@@ -51,6 +52,11 @@ function lastLinesPerNode(text: string, n: number): string {
   return [...byNode.values()].flatMap((lines) => lines.slice(-n)).join('\n');
 }
 
+/** Operations of the load (counters and carts) refused with ERR_STORAGE_FULL since `since`. */
+function storageFullSince(load: Workload, since: number): number {
+  return [...load.history.ops, ...load.cartOps].filter((op) => op.start >= since && op.error === 'ERR_STORAGE_FULL').length;
+}
+
 const ledBy = async (n: ChaosNode) =>
   new Set(
     (await getJson<{ partitions: Array<{ p: number; role: string; ready: boolean }> }>(n.url + '/cluster/partitions', 2_000)).partitions
@@ -65,7 +71,7 @@ describe('scenario 7: disk full on one node', () => {
     await runScenario({
       name: '7 disk full on one node',
       fault: `node ${FULL}'s data directory on a ${DISK_SIZE} tmpfs, filled to ${LEAVE_BYTES / 1024} KiB free until it refuses a write; the filler deleted`,
-      criterion: `node ${FULL} refuses with ERR_STORAGE_FULL while full, every key served through nodes 1 and 2 meanwhile, node ${FULL} serves again once space returns, lost 0, duplicated 0, I1 holds`,
+      criterion: `node ${FULL} refuses with ERR_STORAGE_FULL while full and every member shows it cordoned, every key served through nodes 1 and 2 meanwhile, node ${FULL} serves again and is uncordoned once space returns, lost 0, duplicated 0, I1 holds`,
       ids: [1, 2, FULL],
       workload: { prefix: 'd7', counterKeys: 60, counterClients: 6, carts: 20, cartClients: 2 },
       beforeStart(cluster) {
@@ -104,7 +110,9 @@ describe('scenario 7: disk full on one node', () => {
                 (e) => NOT_APPLIED.has((e as CallError).code),
               );
               seen.set(code, (seen.get(code) ?? 0) + 1);
-              return code === 'ERR_STORAGE_FULL';
+              // The load's own writes through node 3 may meet the first refusal; node 3 then
+              // cordons itself at once and forwards the rest, so later probes are answered ok.
+              return code === 'ERR_STORAGE_FULL' || storageFullSince(load, filledAt) > 0;
             },
             30_000,
             () =>
@@ -112,6 +120,14 @@ describe('scenario 7: disk full on one node', () => {
           ),
         );
         viaFull.destroy();
+
+        // Node 3 cordons itself (src/node/storage-guard.ts): every member shows it so, still alive.
+        const cordoned = (on: boolean) => async () =>
+          (await Promise.all([...others, full].map((n) => getJson<{ members: Array<{ id: number; status: string; cordoned?: true }> }>(n.url + '/cluster/members', 2_000)))).every((v) =>
+            v.members.some((m) => m.id === FULL && m.status === 'alive' && (m.cordoned === true) === on),
+          );
+        const cordonStart = Date.now();
+        const cordonedMs = await within(eventually(cordoned(true), 10_000, () => `node ${FULL} not shown cordoned (and alive) by every member within 10 s`).then(() => Date.now() - cordonStart));
 
         // While node 3's disk stays full, every key is acknowledged again through nodes 1 and 2.
         const fullSince = Date.now();
@@ -130,11 +146,13 @@ describe('scenario 7: disk full on one node', () => {
         disk!.release();
         const releasedAt = Date.now();
         const recoverMs = await within(recovered(load, releasedAt, 30_000, { urls: [full.url] }));
+        const uncordonedMs = await within(eventually(cordoned(false), 10_000, () => `node ${FULL} still cordoned 10 s after space returned`).then(() => Date.now() - releasedAt));
         return {
           recoverMs,
           violations,
           notes:
-            `node ${FULL} led ${ownKeys.length} keys; first ERR_STORAGE_FULL ${refusedMs ?? '—'} ms after the fill (its answers: ${JSON.stringify(Object.fromEntries(seen))}); ` +
+            `node ${FULL} led ${ownKeys.length} keys; first ERR_STORAGE_FULL ${refusedMs ?? '—'} ms after the fill (answers to the probes through it: ${JSON.stringify(Object.fromEntries(seen))}; the load's refusals: ${storageFullSince(load, filledAt)}); ` +
+            `cordoned everywhere ${cordonedMs ?? '—'} ms after its first refusal, uncordoned ${uncordonedMs ?? '—'} ms after space returned; ` +
             `errors while full: ${whileFull}; every key acknowledged through 1 and 2 ${servedMs === null ? 'NOT within 30 s' : `${servedMs} ms after`} while its disk stayed full; ` +
             `recovered = space returned to every key acknowledged through node ${FULL}`,
         };

@@ -13,8 +13,10 @@
  *
  * The transport opens one outbound connection per peer and lane and only receives on inbound
  * ones, so dropping the SYNs one way (`refuseConnections`) stops messages one way once the
- * existing connections are gone. Everything is removed by `destroy()` (deleting a namespace
- * takes its interfaces and nft tables along).
+ * existing connections are gone; `deafen` also resets the existing ones (a one-way partition).
+ * `redirect` sends a node's connections to one peer through a LinkProxy in the root namespace
+ * (nft DNAT in a table `ip chaosnat`), for delay and frame faults. Everything is removed by
+ * `destroy()` (deleting a namespace takes its interfaces and nft tables along).
  */
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -105,6 +107,54 @@ export class NetLab {
     this.nft(i, [`add rule inet chaos input ip saddr ${set} tcp dport ${LAB_CLUSTER_PORT} tcp flags & (syn | ack) == syn drop`]);
   }
 
+  /**
+   * A one-way partition, node `i` deaf to `peers`: every node-to-node packet from them to i's
+   * port is answered with a TCP reset. The transport sends data only from a connection's client
+   * to its server (the server answers on its own outbound connection), so this kills their
+   * connections to i — the established ones at their next packet, new ones at the SYN — while
+   * i's connections to them, whose packets to i come from the peers' port, carry on: i can
+   * send to `peers` but never hears them. (`refuseConnections` alone leaves the established
+   * connections working; a reset rather than a drop makes the peers notice at once, and retry
+   * into the same reset, instead of waiting out TCP's retransmissions.)
+   */
+  deafen(i: number, peers: readonly number[]): void {
+    const set = `{ ${peers.map((p) => this.ip(p)).join(', ')} }`;
+    const p = LAB_CLUSTER_PORT;
+    this.nft(i, [
+      `add rule inet chaos input ip saddr ${set} tcp dport ${p} counter reject with tcp reset`,
+      // Counted, not cut: i's own links to the peers, each way (what `counted` reads as evidence).
+      `add rule inet chaos output ip daddr ${set} tcp dport ${p} counter comment "sent"`,
+      `add rule inet chaos input ip saddr ${set} tcp sport ${p} counter comment "acked"`,
+    ]);
+  }
+
+  /** Packets counted by node i's rules tagged `comment` (rules that count without cutting). */
+  counted(i: number, comment: string): number {
+    const lines = this.rules(i).split('\n').filter((l) => l.includes(`comment "${comment}"`));
+    return lines.reduce((n, l) => n + Number(/packets (\d+)/.exec(l)?.[1] ?? 0), 0);
+  }
+
+  /**
+   * Node `i`'s new node-to-node connections to `peer` go to `to` instead (nft DNAT in i's
+   * namespace, table `ip chaosnat`): a LinkProxy there forwards them to the peer. Connections
+   * already open keep their path (NAT is decided on a connection's first packet), so redirect
+   * before the nodes start. The peer sees the proxy's address as the source, which the transport
+   * does not check: the handshake binds the addresses the nodes claim, not the socket's.
+   */
+  redirect(i: number, peer: number, to: { host: string; port: number }): void {
+    this.nft(i, [
+      'add table ip chaosnat',
+      'add chain ip chaosnat output { type nat hook output priority -100; policy accept; }',
+      `add rule ip chaosnat output ip daddr ${this.ip(peer)} tcp dport ${LAB_CLUSTER_PORT} counter dnat to ${to.host}:${to.port}`,
+    ]);
+  }
+
+  /** Connections node i opened through `redirect`'s rules so far (their counters count first packets only). */
+  redirected(i: number): number {
+    const r = spawnSync('ip', ['netns', 'exec', this.ns(i), 'nft', 'list', 'table', 'ip', 'chaosnat'], { encoding: 'utf8' }).stdout;
+    return [...r.matchAll(/packets (\d+)/g)].reduce((n, m) => n + Number(m[1]), 0);
+  }
+
   /** Removes every rule from node i's namespace (the table and chains stay). */
   heal(i: number): void {
     this.nft(i, ['flush chain inet chaos input', 'flush chain inet chaos output']);
@@ -119,9 +169,10 @@ export class NetLab {
     return spawnSync('ip', ['netns', 'exec', this.ns(i), 'nft', 'list', 'table', 'inet', 'chaos'], { encoding: 'utf8' }).stdout;
   }
 
-  /** Packets node i's rules dropped so far (their counters). */
+  /** Packets node i's rules dropped (or reset) so far: their counters, less the count-only rules'. */
   dropped(i: number): number {
-    return [...this.rules(i).matchAll(/packets (\d+)/g)].reduce((n, m) => n + Number(m[1]), 0);
+    const cutting = this.rules(i).split('\n').filter((l) => !l.includes('comment "'));
+    return cutting.reduce((n, l) => n + Number(/packets (\d+)/.exec(l)?.[1] ?? 0), 0);
   }
 
   /** Deletes every namespace this lab made (their interfaces and nft tables go with them) and the root veth. */

@@ -67,6 +67,7 @@ describe('usage errors: one line naming the flag, exit 2', () => {
     { args: ['demo', '--workers', 'two'], line: 'troupe demo: --workers must be an integer (got "two")' },
     { args: ['demo', '--workers', '0'], line: 'troupe demo: --workers must be in [1, 256] (got 0)' },
     { args: ['demo', '--max-resident', '0'], line: 'troupe demo: --max-resident must be in [1, ' },
+    { args: ['demo', '--max-mailbox-bytes', '1MB'], line: 'troupe demo: --max-mailbox-bytes must be an integer (got "1MB")' },
     {
       args: ['demo', '--log-level', 'loud'],
       line: 'troupe demo: --log-level must be one of fatal, error, warn, info, debug, trace, silent (got "loud")',

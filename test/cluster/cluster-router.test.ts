@@ -8,7 +8,7 @@ import type { AnyMessage } from '../../src/actors/define-actor.ts';
 import { ClusterRouter, type LocalActors } from '../../src/cluster/cluster-router.ts';
 import { MembershipDriver } from '../../src/cluster/membership-driver.ts';
 import { MemoryNetwork } from '../../src/cluster/memory-network.ts';
-import { MAX_HOPS } from '../../src/cluster/remote-protocol.ts';
+import { MAX_HOPS, R_ASK } from '../../src/cluster/remote-protocol.ts';
 import { HashRing } from '../../src/cluster/ring.ts';
 import { troupeError } from '../../src/core/errors.ts';
 import { PartitionTable, partitionOf } from '../../src/replication/partition-table.ts';
@@ -133,6 +133,36 @@ describe('ClusterRouter: ERR_NOT_PRIMARY', () => {
     world.node(2).local.refuseNotPrimary = 1_000;
     const late = await world.settle(world.node(1).router.ask('counter', key, { command: 'get' }, { timeoutMs: 200 }));
     expect(late).toMatchObject({ ok: false, error: { code: 'ERR_NOT_PRIMARY' } });
+  });
+});
+
+describe('ClusterRouter: a duplicated or replayed ask frame', () => {
+  it('is served once: the copy is dropped and counted, the reply answers the sender once (chaos scenario 8)', async () => {
+    world = new RouterWorld();
+    world.add(1, [2]);
+    world.add(2, [1]);
+    const keys = Array.from({ length: 200 }, (_, i) => `dup-${i}`).filter((k) => world.node(1).router.ownerOf(k).id === 2).slice(0, 5);
+    // Every ask from node 1 to node 2 arrives twice, and the second of each pair may overtake
+    // later ones (reordered): the network duplicates, the router must not serve it twice.
+    const off = world.network.intercept((m) => (m.from.id === 1 && Array.isArray(m.payload) && m.payload[0] === R_ASK ? 'duplicate' : undefined));
+    for (const k of keys) expect(await world.settle(world.node(1).router.ask('counter', k, { command: 'incr' }))).toMatchObject({ ok: true, value: { servedBy: 2 } });
+    off();
+    expect(world.node(2).local.asks).toEqual(keys.map((k) => `counter/${k}/incr`));
+    expect(world.node(2).router.stats()).toMatchObject({ duplicateAsks: keys.length, servedRemote: keys.length });
+    expect(world.node(2).warnings).toContain('a second copy of a forwarded ask dropped');
+  });
+
+  it('from a restarted sender (a new incarnation), the same ids are new again', async () => {
+    world = new RouterWorld();
+    world.add(2, [1]);
+    const key = Array.from({ length: 200 }, (_, i) => `re-${i}`).find((k) => world.node(2).router.ownerOf(k).id === 2)!;
+    for (const incarnation of [1, 2]) {
+      const t = world.network.transport({ id: 1, incarnation, address: addressOf(1) });
+      t.send(addressOf(2), [R_ASK, 1, 'counter', key, 'incr', null, null, 1_000, 0], 'actor');
+      await world.settle(new Promise<void>((r) => world.clock.setTimeout(() => r(), 10)));
+      t.close?.();
+    }
+    expect(world.node(2).local.asks).toHaveLength(2);
   });
 });
 

@@ -110,10 +110,18 @@ export interface EpochClaim {
 /**
  * Invariant I1 from the nodes' logs: for each partition, no epoch is claimed twice (by two nodes,
  * or twice by one), an epoch names the node that claimed it, and the epochs claimed increase —
- * per node, and across nodes in the order they were claimed (term first, then node id). `claims`
- * must be in the order they were logged.
+ * per node, and (with `crossNode`, the default) across nodes in the order they were claimed
+ * (term first, then node id). `claims` must be in the order they were logged.
+ *
+ * The order across nodes is what a single clock sees (the simulator, in-process tests). Real
+ * processes log on their own event loops, and a candidate learns that it is established only when
+ * its replicas' acknowledgements arrive: one delayed by a cut, or by a busy loop at start, makes a
+ * node log its lower epoch after another logged a higher one, although the replicas took the lower
+ * one first (then promised the higher, so the late primary can commit nothing more; seen twice in
+ * session 6, scenario 4b and a soak, both on the epochs nodes found at start). The real-process
+ * suites pass `crossNode: false`.
  */
-export function checkEpochClaims(claims: readonly EpochClaim[]): string[] {
+export function checkEpochClaims(claims: readonly EpochClaim[], o: { crossNode?: boolean } = {}): string[] {
   const out: string[] = [];
   const fmt = (e: { term: number; node: number }) => `(${e.term},${e.node})`;
   const after = (a: { term: number; node: number }, b: { term: number; node: number }) => a.term > b.term || (a.term === b.term && a.node > b.node);
@@ -136,7 +144,7 @@ export function checkEpochClaims(claims: readonly EpochClaim[]): string[] {
       const mine = lastOf.get(c.node);
       if (mine !== undefined && !after(c.epoch, mine.epoch)) out.push(`partition ${p}: node ${c.node} claimed ${e} after ${fmt(mine.epoch)}`);
       lastOf.set(c.node, c);
-      if (previous !== undefined && previous.node !== c.node && !after(c.epoch, previous.epoch))
+      if (o.crossNode !== false && previous !== undefined && previous.node !== c.node && !after(c.epoch, previous.epoch))
         out.push(`partition ${p}: node ${c.node} claimed ${e} after node ${previous.node} claimed ${fmt(previous.epoch)}`);
       previous = c;
     }

@@ -245,4 +245,12 @@ describe('checkEpochClaims (I1 from logs)', () => {
   ])('$name', ({ claims, problems }) => {
     expect(checkEpochClaims(claims)).toHaveLength(problems);
   });
+
+  it.each([
+    { name: 'a later claim below an earlier one of another node (a late acknowledgement)', claims: [claim(2, 7, 3), claim(1, 7, 2)], problems: 0 },
+    { name: 'one epoch claimed by two nodes', claims: [claim(1, 7, 1), claim(2, 7, 1, 1)], problems: 2 },
+    { name: 'a node going back', claims: [claim(1, 7, 3), claim(1, 7, 2)], problems: 1 },
+  ])('without the order across nodes (real processes): $name', ({ claims, problems }) => {
+    expect(checkEpochClaims(claims, { crossNode: false })).toHaveLength(problems);
+  });
 });

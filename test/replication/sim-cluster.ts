@@ -257,17 +257,20 @@ export class SimNodeCluster {
 
   /**
    * Starts killed node `id` again as its next incarnation (on the store `partitionStore` gives it:
-   * with the same store, a restart with its data), seeded by a live node, and resolves once it has
+   * with the same store, a restart with its data; say `emptyDisk` when that store is a new one, so
+   * the life is numbered as a replaced host's is), seeded by a live node, and resolves once it has
    * spoken on the network. It joins in the background: under a partition that may take a while,
    * so nothing here waits for the cluster to agree (`runUntil` does, if a test needs it).
    */
-  async restart(id: number): Promise<void> {
+  async restart(id: number, o: { emptyDisk?: boolean } = {}): Promise<void> {
     if (!this.killed.has(id)) throw new Error(`node ${id} is not dead`);
     const seed = [this.firstId!, ...this.nodes.keys()].find((n) => n !== id && this.nodes.has(n) && !this.killed.has(n));
     if (seed === undefined) throw new Error(`no live node to seed node ${id} with`);
     this.nodes.delete(id);
     this.killed.delete(id);
-    this.incarnations.set(id, (this.incarnations.get(id) ?? 1) + 1);
+    // As NodeIdentity numbers lives: the stored incarnation + 1 on its data, the wall clock (ms) on
+    // an empty disk — above every incarnation the id had, refutations of its earlier life included.
+    this.incarnations.set(id, o.emptyDisk === true ? Math.floor(this.clockOf(id).wallNow()) : (this.incarnations.get(id) ?? 1) + 1);
     const sent = this.net.stats.sent;
     const started = this.startNode(id, [addressOf(seed)]);
     let done = false;

@@ -4,14 +4,14 @@
  * certificate from another CA. Promise: the rogue is refused at the TLS layer (node 1 logs it),
  * never becomes a member, and no actor handler runs anywhere.
  */
-import { execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import tls from 'node:tls';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { forkNode } from '../../src/cli/node-process.ts';
 import { demoApp, ProcessCluster, type ProcessNode } from '../helpers/process-cluster.ts';
 import { eventually } from '../helpers/processes.ts';
+import { TestPki } from '../helpers/test-pki.ts';
 import { membershipChanges, membershipOf, messagesProcessed } from './helpers.ts';
 
 const cluster = new ProcessCluster('security-tls', {
@@ -27,39 +27,13 @@ function tlsArgs(name: string, ca = 'ca'): string[] {
   return ['--tls-cert', join(dir, `${name}.crt`), '--tls-key', join(dir, `${name}.key`), '--tls-ca', join(dir, `${ca}.crt`)];
 }
 
-function openssl(...args: string[]): void {
-  execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-}
-
-/** A self-signed CA `name`, and a node certificate `node` it signs (IP SAN 127.0.0.1, server and client auth). */
-function pki(ca: string, node: string): void {
-  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
-  openssl('req', '-x509', ...ec, '-keyout', `${ca}.key`, '-out', `${ca}.crt`, '-days', '1', '-subj', `/CN=${ca}`);
-  openssl('req', ...ec, '-keyout', `${node}.key`, '-out', `${node}.csr`, '-subj', `/CN=${node}`);
-  openssl(
-    'x509',
-    '-req',
-    '-in',
-    `${node}.csr`,
-    '-CA',
-    `${ca}.crt`,
-    '-CAkey',
-    `${ca}.key`,
-    '-CAcreateserial',
-    '-out',
-    `${node}.crt`,
-    '-days',
-    '1',
-    '-extfile',
-    'node.ext',
-  );
-}
-
 beforeAll(async () => {
   mkdirSync(dir);
-  writeFileSync(join(dir, 'node.ext'), 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\nbasicConstraints=CA:FALSE\n');
-  pki('ca', 'node');
-  pki('rogue-ca', 'rogue');
+  const pki = new TestPki(dir);
+  for (const [ca, node] of [['ca', 'node'], ['rogue-ca', 'rogue']] as const) {
+    pki.ca(ca);
+    pki.issue(ca, node, ['127.0.0.1']);
+  }
   nodes = await cluster.startAll([1, 2]);
 }, 60_000);
 afterAll(async () => {

@@ -10,6 +10,7 @@
  *   npm run test:sim -- --seeds 1000              # seeds 1..1000, 3 nodes, the full profile
  *   npm run test:sim -- --seeds 500 --from 7000 --nodes 5
  *   npm run test:sim -- --seed 1234 --verbose     # replay one seed and print its story
+ *   SIM_FIELDS=1 npm run test:sim -- --seed 1234 --verbose   # the story's log lines with their fields (sets, W, errors)
  */
 import { FAULT_TYPES, type FaultType } from './fault-schedule.ts';
 import { FULL_PROFILE, QUICK_PROFILE, replayCommand, runSeed, type SimProfile } from './sim-run.ts';

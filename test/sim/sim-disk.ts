@@ -108,6 +108,9 @@ class DiskHandle implements PartitionStore {
   truncatePrefix: PartitionStore['truncatePrefix'] = (p, upTo) => this.write(() => this.disk.store.truncatePrefix(p, upTo));
   install: PartitionStore['install'] = (p, snap, meta) => this.write(() => this.disk.store.install(p, snap, meta));
   recordBoot: PartitionStore['recordBoot'] = (bootId) => this.write(() => this.disk.store.recordBoot(bootId));
+  probeWrite: PartitionStore['probeWrite'] = () => this.write(() => this.disk.store.probeWrite());
+  knownLives: PartitionStore['knownLives'] = () => this.disk.store.knownLives();
+  recordLives: PartitionStore['recordLives'] = (lives) => this.write(() => this.disk.store.recordLives(lives));
 
   /** Closing a life's handle leaves the disk as it is (the next life opens it again). */
   close(): Promise<void> {

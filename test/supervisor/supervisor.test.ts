@@ -113,6 +113,26 @@ describe('Supervisor on real worker threads', () => {
     expect(after.resident).toBe(before.resident);
   });
 
+  it('refuses an input over maxMessageBytes on the main thread, before the port copies it; the thread is untouched', async () => {
+    const threads = sup.threadIds();
+    const huge = Buffer.alloc(200_000_000);
+    await expect(sup.ask('counter', 'huge', { command: 'incr', input: huge })).rejects.toMatchObject({
+      code: 'ERR_BODY_TOO_LARGE',
+      message: expect.stringMatching(/^input of counter\/huge 'incr' is larger than maxMessageBytes 1048576/) as unknown,
+    });
+    await expect(sup.ask('counter', 'huge', { command: 'incr', input: { by: 2 } })).resolves.toEqual({ n: 2 });
+    expect(sup.threadIds()).toEqual(threads);
+  });
+
+  it('drops a tell over maxMessageBytes on the main thread: the worker never sees it (no dead letter there)', async () => {
+    const deadLetters = async () => ((await sup.stats()) as HostStats[]).reduce((n, s) => n + s.deadLetters, 0);
+    const before = await deadLetters();
+    sup.tell('counter', 'huge-tell', { command: 'incr', input: Buffer.alloc(200_000_000) });
+    // The port is FIFO: once this ask is answered, the tell would have been delivered before it.
+    await expect(sup.ask('counter', 'huge-tell', { command: 'get' })).resolves.toEqual({ n: 0 });
+    expect(await deadLetters()).toBe(before);
+  });
+
   it('rejects asks with ERR_ASK_TIMEOUT', async () => {
     await expect(sup.ask('faulty', 'slowpoke', { command: 'hang' }, { timeoutMs: 50 })).rejects.toMatchObject({ code: 'ERR_ASK_TIMEOUT' });
   });
@@ -150,6 +170,14 @@ describe('Supervisor options', () => {
     { opts: { workers: 1.5 }, message: 'options.workers must be an integer in [1, 256] (got 1.5)' },
     { opts: { modules: [] }, message: 'options.modules must list at least one actor module (got an array)' },
     { opts: { restart: { periodMs: -1 } }, message: 'options.restart.periodMs must be a positive number (got -1)' },
+    {
+      opts: { host: { maxMessageBytes: 0 } },
+      message: 'options.host.maxMessageBytes must be a positive integer (bytes) or Infinity (got 0)',
+    },
+    {
+      opts: { host: { maxMailboxBytes: 2.5 } },
+      message: 'options.host.maxMailboxBytes must be a positive integer (bytes) or Infinity (got 2.5)',
+    },
   ])('validates: $message', ({ opts, message }) => {
     expect(
       () =>

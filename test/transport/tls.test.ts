@@ -1,11 +1,11 @@
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import tls from 'node:tls';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { TroupeError } from '../../src/core/errors.ts';
 import { TcpTransport, type TcpTransportOptions, type TcpTransportTlsOptions } from '../../src/cluster/tcp-transport.ts';
+import { TestPki } from '../helpers/test-pki.ts';
 import { collect, RawClient, SECRET, waitFor } from './helpers.ts';
 
 /**
@@ -17,70 +17,17 @@ let ca: Buffer;
 let node: { key: Buffer; cert: Buffer };
 let rogue: { key: Buffer; cert: Buffer };
 
-function openssl(...args: string[]): void {
-  execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-}
-
-function issue(caName: string, name: string): { key: Buffer; cert: Buffer } {
-  openssl(
-    'req',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:P-256',
-    '-nodes',
-    '-keyout',
-    `${name}.key`,
-    '-out',
-    `${name}.csr`,
-    '-subj',
-    `/CN=${name}`,
-  );
-  openssl(
-    'x509',
-    '-req',
-    '-in',
-    `${name}.csr`,
-    '-CA',
-    `${caName}.crt`,
-    '-CAkey',
-    `${caName}.key`,
-    '-CAcreateserial',
-    '-out',
-    `${name}.crt`,
-    '-days',
-    '1',
-    '-extfile',
-    'node.ext',
-  );
-  return { key: readFileSync(join(dir, `${name}.key`)), cert: readFileSync(join(dir, `${name}.crt`)) };
-}
-
 beforeAll(() => {
   dir = mkdtempSync(join(tmpdir(), 'troupe-tls-'));
-  writeFileSync(join(dir, 'node.ext'), 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\nbasicConstraints=CA:FALSE\n');
-  for (const caName of ['ca', 'rogue-ca']) {
-    openssl(
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-nodes',
-      '-keyout',
-      `${caName}.key`,
-      '-out',
-      `${caName}.crt`,
-      '-days',
-      '1',
-      '-subj',
-      `/CN=${caName}`,
-    );
-  }
-  ca = readFileSync(join(dir, 'ca.crt'));
+  const pki = new TestPki(dir);
+  const issue = (caName: string, name: string) => {
+    pki.ca(caName);
+    const made = pki.issue(caName, name, ['127.0.0.1']);
+    return { key: readFileSync(made.key), cert: readFileSync(made.cert) };
+  };
   node = issue('ca', 'node');
   rogue = issue('rogue-ca', 'rogue');
+  ca = readFileSync(join(dir, 'ca.crt'));
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
