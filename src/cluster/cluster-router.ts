@@ -104,7 +104,7 @@ export interface RouterStats {
   rerouted: number;
   badPayloads: number;
   deadLetters: number;
-  /** Asks received twice from one sender (a duplicated or replayed frame): served once. */
+  /** Asks and tells received twice from one sender (a duplicated or replayed frame): delivered once. */
   duplicateAsks: number;
 }
 
@@ -313,11 +313,11 @@ export class ClusterRouter implements MessageRouter {
     if (owner === undefined) return this.deadLetter(kind, key, command, toErrorRecord(noNodes()));
     if (owner.id === this.self.id) {
       const via = this.handoffVia(key);
-      if (via !== undefined) return void this.o.transport.send(via.address, [R_TELL, kind, key, command, input, msgId, HANDOFF_HOPS], 'actor');
+      if (via !== undefined) return void this.o.transport.send(via.address, [R_TELL, kind, key, command, input, msgId, HANDOFF_HOPS, ++this.nextReq], 'actor');
       this.o.local.tell(kind, key, msgId === null ? { command, input } : { command, input, id: msgId });
       return;
     }
-    const msg: RemoteTell = [R_TELL, kind, key, command, input, msgId, hops];
+    const msg: RemoteTell = [R_TELL, kind, key, command, input, msgId, hops, ++this.nextReq];
     this.o.transport.send(owner.address, msg, 'actor');
   }
 
@@ -338,11 +338,16 @@ export class ClusterRouter implements MessageRouter {
       return this.settle(pending, p[2], p[3], token);
     }
     if (p[0] === R_TELL) {
-      const [, kind, key, command, input, msgId, hops] = p;
+      const [, kind, key, command, input, msgId, hops, sendId] = p;
+      // As for asks: a second copy (a duplicated or replayed frame) would apply a tell twice.
+      if (sendId !== undefined && !this.firstCopy(from, sendId)) {
+        this.counters.duplicateAsks++;
+        return this.warn({ from: from.id, sendId }, 'a second copy of a forwarded tell dropped');
+      }
       const owner = this.safeOwner(key);
       const via = owner?.id === this.self.id && hops < HANDOFF_HOPS ? this.handoffVia(key) : undefined;
       if (via !== undefined) {
-        this.o.transport.send(via.address, [R_TELL, kind, key, command, input, msgId, HANDOFF_HOPS], 'actor');
+        this.o.transport.send(via.address, [R_TELL, kind, key, command, input, msgId, HANDOFF_HOPS, ++this.nextReq], 'actor');
       } else if (owner === undefined || owner.id === this.self.id || hops >= MAX_HOPS) {
         this.o.local.tell(kind, key, msgId === null ? { command, input } : { command, input, id: msgId });
       } else {
@@ -451,7 +456,7 @@ export class ClusterRouter implements MessageRouter {
 
   // ── Membership ──────────────────────────────────────────────────────────────────────────
 
-  /** Whether this ask id is new from that sender's life (ids are a counter per router life). */
+  /** Whether this ask id (or tell sendId) is new from that sender's life (one counter per router life). */
   private firstCopy(from: PeerIdentity, reqId: number): boolean {
     let seen = this.askIds.get(from.id);
     if (seen === undefined || seen.incarnation !== from.incarnation) this.askIds.set(from.id, (seen = { incarnation: from.incarnation, window: new ReplayWindow() }));

@@ -4,12 +4,14 @@
  * can still run buggy or older code.
  *
  *   [R_ASK,   reqId, kind, key, command, input, msgId, timeoutMs, hops, token?]
- *   [R_TELL,  kind, key, command, input, msgId, hops]
+ *   [R_TELL,  kind, key, command, input, msgId, hops, sendId?]
  *   [R_REPLY, reqId, ok, value, token?]          value: reply, or ErrorRecord when !ok
  *
  * `token` (read-your-writes, src/replication/token.ts) is `[p, term, node, seq]`: on an ask, the
  * caller's token for the key's partition; on a reply, the serving node's. It is appended only
- * when there is one, so frames without it keep the older shape and both shapes decode.
+ * when there is one, so frames without it keep the older shape and both shapes decode. A tell's
+ * `sendId` comes from the sender's request counter (asks' reqIds): the receiver drops a second
+ * copy of either (src/cluster/replay-window.ts); a tell from an older node has none.
  */
 import type { WireToken } from '../replication/token.ts';
 
@@ -23,7 +25,7 @@ export const MAX_HOPS = 2;
 export type RemoteAsk =
   | [typeof R_ASK, number, string, string, string, unknown, string | null, number, number]
   | [typeof R_ASK, number, string, string, string, unknown, string | null, number, number, WireToken];
-export type RemoteTell = [typeof R_TELL, string, string, string, unknown, string | null, number];
+export type RemoteTell = [typeof R_TELL, string, string, string, unknown, string | null, number, number?];
 export type RemoteReply = [typeof R_REPLY, number, boolean, unknown] | [typeof R_REPLY, number, boolean, unknown, WireToken];
 export type RemotePayload = RemoteAsk | RemoteTell | RemoteReply;
 
@@ -48,7 +50,7 @@ export function parseRemote(p: unknown): RemotePayload | undefined {
         ? (p as RemoteAsk)
         : undefined;
     case R_TELL:
-      return p.length === 7 &&
+      return (p.length === 7 || (p.length === 8 && isCount(p[7]))) &&
         isStr(p[1], 64) &&
         isStr(p[2], 256) &&
         isStr(p[3], 64) &&

@@ -8,7 +8,7 @@ import type { AnyMessage } from '../../src/actors/define-actor.ts';
 import { ClusterRouter, type LocalActors } from '../../src/cluster/cluster-router.ts';
 import { MembershipDriver } from '../../src/cluster/membership-driver.ts';
 import { MemoryNetwork } from '../../src/cluster/memory-network.ts';
-import { MAX_HOPS, R_ASK } from '../../src/cluster/remote-protocol.ts';
+import { MAX_HOPS, R_ASK, R_TELL } from '../../src/cluster/remote-protocol.ts';
 import { HashRing } from '../../src/cluster/ring.ts';
 import { troupeError } from '../../src/core/errors.ts';
 import { PartitionTable, partitionOf } from '../../src/replication/partition-table.ts';
@@ -150,6 +150,19 @@ describe('ClusterRouter: a duplicated or replayed ask frame', () => {
     expect(world.node(2).local.asks).toEqual(keys.map((k) => `counter/${k}/incr`));
     expect(world.node(2).router.stats()).toMatchObject({ duplicateAsks: keys.length, servedRemote: keys.length });
     expect(world.node(2).warnings).toContain('a second copy of a forwarded ask dropped');
+  });
+
+  it('a duplicated tell frame is delivered once (tells carry a sendId from the same counter)', async () => {
+    world = new RouterWorld();
+    world.add(1, [2]);
+    world.add(2, [1]);
+    const keys = Array.from({ length: 200 }, (_, i) => `tdup-${i}`).filter((k) => world.node(1).router.ownerOf(k).id === 2).slice(0, 5);
+    const off = world.network.intercept((m) => (m.from.id === 1 && Array.isArray(m.payload) && m.payload[0] === R_TELL ? 'duplicate' : undefined));
+    for (const k of keys) world.node(1).router.tell('counter', k, { command: 'incr' });
+    await world.settle(new Promise<void>((r) => world.clock.setTimeout(() => r(), 20)));
+    off();
+    expect(world.node(2).local.tells).toEqual(keys.map((k) => `counter/${k}/incr`));
+    expect(world.node(2).router.stats()).toMatchObject({ duplicateAsks: keys.length });
   });
 
   it('from a restarted sender (a new incarnation), the same ids are new again', async () => {
