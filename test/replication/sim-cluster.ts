@@ -286,7 +286,7 @@ export class SimNodeCluster {
   /** A pino logger whose destination keeps the node's info lines (synchronously, in order). */
   private logger(node: number): Logger {
     return pino(
-      { level: 'info', base: { node } },
+      { level: process.env.SIM_DEBUG ? 'debug' : 'info', base: { node } },
       {
         write: (line: string) => {
           const { msg, level: _level, time: _time, node: _node, ...fields } = JSON.parse(line) as Record<string, unknown>;

@@ -3,9 +3,10 @@
  * faults (sim-run.ts), the checkers over each run, one seed replayed exactly, a planted bug caught,
  * and the seeds of the two bugs the simulator found, kept until they are fixed.
  *
- * Sizing (measured on this 2-core box shared with other jobs, load average 6–12): a seed of the
- * quick profile (3 nodes, 3.5 s of faults, ~200 operations, then heal and finals) takes 0.1–0.3 s
- * of real time (100 seeds: 16 s at load 6, 27.6 s at load 12), so SEEDS = 80 keeps this file under ~25 s.
+ * Sizing: a seed of the quick profile (3 nodes, 3.5 s of faults, ~200 operations, then heal and
+ * finals) takes ~0.13 s of real time on this 2-core box when idle (0.25 s at load 6–12), so
+ * SEEDS = 200 takes ~30 s beside npm test's other files (the security suite's 35-s idle-connections
+ * test moved to `npm run test:chaos` to make room).
  * `npm run test:sim -- --seeds N` runs many more (and longer ones).
  */
 import { describe, expect, it } from 'vitest';
@@ -13,7 +14,9 @@ import { drawSchedule, FAULT_TYPES, maxDead, type FaultType } from './fault-sche
 import { checkSets, type SetOperation } from './set-check.ts';
 import { FULL_PROFILE, QUICK_PROFILE, replayCommand, runSeed, type SimProfile } from './sim-run.ts';
 
-const SEEDS = 80;
+const SEEDS = 200;
+/** Seeds of the sweep with an open bug, each kept below as an `it.fails` that says what it is. */
+const OPEN_SEEDS = new Set([269]);
 /** Both known bugs' faults back in (`--all-faults`). */
 const ALL_FAULTS: SimProfile = { ...QUICK_PROFILE, types: FAULT_TYPES, emptyRestarts: true };
 
@@ -25,6 +28,7 @@ describe('deterministic simulator: 3 nodes, seeded faults, the checkers', () => 
     let acknowledged = 0;
     const started = performance.now();
     for (let seed = 1; seed <= SEEDS; seed++) {
+      if (OPEN_SEEDS.has(seed)) continue;
       const r = await runSeed(seed, QUICK_PROFILE);
       for (const t of FAULT_TYPES) injected[t] += r.injected[t];
       ops += r.counterOps.length + r.cartOps.length;
@@ -137,6 +141,19 @@ describe('bugs found by the simulator', () => {
 });
 
 describe('seeds the full profile found in session 6, kept', () => {
+  it.fails('seed 269 (quick; a disk refusing writes, then a one-way cut): a partition stays unavailable after the heal — open', async () => {
+    // Open (found when the sweep grew to 300 seeds): node 2, cut off from hearing node 3, founds
+    // partition 900 as new — its fence of a set of two needs only its own promise — although nodes
+    // 1 and 3 hold its committed entries 1–3 of epoch (…0,3); it steps down when node 1's answer
+    // arrives, but its next fence, (…1,2), writes its start entry at seq 2, and nodes 1 and 3 refuse
+    // to truncate what they applied: k5 is never served again. Nothing acknowledged is lost (the
+    // stores refuse), but a fence must not complete on a recovered log shorter than a promiser's.
+    // Before this session's "answers only after a stored write" fix the replicas acknowledged the
+    // refused truncation and the seed passed by accident.
+    const r = await runSeed(269, QUICK_PROFILE);
+    expect(r.violations).toEqual([]);
+  }, 60_000);
+
   it('seed 2019 (two disks refusing writes at once): a replica never acknowledges entries its disk refused', async () => {
     // Found: a replica sent its acknowledgement once the store's promise settled, resolved or
     // rejected; its primary counted a copy that did not exist and committed with one real copy,
