@@ -83,6 +83,8 @@ interface RoutedAsk {
 
 class RemoteAskState {
   timer: TimerHandle | null = null;
+  /** Its request id now: a reroute sends it under a new one (the receiver drops a reused id as a copy). */
+  reqId = 0;
   constructor(
     readonly ask: RoutedAsk,
     readonly deadline: number,
@@ -283,8 +285,9 @@ export class ClusterRouter implements MessageRouter {
       const reqId = ++this.nextReq;
       const deadline = this.o.clock.now() + timeoutMs;
       const p = new RemoteAskState(ask, deadline, owner.id, owner.address, hops, resolve, reject);
+      p.reqId = reqId;
       p.timer = this.o.clock.setTimeout(() => {
-        if (this.pending.delete(reqId))
+        if (this.pending.delete(p.reqId))
           reject(
             troupeError('ERR_ASK_TIMEOUT', `ask ${kind}/${key} '${command}' timed out after ${timeoutMs} ms (node ${p.target})`, {
               timeoutMs,
@@ -509,7 +512,12 @@ export class ClusterRouter implements MessageRouter {
     }
     p.target = owner.id;
     p.targetAddress = owner.address;
-    this.transmit(reqId, p);
+    // A new id: the receivers' replay windows drop an id they saw (the ask may have been there
+    // before, A → B → A), and a late reply to the old id is no answer to this transmission.
+    this.pending.delete(reqId);
+    p.reqId = ++this.nextReq;
+    this.pending.set(p.reqId, p);
+    this.transmit(p.reqId, p);
   }
 
   private buildRing(): HashRing {
