@@ -66,17 +66,23 @@ export class StorageGuard {
    */
   watch(store: PartitionStore): PartitionStore {
     this.store = store;
+    // One wrapper per method, made on first use: persist, entries and apply are on the write path.
+    const methods = new Map<PropertyKey, (...args: unknown[]) => unknown>();
+    const wrap = (prop: PropertyKey, method: (...args: unknown[]) => unknown) =>
+      !WRITES.has(prop)
+        ? method.bind(store)
+        : (...args: unknown[]) =>
+            (method.apply(store, args) as Promise<unknown>).catch((e: unknown) => {
+              if ((e as { code?: unknown } | null)?.code === 'ERR_STORAGE_FULL') this.refused(e as Error);
+              throw e;
+            });
     return new Proxy(store, {
       get: (target, prop) => {
         const value: unknown = Reflect.get(target, prop, target);
         if (typeof value !== 'function') return value;
-        const method = value as (...args: unknown[]) => unknown;
-        if (!WRITES.has(prop)) return method.bind(target);
-        return (...args: unknown[]) =>
-          (method.apply(target, args) as Promise<unknown>).catch((e: unknown) => {
-            if ((e as { code?: unknown } | null)?.code === 'ERR_STORAGE_FULL') this.refused(e as Error);
-            throw e;
-          });
+        let wrapped = methods.get(prop);
+        if (wrapped === undefined) methods.set(prop, (wrapped = wrap(prop, value as (...args: unknown[]) => unknown)));
+        return wrapped;
       },
     });
   }

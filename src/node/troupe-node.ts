@@ -303,8 +303,7 @@ export class TroupeNode implements MessageRouter {
             const membership = node?.cluster?.membership;
             if (membership === undefined) return false;
             const others = membership.upMembers().filter((m) => m.id !== id).length;
-            const known = [...membership.state.members.values()].filter((m) => m.status !== 'left').length;
-            return others >= (options.cluster?.writeQuorum ?? replicationDefaults.writeQuorum) && others * 2 > known;
+            return others >= (options.cluster?.writeQuorum ?? replicationDefaults.writeQuorum) && others * 2 > knownMembers(membership);
           },
           ...(dataPath !== undefined && options.partitionStore === undefined && { space: () => freeSpace(dataPath) }),
         });
@@ -568,11 +567,13 @@ export class TroupeNode implements MessageRouter {
     // And each ring says whether it holds a majority of the members this node knows (down ones
     // included, until membership forgets them after an hour): a node cut off from most of its
     // cluster must not found, alone, the first epoch of a partition it never held.
-    const known = () => [...membership.state.members.values()].filter((m) => m.status !== 'left').length;
-    const quorate = (ring: HashRing) => ring.members.length * 2 > known();
+    const place = (ring: HashRing) => {
+      const known = knownMembers(membership);
+      driver!.setMembers(ring, ring.members.length * 2 > known, known);
+    };
     const placeWhenJoined = (ring: HashRing) => {
       latestRing = ring;
-      if (joined) driver!.setMembers(ring, quorate(ring), known());
+      if (joined) place(ring);
     };
     const router = new ClusterRouter({
       transport,
@@ -622,7 +623,7 @@ export class TroupeNode implements MessageRouter {
       driver.markReplaced();
     }
     joined = true;
-    if (latestRing !== undefined) driver?.setMembers(latestRing, quorate(latestRing), known());
+    if (latestRing !== undefined && driver !== undefined) place(latestRing);
   }
 
   /**
@@ -1095,4 +1096,11 @@ function keepLives(membership: MembershipDriver, store: PartitionStore, clock: C
   membership.onMemberChanged(() => {
     if (timer === undefined) timer = clock.setTimeout(write, 1_000);
   });
+}
+
+/** Members the cluster has — down and cordoned ones included, not those that left: what W and the majority rule count. */
+function knownMembers(membership: MembershipDriver): number {
+  let n = 0;
+  for (const m of membership.state.members.values()) if (m.status !== 'left') n++;
+  return n;
 }

@@ -24,8 +24,8 @@ import { LAB_CLUSTER_PORT } from './chaos-cluster.ts';
 import { TestPki } from '../helpers/test-pki.ts';
 import { LinkProxy, type Framing, type LinkProxyStats } from './link-proxy.ts';
 import { labUnavailable, type NetLab } from './net-lab.ts';
-import { destroyLabs, hold, lab, urls, workload } from './partition-scenarios.ts';
-import { errorsSince, recovered, runScenario } from './scenario.ts';
+import { destroyLabs, hold, lab, workload } from './partition-scenarios.ts';
+import { errorsSince, healed, runScenario } from './scenario.ts';
 import type { Workload } from './workload.ts';
 
 const reason = labUnavailable();
@@ -152,8 +152,7 @@ describe.runIf(reason === undefined)('scenarios 4e and 8: a slow, lossy, duplica
         for (const p of link.both) p.set({ delayMs: 0 });
         l.healAll();
         const healAt = Date.now();
-        await cluster.waitAllAlive(30_000);
-        const recoverMs = await recovered(load, healAt, 30_000, { urls: urls(cluster) });
+        const { recoverMs } = await healed(cluster, load, healAt);
         const bad = changes.filter((c) => c.at >= faultAt && c.to !== 'alive');
         const violations = bad
           .filter((c) => c.to === 'down')
@@ -188,8 +187,7 @@ describe.runIf(reason === undefined)('scenarios 4e and 8: a slow, lossy, duplica
         await hold(15_000);
         for (const p of link.both) p.set({});
         const healAt = Date.now();
-        await cluster.waitAllAlive(30_000);
-        const recoverMs = await recovered(load, healAt, 30_000, { urls: urls(cluster) });
+        const { recoverMs } = await healed(cluster, load, healAt);
         const transport = await Promise.all(
           [1, 3].map(async (id) => {
             const t = (await (await fetch(`${cluster.node(id).url}/cluster/transport`)).json()) as { rejected?: Record<string, number> };
@@ -228,8 +226,7 @@ describe.runIf(reason === undefined)('scenarios 4e and 8: a slow, lossy, duplica
         const healAt = Date.now();
         disturbed = link.both.reduce((n, p) => n + p.stats.duplicated + p.stats.swapped, 0);
         const reopened = link.to3.stats.connections + link.to1.stats.connections - opened;
-        await cluster.waitAllAlive(30_000);
-        const recoverMs = await recovered(load, healAt, 30_000, { urls: urls(cluster) });
+        const { recoverMs } = await healed(cluster, load, healAt);
         return {
           recoverMs,
           // A disturbed record that TLS did not refuse would leave the connections open.

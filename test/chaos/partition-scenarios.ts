@@ -14,13 +14,12 @@ import { getJson } from '../helpers/process-cluster.ts';
 import { eventually } from '../helpers/processes.ts';
 import type { ChaosCluster } from './chaos-cluster.ts';
 import { NetLab } from './net-lab.ts';
-import { errorsSince, recovered, runScenario } from './scenario.ts';
+import { errorsSince, healed, recovered, runScenario } from './scenario.ts';
 
 export const statusOf = async (cluster: ChaosCluster, observer: number, id: number) =>
   (await getJson<{ members: Array<{ id: number; status: string }> }>(cluster.node(observer).url + '/cluster/members', 2_000)).members.find((m) => m.id === id)?.status;
 /** Schedules the fault's own timing (how long a cut lasts) — not a wait for an event. */
 export const hold = (ms: number) => new Promise((r) => setTimeout(r, ms));
-export const urls = (cluster: ChaosCluster) => cluster.live().map((n) => n.url);
 export const workload = (prefix: string) => ({ prefix, counterKeys: 60, counterClients: 8, carts: 20, cartClients: 2 });
 const CRITERION = 'lost 0, duplicated 0, I1 holds; node 3 marked down and its keys served by {1,2} while cut; after the heal every key served through every node';
 
@@ -64,8 +63,7 @@ export async function twoWayPartition(prefix = 'p4a'): Promise<void> {
         const dropped = l.dropped(3);
         const healAt = Date.now();
         l.heal(3);
-        const aliveMs = await cluster.waitAllAlive(30_000);
-        const recoverMs = await recovered(load, healAt, 30_000, { urls: urls(cluster) });
+        const { aliveMs, recoverMs } = await healed(cluster, load, healAt);
         return {
           recoverMs,
           notes: `node 3 down at 1 and 2 ${downMs} ms after the cut, every key served by {1,2} ${servedMs} ms after it; ${dropped} packets dropped; all alive ${aliveMs} ms after the heal; errors since the cut: ${errorsSince(load, at)}`,
@@ -94,8 +92,7 @@ export async function flappingPartition(): Promise<void> {
           flips++;
         }
         const healAt = Date.now();
-        const aliveMs = await cluster.waitAllAlive(30_000);
-        const recoverMs = await recovered(load, healAt, 30_000, { urls: urls(cluster) });
+        const { aliveMs, recoverMs } = await healed(cluster, load, healAt);
         return { recoverMs, notes: `${flips} cuts; all alive ${aliveMs} ms after the last heal; errors: ${errorsSince(load, start)}` };
       },
     });
@@ -119,8 +116,7 @@ export async function lossyLink(): Promise<void> {
         const acked = load.acknowledged() - ackedAt;
         l.heal(3);
         const healAt = Date.now();
-        await cluster.waitAllAlive(30_000);
-        const recoverMs = await recovered(load, healAt, 30_000, { urls: urls(cluster) });
+        const { recoverMs } = await healed(cluster, load, healAt);
         return { recoverMs, notes: `${acked} acknowledged during the 15 s of loss; ${dropped} packets dropped; errors: ${errorsSince(load, start)}` };
       },
     });
@@ -163,8 +159,7 @@ export async function oneWayPartition(): Promise<void> {
       const acked = l.counted(3, 'acked');
       const healAt = Date.now();
       l.heal(3);
-      const aliveMs = await cluster.waitAllAlive(30_000);
-      const recoverMs = await recovered(load, healAt, 30_000, { urls: urls(cluster) });
+      const { aliveMs, recoverMs } = await healed(cluster, load, healAt);
       return {
         recoverMs,
         notes: `node 3 down at 1 and 2 ${downMs} ms after the cut (3 saw 1/2 as ${seenBy3}), every key served by {1,2} ${servedMs} ms after it; ${resets} packets from 1 and 2 answered with a reset while node 3's own links carried ${sent} packets to them and ${acked} back; all alive ${aliveMs} ms after the heal; errors since the cut: ${errorsSince(load, at)}`,

@@ -142,6 +142,16 @@ export async function recovered(
   return servedAgain(load.history, since, keys).latestMs;
 }
 
+/**
+ * After a heal at `healAt`: waits until every live node sees every live node alive, then until
+ * every key is acknowledged again through every live node. Returns both times, ms.
+ */
+export async function healed(cluster: ChaosCluster, load: Workload, healAt: number): Promise<{ aliveMs: number; recoverMs: number }> {
+  const aliveMs = await cluster.waitAllAlive(30_000);
+  const recoverMs = await recovered(load, healAt, 30_000, { urls: cluster.live().map((n) => n.url) });
+  return { aliveMs, recoverMs };
+}
+
 /** How many operations failed with each error code after `since`, e.g. "ERR_PARTITION_UNAVAILABLE×12". */
 export function errorsSince(load: Workload, since: number): string {
   const codes = new Map<string, number>();
