@@ -14,6 +14,11 @@ import { compareEpoch, sameEpoch, type Epoch, type Position } from './epoch.ts';
  * Replicas that missed frames (a one-way loss, a reconnect, a restart) thus converge without
  * the primary resending everything, and a quiet partition costs 5 numbers per period.
  *
+ * The digest is also how a deposed primary learns it was deposed when it only serves reads (no
+ * `Append` of its would be refused): a node that promised a later epoch than a digest's answers
+ * `stale(promised)`, and the sender steps down as it would on a refused `Append`. Reads without
+ * a token are thus stale at most for the detection time plus one period, not until the next write.
+ *
  * ```
  *   primary ── digest [p, term, node, end, commit, …] ──► replica   every intervalMs, ≤ maxPerDigest partitions
  *   primary ◄── mismatch(p, epoch, last, history) ───────  replica   behind, and still behind one digest later
@@ -105,6 +110,10 @@ export interface AntiEntropyHost {
   sendDigest(to: number, msg: DigestMessage): void;
   /** Ask `to`, the primary of `epoch`, to ship what this node's copy of `p` lacks. */
   pull(p: number, to: number, epoch: Epoch): void;
+  /** The epoch this node promised for `p`, whatever its role (undefined: it holds no copy). */
+  promisedOf(p: number): Epoch | undefined;
+  /** Tell `to`, primary of `epoch`, that this node promised the later `promised`: it steps down. */
+  refute(p: number, to: number, epoch: Epoch, promised: Epoch): void;
 }
 
 /**
@@ -117,7 +126,7 @@ export class AntiEntropy {
   private cursor = 0;
   /** p → (epoch, this replica's last seq) at the previous digest that found it behind. */
   private readonly lastBehind = new Map<number, { epoch: Epoch; seq: number }>();
-  readonly counters = { digestsSent: 0, digestEntriesSent: 0, pulls: 0 };
+  readonly counters = { digestsSent: 0, digestEntriesSent: 0, pulls: 0, refuted: 0 };
 
   constructor(
     private readonly host: AntiEntropyHost,
@@ -156,6 +165,12 @@ export class AntiEntropy {
 
   received(from: number, msg: DigestMessage): void {
     for (const d of decodeDigest(msg)) {
+      const promised = d.epoch.node === from ? this.host.promisedOf(d.p) : undefined;
+      if (promised !== undefined && compareEpoch(d.epoch, promised) < 0) {
+        this.counters.refuted++;
+        this.host.refute(d.p, from, d.epoch, promised);
+        continue;
+      }
       const mine = this.host.replicaOf(d.p);
       if (mine === undefined || !isBehind(mine.last, mine.promised, d, from)) {
         this.lastBehind.delete(d.p);

@@ -30,7 +30,14 @@ import type { ReplicationMessage } from './messages.ts';
  * (its commit point reached that epoch's start), plus the sets of any later start entry not
  * known established. Every promise can widen C; a newly named member gets its prepare then.
  * With fewer than q clean promises for some set in C the partition stays unavailable rather than
- * unsafe. A `stale` answer means a later epoch exists: the candidate gives up (the driver backs
+ * unsafe.
+ *
+ * Founding: while no respondent holds any history, C is only S′ — which says nothing about
+ * whether the partition is new or whether its history lives on nodes the candidate has not heard
+ * from (a set of two under W = 2 has q = 1: the candidate's own promise). So a fence that knows
+ * no history also waits for promises from N − W + 1 of the cluster's N members, down ones
+ * counted: every W-subset of the cluster, and so every set that can have committed an entry,
+ * then has a respondent, whose history widens C. A `stale` answer means a later epoch exists: the candidate gives up (the driver backs
  * off with jitter and retries only while membership still proposes it).
  */
 export interface Respondent {
@@ -53,6 +60,19 @@ export interface CandidateState {
   /** Clean promises, the candidate's own included. */
   readonly promises: ReadonlyMap<number, Respondent>;
   readonly phase: CandidatePhase;
+  /** Founding (no respondent holds history): the members asked besides C ∪ S′, and the promises needed. */
+  readonly cluster?: FoundingQuorum;
+}
+
+/** The cluster as the candidate knows it: `ask` the members up now, `size` every member, down ones included. */
+export interface ClusterView {
+  readonly ask: readonly number[];
+  readonly size: number;
+}
+
+interface FoundingQuorum {
+  readonly ask: readonly number[];
+  readonly need: number;
 }
 
 export type CandidateEvent =
@@ -85,11 +105,13 @@ export interface CandidateInit {
   proposed: ReplicaSet;
   /** The candidate's own replica of the partition. */
   own: Respondent & { clean: boolean };
+  /** The cluster, for a fence that finds no history (founding); without it, S′ alone decides. */
+  cluster?: ClusterView;
 }
 
 /** Step 1 and 2: promise our own epoch (on disk first), then ask every member of C ∪ S′. */
 export function startCandidate(init: CandidateInit): CandidateStep {
-  const { p, self, epoch, proposed, own } = init;
+  const { p, self, epoch, proposed, own, cluster } = init;
   const promises = new Map<number, Respondent>();
   if (own.clean) promises.set(self, { last: own.last, history: own.history, commit: own.commit });
   const state: CandidateState = {
@@ -101,6 +123,7 @@ export function startCandidate(init: CandidateInit): CandidateStep {
     asked: new Set([self]),
     promises,
     phase: 'preparing',
+    ...(cluster && { cluster: { ask: cluster.ask, need: Math.max(1, cluster.size - proposed.w + 1) } }),
   };
   return check(state, [{ type: 'persist-promise', p, epoch }]);
 }
@@ -110,7 +133,9 @@ export function candidateReducer(state: CandidateState, event: CandidateEvent): 
   switch (event.type) {
     case 'timeout': {
       if (state.phase !== 'preparing') return { state, effects: [] };
-      const missing = membersOf(state.inForce).filter((m) => !state.promises.has(m));
+      const missing = membersOf(founding(state) ? [...state.inForce, { members: [...state.cluster!.ask], w: 1 }] : state.inForce).filter(
+        (m) => !state.promises.has(m),
+      );
       return { state: { ...state, phase: 'unavailable' }, effects: [{ type: 'unavailable', p: state.p, epoch: state.epoch, missing }] };
     }
     case 'fetched': {
@@ -148,13 +173,16 @@ function onMessage(state: CandidateState, from: number, msg: ReplicationMessage)
 
 /** Asks members not asked yet; once every set in force has its fencing quorum, recovers. */
 function check(state: CandidateState, effects: CandidateEffect[]): CandidateStep {
+  const isFounding = founding(state);
   const everyone = membersOf([...state.inForce, state.proposed]);
+  if (isFounding) for (const m of state.cluster!.ask) if (!everyone.includes(m)) everyone.push(m);
   const newlyAsked = everyone.filter((m) => !state.asked.has(m));
   if (newlyAsked.length > 0) {
     state = { ...state, asked: new Set([...state.asked, ...newlyAsked]) };
     for (const to of newlyAsked) effects.push({ type: 'send', to, msg: { type: 'prepare', p: state.p, epoch: state.epoch } });
   }
   if (!everySetHas(state.inForce, fenceQuorum, (m) => state.promises.has(m))) return { state, effects };
+  if (isFounding && state.promises.size < state.cluster!.need) return { state, effects };
   // Step 4: the highest position among the respondents holds every acknowledged entry.
   let source = state.self;
   let best = state.promises.get(state.self);
@@ -185,6 +213,13 @@ function writeStart(state: CandidateState, effects: CandidateEffect[]): Candidat
   }
   effects.push({ type: 'write-start', p: state.p, start, known });
   return { state: { ...state, phase: 'starting' }, effects };
+}
+
+/** No respondent so far holds any history: the partition may be new, or its history elsewhere. */
+function founding(state: CandidateState): boolean {
+  if (state.cluster === undefined) return false;
+  for (const r of state.promises.values()) if (r.history.length > 0) return false;
+  return true;
 }
 
 /**

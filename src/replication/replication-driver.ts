@@ -493,6 +493,8 @@ export class ReplicationDriver implements Journal {
         return { last: cell.replica.last, promised: cell.replica.promised };
       },
       sendDigest: (to: number, msg: ReplFrameMessage) => this.send(to, msg),
+      promisedOf: (p: number) => this.cells.get(p)?.replica.promised,
+      refute: (p: number, to: number, epoch: Epoch, promised: Epoch) => this.send(to, { type: 'stale', p, epoch, promised }),
       // The primary's answer to a mismatch: it ships from the match point, through the Append checks.
       pull: (p: number, to: number, epoch: Epoch) => {
         const r = this.cellOf(p).replica;
@@ -910,6 +912,7 @@ export class ReplicationDriver implements Journal {
       epoch,
       proposed,
       own: { last: r.last, history: r.history, commit: r.commit, clean: r.clean },
+      cluster: { ask: this.ring!.members.map((m: RingMember) => m.id).filter((id) => id !== this.self), size: Math.max(1, this.known) },
     });
     cell.candidate = step.state;
     this.armFenceTimer(cell);

@@ -10,8 +10,9 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { MemoryNetwork } from '../../src/cluster/memory-network.ts';
 import { HashRing } from '../../src/cluster/ring.ts';
 import { SimulatedClock } from '../../src/core/clock.ts';
+import type { Epoch } from '../../src/replication/epoch.ts';
 import { silentLogger } from '../../src/core/logger.ts';
-import { antiEntropyDefaults, decodeDigest, digestsFor, encodeDigest, isBehind, type HeldPartition } from '../../src/replication/anti-entropy.ts';
+import { AntiEntropy, antiEntropyDefaults, decodeDigest, digestsFor, encodeDigest, isBehind, type HeldPartition } from '../../src/replication/anti-entropy.ts';
 import { MemoryPartitionStore } from '../../src/replication/memory-partition-store.ts';
 import { PartitionTable, partitionOf } from '../../src/replication/partition-table.ts';
 import { ReplicationDriver } from '../../src/replication/replication-driver.ts';
@@ -156,6 +157,39 @@ describe('anti-entropy, pure parts', () => {
   for (const c of cases) {
     it(`isBehind: ${c.name} → ${c.behind}`, () => {
       expect(isBehind(c.last, c.promised, { p: 4, epoch: E2, end: 10, commit: 9 }, c.from)).toBe(c.behind);
+    });
+  }
+
+  // A primary that only serves reads sends no Append to be refused: the digest is where it hears
+  // that it was deposed (5-node simulator seed 3067 served stale reads after the heal without this).
+  const refutes: Array<{ name: string; promised: Epoch | undefined; from: number; refuted: boolean }> = [
+    { name: 'this node promised a later epoch than the digest’s primary', promised: { term: 3, node: 2 }, from: 1, refuted: true },
+    { name: 'the same epoch', promised: E2, from: 1, refuted: false },
+    { name: 'an earlier epoch (the digest’s primary is newer)', promised: { term: 1, node: 3 }, from: 1, refuted: false },
+    { name: 'a later promise, but the digest is not from the epoch’s primary', promised: { term: 3, node: 2 }, from: 2, refuted: false },
+    { name: 'no copy of the partition here', promised: undefined, from: 1, refuted: false },
+  ];
+  for (const c of refutes) {
+    it(`a digest's sender is told it was deposed: ${c.name} → ${c.refuted ? 'stale' : 'nothing'}`, () => {
+      const told: unknown[] = [];
+      const pulls: unknown[] = [];
+      const ae = new AntiEntropy(
+        {
+          self: 3,
+          held: () => [],
+          replicaOf: () => (c.promised ? { last: { epoch: E2, seq: 10 }, promised: c.promised } : undefined),
+          sendDigest: () => {},
+          pull: (...a) => void pulls.push(a),
+          promisedOf: () => c.promised,
+          refute: (p, to, epoch, promised) => void told.push({ p, to, epoch, promised }),
+        },
+        new SimulatedClock(),
+        0,
+      );
+      ae.received(c.from, encodeDigest([{ p: 4, epoch: E2, end: 10, commit: 9 }]));
+      expect(told).toEqual(c.refuted ? [{ p: 4, to: 1, epoch: E2, promised: c.promised }] : []);
+      expect(ae.counters.refuted).toBe(c.refuted ? 1 : 0);
+      expect(pulls).toEqual([]);
     });
   }
 

@@ -222,6 +222,54 @@ describe('candidate reducer', () => {
     expect(step.effects).toEqual([{ type: 'unavailable', p: 0, epoch: e(2, 2), missing: [1, 2, 3] }]);
   });
 
+  describe('founding: a fence that finds no history waits for N − W + 1 of the cluster (seed 269)', () => {
+    const empty = { last: { epoch: e(0, 0), seq: 0 }, history: [], commit: 0, clean: true };
+    const pair = { members: [2, 1], w: 2 }; // q = 1: the candidate's own promise would do
+    const promise = (from: number, history: EpochHistory, seq: number) =>
+      ({
+        type: 'message',
+        from,
+        msg: { type: 'promise', p: 0, epoch: e(2, 2), last: { epoch: history.at(-1)?.epoch ?? e(0, 0), seq }, history, commit: seq },
+      }) as const;
+    const effectsOf = (effects: ReturnType<typeof startCandidate>['effects']) =>
+      effects.map((x) => (x.type === 'send' ? `${x.msg.type}→${x.to}` : x.type));
+
+    it.each([
+      // [cluster size (down members counted), promises from these members, with history?, then]
+      ['3 members, none answered', 3, [], 'waits'],
+      ['3 members, one empty answer', 3, [1], 'writes'],
+      ['5 members (two down), two empty answers', 5, [1, 3], 'waits'],
+      ['5 members (two down), three empty answers', 5, [1, 3, 4], 'writes'],
+      ['1 member (alone in the cluster)', 1, [], 'writes'],
+    ] as const)('%s: %s', (_, size, from, then) => {
+      const ask = [1, 3, 4, 5].slice(0, size - 1);
+      let step = startCandidate({ p: 0, self: 2, epoch: e(2, 2), proposed: size === 1 ? { members: [2], w: 1 } : pair, own: empty, cluster: { ask, size } });
+      // Every member up is asked, not only S′.
+      expect(effectsOf(step.effects).filter((x) => x !== 'write-start')).toEqual(['persist-promise', ...ask.map((m) => `prepare→${m}`)]);
+      const all = [...step.effects];
+      for (const m of from) {
+        step = candidateReducer(step.state, promise(m, [], 0));
+        all.push(...step.effects);
+      }
+      expect(effectsOf(all).includes('write-start')).toBe(then === 'writes');
+      expect(step.state.phase).toBe(then === 'writes' ? 'starting' : 'preparing');
+    });
+
+    it('an answer with history ends founding: the set it names is fenced, and its log fetched', () => {
+      const other = [{ epoch: e(1, 3), startSeq: 1, sets: [{ members: [1, 3], w: 2 }] }];
+      let step = startCandidate({ p: 0, self: 2, epoch: e(2, 2), proposed: pair, own: empty, cluster: { ask: [1, 3], size: 3 } });
+      step = candidateReducer(step.state, promise(1, other, 3));
+      // q({1,3}) = 1 is met by node 1, whose log is the highest: fetched before the start entry.
+      expect(step.effects).toEqual([{ type: 'fetch', p: 0, source: 1, after: 0, upTo: { epoch: e(1, 3), seq: 3 } }]);
+    });
+
+    it('times out naming the members it did not hear from', () => {
+      let step = startCandidate({ p: 0, self: 2, epoch: e(2, 2), proposed: pair, own: empty, cluster: { ask: [1, 3], size: 3 } });
+      step = candidateReducer(step.state, { type: 'timeout' });
+      expect(step.effects).toEqual([{ type: 'unavailable', p: 0, epoch: e(2, 2), missing: [1, 3] }]);
+    });
+  });
+
   it('stale: gives up', () => {
     let step = startCandidate({ p: 0, self: 2, epoch: e(2, 2), proposed: S, own });
     step = candidateReducer(step.state, { type: 'message', from: 1, msg: { type: 'stale', p: 0, epoch: e(2, 2), promised: e(4, 1) } });

@@ -1,7 +1,7 @@
 /**
  * The deterministic simulator in `npm test` (issue 10): whole nodes in one process under seeded
  * faults (sim-run.ts), the checkers over each run, one seed replayed exactly, a planted bug caught,
- * and the seeds of the two bugs the simulator found, kept until they are fixed.
+ * and the seeds of the bugs the simulator found, kept as regression tests.
  *
  * Sizing: a seed of the quick profile (3 nodes, 3.5 s of faults, ~200 operations, then heal and
  * finals) takes ~0.13 s of real time on this 2-core box when idle (0.25 s at load 6–12), so
@@ -15,8 +15,8 @@ import { checkSets, type SetOperation } from './set-check.ts';
 import { FULL_PROFILE, QUICK_PROFILE, replayCommand, runSeed, type SimProfile } from './sim-run.ts';
 
 const SEEDS = 200;
-/** Seeds of the sweep with an open bug, each kept below as an `it.fails` that says what it is. */
-const OPEN_SEEDS = new Set([269]);
+/** Seeds of the sweep with an open bug, each kept below as an `it.fails` that says what it is (none now). */
+const OPEN_SEEDS = new Set<number>([]);
 /** Both known bugs' faults back in (`--all-faults`). */
 const ALL_FAULTS: SimProfile = { ...QUICK_PROFILE, types: FAULT_TYPES, emptyRestarts: true };
 
@@ -74,9 +74,9 @@ describe('deterministic simulator: 3 nodes, seeded faults, the checkers', () => 
 });
 
 /**
- * Bugs the simulator found (docs/testing.md), one seed each, with `--all-faults`: three fixed
- * (plain `it`), one open (`it.fails`: it passes while the bug is there; once fixed it fails —
- * then make it a plain `it` and put empty restarts back in the default mix).
+ * Bugs the simulator found (docs/testing.md), one seed each, with `--all-faults`, all fixed. An
+ * open one is kept as `it.fails` (it passes while the bug is there; once fixed it fails — then it
+ * becomes a plain `it`).
  */
 describe('bugs found by the simulator', () => {
   it(
@@ -140,27 +140,25 @@ describe('bugs found by the simulator', () => {
   );
 });
 
-describe('seeds the full profile found in session 6, kept', () => {
-  it.fails('seed 269 (quick; a disk refusing writes, then a one-way cut): a partition stays unavailable after the heal — open', async () => {
-    // Open (found when the sweep grew to 300 seeds): node 2, cut off from hearing node 3, founds
-    // partition 900 as new — its fence of a set of two needs only its own promise — although nodes
-    // 1 and 3 hold its committed entries 1–3 of epoch (…0,3); it steps down when node 1's answer
-    // arrives, but its next fence, (…1,2), writes its start entry at seq 2, and nodes 1 and 3 refuse
-    // to truncate what they applied: k5 is never served again. Nothing acknowledged is lost (the
-    // stores refuse), but a fence must not complete on a recovered log shorter than a promiser's.
-    // Before this session's "answers only after a stored write" fix the replicas acknowledged the
-    // refused truncation and the seed passed by accident.
+describe('seeds the sweeps found, kept', () => {
+  it('seed 269 (quick; a disk refusing writes, then a one-way cut): a fence that finds no history does not found a partition others hold', async () => {
+    // Found when the sweep grew to 300 seeds (session 6; fixed in session 7): node 2, cut off from
+    // hearing node 3, founded partition 900 as new — a fence of a set of two under W = 2 needed only
+    // its own promise — although nodes 1 and 3 held its committed entries 1–3 of epoch (…0,3); its
+    // next fence wrote its start entry at seq 2, nodes 1 and 3 refused to truncate what they had
+    // applied, and k5 was never served again. A fence that finds no history now also waits for
+    // N − W + 1 of the cluster's members (candidate.ts, "Founding"); node 1's answer names the set.
     const r = await runSeed(269, QUICK_PROFILE);
     expect(r.violations).toEqual([]);
   }, 60_000);
 
-  it.fails('seed 3067 (5 nodes; partitions, a one-way cut, a clock step): a deposed primary that only reads keeps serving after the heal — open', async () => {
-    // Open (found by a 200-seed 5-node sweep at the end of session 6): node 5, primary of
-    // partition 396 in epoch (…2,5), is cut off while node 3 fences (…3,3) and (…4,3) without it; a
-    // primary that only serves reads hears of no later epoch, and after the heal the ring still
-    // proposes node 5, so every read of k7 goes there and answers its old count (final 5 < 6
-    // acknowledged). Tried: deposing it when the later primary's handoff offer arrives — that fixed
-    // this seed but made 5-node seed 3027 claim an epoch below an established one; reverted.
+  it('seed 3067 (5 nodes; partitions, a one-way cut, a clock step): a deposed primary that only reads steps down after the heal', async () => {
+    // Found by a 200-seed 5-node sweep (session 6; fixed in session 7): node 5, primary of
+    // partition 396 in epoch (…2,5), was cut off while node 3 fenced (…3,3) and (…4,3) without it; a
+    // primary that only serves reads sent no Append to be refused, and after the heal the ring
+    // still proposed node 5, so every read of k7 went there and answered its old count (final 5 < 6
+    // acknowledged). Now a replica that promised a later epoch answers the old primary's
+    // anti-entropy digest with `stale`, and it steps down (anti-entropy.ts).
     const r = await runSeed(3067, { ...FULL_PROFILE, nodes: 5 });
     expect(r.violations).toEqual([]);
   }, 60_000);
