@@ -74,24 +74,9 @@ export class HashRing {
     this.epoch = epoch;
     this.virtualNodes = virtualNodes;
 
-    // Sort (position, member index) pairs in one numeric sort: position * 2^16 + index is exact in
-    // a double (48 bits) and orders equal positions by member index, i.e. by id.
-    const count = sorted.length * virtualNodes;
-    const packed = new Float64Array(count);
-    let k = 0;
-    for (let m = 0; m < sorted.length; m++) {
-      const prefix = `${sorted[m]!.id}#`;
-      for (let i = 0; i < virtualNodes; i++) packed[k++] = hash32(prefix + i) * 65_536 + m;
-    }
-    packed.sort();
-    this.positions = new Uint32Array(count);
-    this.owners = new Uint16Array(count);
-    for (let i = 0; i < count; i++) {
-      const p = packed[i]!;
-      const index = p % 65_536;
-      this.positions[i] = (p - index) / 65_536;
-      this.owners[i] = index;
-    }
+    const layout = ringLayout(sorted, virtualNodes);
+    this.positions = layout.positions;
+    this.owners = layout.owners;
   }
 
   /** Number of members on the ring. */
@@ -158,6 +143,53 @@ export class HashRing {
     }
     return lo === positions.length ? 0 : lo;
   }
+}
+
+/**
+ * Positions and owners depend only on the members' ids and the virtual-node count, and every
+ * membership change builds rings (the router, the replication driver, the node each build one
+ * from the same members): the few latest layouts are kept, immutable and shared, up to
+ * `LAYOUT_CACHE_POSITIONS` positions in all (6 bytes each).
+ */
+const LAYOUT_CACHE_POSITIONS = 1 << 21;
+const layouts = new Map<string, { positions: Uint32Array; owners: Uint16Array }>();
+let cachedPositions = 0;
+
+function ringLayout(sorted: readonly RingMember[], virtualNodes: number): { positions: Uint32Array; owners: Uint16Array } {
+  let key = `${virtualNodes}`;
+  for (const m of sorted) key += `,${m.id}`;
+  const hit = layouts.get(key);
+  if (hit !== undefined) return hit;
+  // Sort (position, member index) pairs in one numeric sort: position * 2^16 + index is exact in
+  // a double (48 bits) and orders equal positions by member index, i.e. by id.
+  const count = sorted.length * virtualNodes;
+  const packed = new Float64Array(count);
+  let k = 0;
+  for (let m = 0; m < sorted.length; m++) {
+    const prefix = `${sorted[m]!.id}#`;
+    for (let i = 0; i < virtualNodes; i++) packed[k++] = hash32(prefix + i) * 65_536 + m;
+  }
+  packed.sort();
+  const positions = new Uint32Array(count);
+  const owners = new Uint16Array(count);
+  for (let i = 0; i < count; i++) {
+    const p = packed[i]!;
+    const index = p % 65_536;
+    positions[i] = (p - index) / 65_536;
+    owners[i] = index;
+  }
+  const layout = { positions, owners };
+  if (count <= LAYOUT_CACHE_POSITIONS) {
+    // Oldest first out (a Map iterates in insertion order).
+    for (const [k, v] of layouts) {
+      if (cachedPositions + count <= LAYOUT_CACHE_POSITIONS) break;
+      layouts.delete(k);
+      cachedPositions -= v.positions.length;
+    }
+    layouts.set(key, layout);
+    cachedPositions += count;
+  }
+  return layout;
 }
 
 function checkMember(m: RingMember, i: number): RingMember {

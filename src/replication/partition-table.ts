@@ -48,10 +48,18 @@ export interface PartitionTableOptions {
  *   const table = new PartitionTable(ring, { replicas: 3 });
  *   table.replicasOf(partitionOf('cart:42'))   // → [2, 3, 1]
  */
+/**
+ * A table depends only on the ring's member ids and zones, R and P; every membership change makes
+ * the router, the replication driver and the node build one from the same ring (and the simulator
+ * builds them for every node in one process). The latest few are kept, shared and never mutated.
+ */
+const TABLE_CACHE = 16;
+const tables = new Map<string, ReadonlyArray<readonly number[]>>();
+
 export class PartitionTable {
   readonly partitions: number;
   readonly replicas: number;
-  private readonly sets: number[][];
+  private readonly sets: ReadonlyArray<readonly number[]>;
 
   constructor(ring: HashRing, options: PartitionTableOptions = {}) {
     const replicas = options.replicas ?? 3;
@@ -63,16 +71,27 @@ export class PartitionTable {
     this.partitions = partitions;
     this.replicas = Math.min(replicas, ring.size);
     const zones = options.zones ?? zonesOf(ring);
-    this.sets = [];
+    let key = `${this.replicas}/${partitions}/${ring.virtualNodes}`;
+    for (const m of ring.members) key += `,${m.id}${zones?.has(m.id) ? `@${zones.get(m.id)}` : ''}`;
+    if (zones !== undefined) for (const [id, zone] of zones) if (!ring.has(id)) key += `;${id}@${zone}`;
+    const hit = tables.get(key);
+    if (hit !== undefined) {
+      this.sets = hit;
+      return;
+    }
+    const sets: number[][] = [];
     for (let p = 0; p < partitions; p++) {
       if (ring.size === 0) {
-        this.sets.push([]);
+        sets.push([]);
         continue;
       }
       // Clockwise order of every member from the partition's position.
       const order = ring.replicasOf(partitionKey(p), ring.size).map((m) => m.id);
-      this.sets.push(zones === undefined ? order.slice(0, this.replicas) : spreadOverZones(order, this.replicas, zones));
+      sets.push(zones === undefined ? order.slice(0, this.replicas) : spreadOverZones(order, this.replicas, zones));
     }
+    this.sets = sets;
+    if (tables.size >= TABLE_CACHE) tables.delete(tables.keys().next().value!);
+    tables.set(key, sets);
   }
 
   /** Proposed replica set of partition `p`, the proposed primary first. */

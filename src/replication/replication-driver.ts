@@ -227,6 +227,8 @@ class Cell {
    * kind's smaller W): an activation must not read the actor tables before they hold it.
    */
   earlyTail = 0;
+  /** When this node last wrote a start entry (its clock): the "primary in epoch" line says how long it took to commit. */
+  startWrittenAt = 0;
   /** Entries appended here recently, contiguous, ending at the log's end (primary only). */
   recent: LogEntry[] = [];
   /** Writes of this turn, appended as one entry in a microtask. */
@@ -991,6 +993,7 @@ export class ReplicationDriver implements Journal {
     cell.candidate = undefined;
     cell.recent = [entry];
     cell.earlyTail = 0; // what earlier epochs acknowledged early is below this start entry, or lost
+    cell.startWrittenAt = this.clock.now();
     this.lag.reset(cell.p); // seqs shipped in an earlier epoch of ours are no probe for this one
     cell.primary = createPrimaryState({
       p: cell.p,
@@ -1094,7 +1097,7 @@ export class ReplicationDriver implements Journal {
           // as primary (a candidate whose start entry never commits served nothing). The chaos
           // and failover tests check I1 over these lines.
           this.log.info(
-            { p: cell.p, epoch: e.epoch, startSeq: cell.primary!.startSeq, sets: cell.primary!.sets },
+            { p: cell.p, epoch: e.epoch, startSeq: cell.primary!.startSeq, sets: cell.primary!.sets, committedAfterMs: this.clock.now() - cell.startWrittenAt },
             `partition ${cell.p}: primary in epoch ${fmt(e.epoch)}`,
           );
           cell.fenceEagerly = false;

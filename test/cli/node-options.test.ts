@@ -214,7 +214,7 @@ describe('replication flags reach the replication driver', () => {
   const incrWithin = (url: string, key: string, timeoutMs: number) =>
     fetch(`${url}/actors/counter/${key}/incr`, { method: 'POST', body: '{"by":1}', headers: { 'x-timeout-ms': String(timeoutMs) } });
   const partitionsOf = async (url: string) =>
-    ((await (await fetch(`${url}/cluster/partitions`)).json()) as { partitions: Array<{ p: number; proposed: number[] }> }).partitions;
+    ((await (await fetch(`${url}/cluster/partitions`)).json()) as { partitions: Array<{ p: number; proposed: number[]; last: number }> }).partitions;
 
   it('--write-quorum 2: with the other replica stopped (SIGSTOP) a write is never acknowledged; --write-quorum 1: it is', async () => {
     const key = await keyLedBy(1);

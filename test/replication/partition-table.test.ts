@@ -129,4 +129,27 @@ describe('partitions', () => {
     });
     for (let p = 0; p < PARTITIONS; p++) expect(oneZone.replicasOf(p)).toEqual(plain.replicasOf(p).slice(0, 2));
   });
+  it('tables and ring layouts are shared between equal rings, never between different ones (the caches)', () => {
+    const ring = (ids: number[], zone?: (id: number) => string, virtualNodes?: number) =>
+      new HashRing(
+        ids.map((id) => ({ id, address: `a:${id}`, ...(zone && { zone: zone(id) }) })),
+        virtualNodes === undefined ? {} : { virtualNodes },
+      );
+    const sets = (t: PartitionTable) => Array.from({ length: t.partitions }, (_, p) => t.replicasOf(p).join(','));
+    const plain = sets(new PartitionTable(ring([1, 2, 3, 4])));
+    // Equal members (other addresses, other order): the same table.
+    expect(sets(new PartitionTable(new HashRing([4, 3, 2, 1].map((id) => ({ id, address: `b:${id}` })))))).toEqual(plain);
+    // Zones, R, P and the virtual-node count each change the table.
+    const zoned = new PartitionTable(ring([1, 2, 3, 4], (id) => (id <= 2 ? 'x' : 'y')), { replicas: 2 });
+    for (let p = 0; p < zoned.partitions; p++) expect(new Set(zoned.replicasOf(p).map((id) => (id <= 2 ? 'x' : 'y'))).size).toBe(2);
+    const regrouped = new PartitionTable(ring([1, 2, 3, 4], (id) => (id % 2 ? 'x' : 'y')), { replicas: 2 });
+    for (let p = 0; p < regrouped.partitions; p++) expect(new Set(regrouped.replicasOf(p).map((id) => (id % 2 ? 'x' : 'y'))).size).toBe(2);
+    expect(new PartitionTable(ring([1, 2, 3, 4]), { replicas: 2 }).replicasOf(0)).toHaveLength(2);
+    expect(new PartitionTable(ring([1, 2, 3, 4]), { partitions: 64 }).partitions).toBe(64);
+    const fewer = ring([1, 2, 3, 4], undefined, 8);
+    const more = ring([1, 2, 3, 4]);
+    const differs = Array.from({ length: 200 }, (_, i) => `k${i}`).some((k) => fewer.ownerOf(k).id !== more.ownerOf(k).id);
+    expect(differs).toBe(true);
+    expect(sets(new PartitionTable(fewer))).not.toEqual(plain);
+  });
 });

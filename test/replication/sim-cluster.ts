@@ -315,7 +315,14 @@ export class SimNodeCluster {
   epochClaims(): EpochClaim[] {
     return this.lines
       .filter((l) => /^partition \d+: primary in epoch/.test(l.msg))
-      .map((l) => ({ at: l.at, node: l.node, p: l.fields.p as number, epoch: l.fields.epoch as { term: number; node: number }, startSeq: l.fields.startSeq as number }));
+      .map((l) => ({
+        at: l.at,
+        node: l.node,
+        p: l.fields.p as number,
+        epoch: l.fields.epoch as { term: number; node: number },
+        startSeq: l.fields.startSeq as number,
+        ...(typeof l.fields.committedAfterMs === 'number' && { writtenAt: l.at - l.fields.committedAfterMs }),
+      }));
   }
 
   // ── Time ─────────────────────────────────────────────────────────────────────────────────

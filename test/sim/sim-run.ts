@@ -385,7 +385,9 @@ export async function runSeed(seed: number, profile: SimProfile, o: SimOptions =
         for (const op of cartOps) if (named.includes(op.cart)) say(`  op ${op.cart} add ${op.sku} via ${op.via} ${op.start}–${op.end}: ${op.outcome}${op.error !== undefined ? ` (${op.error})` : ''}`);
       }
     }
-    violations.push(...checkEpochClaims(c.epochClaims()).map((v) => `I1: ${v}`));
+    const i1 = checkEpochClaims(c.epochClaims());
+    violations.push(...i1.map((v) => `I1: ${v}`));
+    if (i1.length > 0) explainPartitions(c, new Set(i1.map((v) => Number(/partition (\d+)/.exec(v)?.[1]))), say);
     say(`${now()} ms: checked, ${violations.length} violations`);
     for (const v of violations) say(`  VIOLATION ${v}`);
   } finally {
@@ -406,7 +408,10 @@ export async function runSeed(seed: number, profile: SimProfile, o: SimOptions =
 
 /** For a replay: each node's view of the partitions of keys it could not read, and their log lines. */
 function explainStuck(c: SimNodeCluster, keys: readonly string[], say: (line: string) => void): void {
-  const ps = new Set(keys.map((k) => partitionOf(k)));
+  explainPartitions(c, new Set(keys.map((k) => partitionOf(k))), say);
+}
+
+function explainPartitions(c: SimNodeCluster, ps: ReadonlySet<number>, say: (line: string) => void): void {
   for (const id of [...c.nodes.keys()].sort()) {
     if (c.killed.has(id)) continue;
     const driver = (c.node(id) as unknown as { replication?: { driver: ReplicationDriver } }).replication?.driver;
