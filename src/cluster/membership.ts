@@ -551,9 +551,13 @@ class Step {
     this.handle(from, m);
     // A member we hold as suspect or down is talking to us: tell it, so it refutes now rather
     // than whenever the rumour happens to reach it (this is what heals stragglers after a partition).
+    // Our own record goes with it: if it holds a stale rumour about us too, this answer corrects
+    // it, and its answer does not tell us ours back — two members each holding the other suspect
+    // at an old incarnation otherwise told each other so forever, one message per message
+    // (simulator, 5-node seed 3609: a livelock that froze the run once frames were duplicated).
     const sender = this.s.members.get(from.id);
     if (sender && sender.address === from.address && (sender.status === 'suspect' || sender.status === 'down') && !this.s.leaving) {
-      this.send(from.address, { proto: 'swim', type: 'gossip', updates: [this.wire(sender)] });
+      this.send(from.address, { proto: 'swim', type: 'gossip', updates: [this.wire(sender), this.wire(this.selfRecord())] });
     }
   }
 
@@ -957,7 +961,12 @@ class Step {
       if (u.incarnation > me.incarnation) this.bumpSelf(u.incarnation, 'left');
       return;
     }
-    if (u.status === 'alive' ? u.incarnation <= me.incarnation : u.incarnation < me.incarnation) return;
+    if (u.status === 'alive' ? u.incarnation <= me.incarnation : u.incarnation < me.incarnation) {
+      // An old rumour of our death: nothing to outbid, but its teller is behind on us — tell it
+      // what we are now, or it keeps the rumour (and keeps telling it) until gossip happens by.
+      if (u.status !== 'alive') this.refuteTo = this.from;
+      return;
+    }
     if (u.status === 'alive' && u.address === me.address) {
       // Our own record from a previous life, same address: adopt its incarnation, nothing to fight.
       this.bumpSelf(u.incarnation, 'alive');

@@ -1059,6 +1059,7 @@ describe('membership reducer: answering', () => {
 
   it('tells a sender we hold as suspect or down what we think, so it refutes at once', () => {
     const h = new Harness(stateOf());
+    const self = { id: 0, address: 'mem:0', incarnation: h.state.incarnation, status: 'alive' };
     h.now = 100;
     h.gossip(3, rec(2, 0, 'suspect', { age: 40 }), rec(1, 0, 'down'));
     h.now = 150;
@@ -1068,12 +1069,13 @@ describe('membership reducer: answering', () => {
         type: 'send',
         address: 'mem:2',
         lane: 'system',
-        payload: { proto: 'swim', type: 'gossip', updates: [rec(2, 0, 'suspect', { age: 90 })] },
+        // Our own record too: if it holds a stale rumour of us, this corrects it (seed 3609).
+        payload: { proto: 'swim', type: 'gossip', updates: [rec(2, 0, 'suspect', { age: 90 }), self] },
       },
     ]);
     const toDown = sends(h.receive(1, { proto: 'swim', type: 'gossip', updates: [] }));
     expect(toDown).toEqual([
-      { type: 'send', address: 'mem:1', lane: 'system', payload: { proto: 'swim', type: 'gossip', updates: [rec(1, 0, 'down')] } },
+      { type: 'send', address: 'mem:1', lane: 'system', payload: { proto: 'swim', type: 'gossip', updates: [rec(1, 0, 'down'), self] } },
     ]);
     // An alive sender, a sender at another address (a new process) and any sender while we leave: nothing.
     expect(sends(h.receive(3, { proto: 'swim', type: 'gossip', updates: [] }))).toEqual([]);
@@ -1384,11 +1386,12 @@ describe('membership reducer: refutation', () => {
       refuted: true,
     },
     { name: 'suspect, newer: outbid it', u: about(4, 'suspect'), incarnation: 5, awareness: 1, refuted: true },
-    { name: 'suspect, older: already refuted', u: about(1, 'suspect'), incarnation: 2, awareness: 0, refuted: false },
+    // Older rumours of our death: nothing to outbid, but the teller is told what we are now (seed 3609).
+    { name: 'suspect, older: already refuted', u: about(1, 'suspect'), incarnation: 2, awareness: 0, refuted: false, corrected: true },
     { name: 'down, same incarnation', u: about(2, 'down'), incarnation: 3, awareness: 1, refuted: true },
-    { name: 'down, older', u: about(1, 'down'), incarnation: 2, awareness: 0, refuted: false },
+    { name: 'down, older', u: about(1, 'down'), incarnation: 2, awareness: 0, refuted: false, corrected: true },
     { name: 'left, same incarnation: refute without blame', u: about(2, 'left'), incarnation: 3, awareness: 0, refuted: true },
-  ])('$name', ({ u, incarnation, awareness, refuted }) => {
+  ])('$name', ({ u, incarnation, awareness, refuted, corrected }) => {
     const h = new Harness(
       createMembershipState(
         {
@@ -1422,7 +1425,9 @@ describe('membership reducer: refutation', () => {
         { type: 'log', level: 'warn', msg: 'refuted a rumour about this node', data: { self: 0, rumour: u.status, incarnation } },
       ]);
     } else {
-      expect(sends(effects)).toEqual([]);
+      // Corrected: our record as it is, to the teller only; no new incarnation, no broadcast.
+      const told = { proto: 'swim', type: 'gossip', updates: [{ id: 0, address: 'mem:0', incarnation, status: 'alive' }] };
+      expect(sends(effects)).toEqual(corrected ? [{ type: 'send', address: 'mem:3', lane: 'system', payload: told }] : []);
       expect(warned).toEqual([]);
     }
     if (incarnation !== 2)

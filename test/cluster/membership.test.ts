@@ -384,6 +384,39 @@ function timeToDown(sim: SimCluster, victim: number, maxMs = 5000): number {
   return sim.runUntil(() => sim.count(others, victim, 'down') === others.length, maxMs);
 }
 
+describe('membership: two members with stale rumours of each other (5-node simulator seed 3609)', () => {
+  // Each holds the other suspect at incarnation 1 while both refuted long ago (incarnation 2): the
+  // partition that carried the refutations is over. Any message between them must lead to quiet
+  // — before the fix each answered the other's message with its rumour, one message per message, forever.
+  const member = (self: number, other: number) =>
+    createMembershipState(
+      { self: { id: self, address: addressOf(self) }, incarnation: 2, members: [{ id: other, address: addressOf(other), incarnation: 1, status: 'suspect' }], seed: self, config: lan },
+      0,
+    );
+  it.each([
+    ['an empty gossip', { proto: 'swim', type: 'gossip', updates: [] }],
+    ['a ping', { proto: 'swim', type: 'ping', seq: 1, target: 3, updates: [] }],
+  ] as const)('%s from 1 to 3: both see each other alive at 2 within a few messages, then silence', (_, first) => {
+    const states = new Map([
+      [1, member(1, 3)],
+      [3, member(3, 1)],
+    ]);
+    const queue: Array<{ from: number; to: number; payload: unknown }> = [{ from: 1, to: 3, payload: first }];
+    let delivered = 0;
+    while (queue.length > 0 && delivered < 50) {
+      const m = queue.shift()!;
+      delivered++;
+      const step = membershipReducer(states.get(m.to)!, { type: 'message-received', from: { id: m.from, address: addressOf(m.from) }, payload: m.payload }, 10);
+      states.set(m.to, step.state);
+      for (const e of sends(step.effects)) queue.push({ from: m.to, to: Number(e.address.slice(e.address.indexOf(':') + 1)), payload: e.payload });
+    }
+    expect(delivered).toBeLessThan(10);
+    expect(queue).toEqual([]);
+    expect(states.get(1)!.members.get(3)).toMatchObject({ status: 'alive', incarnation: 2 });
+    expect(states.get(3)!.members.get(1)).toMatchObject({ status: 'alive', incarnation: 2 });
+  });
+});
+
 describe('membership over the in-memory network', () => {
   it.each([
     { name: '2 nodes', size: 2, victims: [0, 1] },

@@ -291,6 +291,8 @@ export class SimNodeCluster {
         write: (line: string) => {
           const { msg, level: _level, time: _time, node: _node, ...fields } = JSON.parse(line) as Record<string, unknown>;
           this.lines.push({ at: this.clock.now(), node, msg: String(msg), fields });
+          // SIM_TRACE=1: every line as written, for a run that never ends (a livelock).
+          if (process.env.SIM_TRACE) process.stderr.write(`${this.clock.now()} node ${node}: ${String(msg)} ${JSON.stringify(fields)}\n`);
         },
       },
     );

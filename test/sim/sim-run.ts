@@ -118,6 +118,10 @@ export interface SimResult {
 }
 
 /** Refusals after which a final read is simply sent again (the cluster is settling). */
+/** The livelock guard's limits: 25× and 60× what runs reach (see runSeed). */
+const LIVELOCK_FRAMES_PER_MS = 5_000;
+const LIVELOCK_FRAMES = 500_000;
+
 const RETRY_READ = [
   'ERR_NOT_PRIMARY',
   'ERR_PARTITION_UNAVAILABLE',
@@ -158,11 +162,31 @@ export async function runSeed(seed: number, profile: SimProfile, o: SimOptions =
   const injected = Object.fromEntries(FAULT_TYPES.map((t) => [t, 0])) as Record<FaultType, number>;
   const cartOps: SetOperation[] = [];
   let quietAfterMs = 0;
+  let offGuard: (() => void) | undefined;
   try {
     const t0 = c.clock.now();
     const now = () => c.clock.now() - t0;
     const sleep = (ms: number) => new Promise<void>((r) => c.clock.setTimeout(r, ms));
     const live = () => ids.filter((id) => c.nodes.has(id) && !c.killed.has(id));
+
+    // ── A livelock guard: a burst no run comes near (≤ ~200 frames in a simulated ms, ≤ ~8,300 in a
+    // 5-node run, seeds 3000–3014) is a message storm; report it and cut the network, so that the
+    // run ends (its liveness checks then fail too) instead of spinning forever (seed 3609 did) ──
+    let burstAt = -1;
+    let burst = 0;
+    let frames = 0;
+    let storm = false;
+    offGuard = c.net.intercept((m: InFlight) => {
+      if (storm) return 'drop';
+      const t = c.clock.now();
+      if (t !== burstAt) [burstAt, burst] = [t, 0];
+      if (++burst <= LIVELOCK_FRAMES_PER_MS && ++frames <= LIVELOCK_FRAMES) return undefined;
+      storm = true;
+      violations.push(
+        `liveness: a message storm — ${burst} frames in simulated ms ${now()}, ${frames} in the run (last: node ${m.from.id} → ${m.to}: ${JSON.stringify(m.payload).slice(0, 160)}); the network is cut from here`,
+      );
+      return 'drop';
+    });
 
     // ── The network's faults: one interceptor over the active ones ──
     const active = new Set<Fault>();
@@ -391,6 +415,7 @@ export async function runSeed(seed: number, profile: SimProfile, o: SimOptions =
     say(`${now()} ms: checked, ${violations.length} violations`);
     for (const v of violations) say(`  VIOLATION ${v}`);
   } finally {
+    offGuard?.();
     await c.stop();
   }
   return {

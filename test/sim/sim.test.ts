@@ -163,6 +163,18 @@ describe('seeds the sweeps found, kept', () => {
     expect(r.violations).toEqual([]);
   }, 60_000);
 
+  it('seed 3609 (5 nodes; cuts, duplicated frames, a disk refusing writes): two members with stale rumours of each other fall quiet', async () => {
+    // Found by a 5-node sweep in session 7 (it hung the runner; it existed before the session):
+    // after the cuts nodes 1 and 3 each held the other suspect at incarnation 1, both long since
+    // at 2; each answered any message of the other with its rumour (membership's "a suspect is
+    // talking to us: tell it"), one message per message, and 10% duplicated frames made it a storm
+    // that froze simulated time. The answer now carries the sender's own record, and an old
+    // rumour of our death is answered with what we are now (membership.ts). The runner's livelock
+    // guard turns such a storm into a violation instead of a hang.
+    const r = await runSeed(3609, { ...FULL_PROFILE, nodes: 5 });
+    expect(r.violations).toEqual([]);
+  }, 60_000);
+
   it('seed 2019 (two disks refusing writes at once): a replica never acknowledges entries its disk refused', async () => {
     // Found: a replica sent its acknowledgement once the store's promise settled, resolved or
     // rejected; its primary counted a copy that did not exist and committed with one real copy,
