@@ -1020,6 +1020,11 @@ export class ReplicationDriver implements Journal {
     cell.fetch = undefined;
     cell.candidate = undefined;
     cell.role = 'idle';
+    // Resident actors kept from our last tenure (a primary re-fencing) were valid only if this
+    // fence had succeeded: it did not, so another node may lead and write now. Drop them, or their
+    // reads answer from the old tenure for as long as the ring keeps sending them here (5-node
+    // simulator seed 3785: an acknowledged increment read back as lost, after the heal).
+    if (cell.continuous) this.markStale(cell.p);
     cell.continuous = false;
     cell.handoffFence = false;
     this.log.info({ p: cell.p, why }, `partition ${cell.p}: fence abandoned (${why})`);

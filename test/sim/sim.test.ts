@@ -175,6 +175,17 @@ describe('seeds the sweeps found, kept', () => {
     expect(r.violations).toEqual([]);
   }, 60_000);
 
+  it('seed 3785 (5 nodes; two kills, then node 5 heard but not hearing): a primary whose re-fence fails drops its resident actors', async () => {
+    // Found by a 5-node sweep in session 7 (it predates the session): node 5, primary of partition
+    // 44 in (…1,5), started a new fence keeping its resident actors (valid only if the fence found
+    // no later entries) while its own messages were lost; node 1 led (…2,1) and acknowledged k16's
+    // 19th increment; node 5's fence was abandoned, but its workers kept k16 at 18 in memory, and
+    // the ring, back to node 5, sent every read there: the final read said 18. An abandoned fence
+    // now drops the actors it had kept (replication-driver.ts, abandonFence).
+    const r = await runSeed(3785, { ...FULL_PROFILE, nodes: 5 });
+    expect(r.violations).toEqual([]);
+  }, 60_000);
+
   it('seed 2019 (two disks refusing writes at once): a replica never acknowledges entries its disk refused', async () => {
     // Found: a replica sent its acknowledgement once the store's promise settled, resolved or
     // rejected; its primary counted a copy that did not exist and committed with one real copy,
