@@ -186,6 +186,16 @@ describe('seeds the sweeps found, kept', () => {
     expect(r.violations).toEqual([]);
   }, 60_000);
 
+  it('seed 3822 (5 nodes; cuts, loss, a pause): a request cuts short an eager fence’s long back-off', async () => {
+    // Found by a 5-node sweep in session 7 (it predates the session): node 3's fences of partition
+    // 133 failed four times while the cuts lasted; the retry, set when nobody was waiting, backed
+    // off 2⁴ × 1 s; a read arriving after the heal waited on that timer, timed out (ERR_ASK_TIMEOUT
+    // in the finals) and the partition was fenced only 12 s later. A request now turns an eager
+    // back-off into the short one (replication-driver.ts, advance).
+    const r = await runSeed(3822, { ...FULL_PROFILE, nodes: 5 });
+    expect(r.violations).toEqual([]);
+  }, 60_000);
+
   it('seed 2019 (two disks refusing writes at once): a replica never acknowledges entries its disk refused', async () => {
     // Found: a replica sent its acknowledgement once the store's promise settled, resolved or
     // rejected; its primary counted a copy that did not exist and committed with one real copy,
