@@ -967,8 +967,11 @@ class Step {
       if (u.status !== 'alive') this.refuteTo = this.from;
       return;
     }
-    if (u.status === 'alive' && u.address === me.address) {
+    if (u.status === 'alive' && u.address === me.address && (u.cordoned === true) === (me.cordoned === true) && u.zone === me.zone) {
       // Our own record from a previous life, same address: adopt its incarnation, nothing to fight.
+      // One that says otherwise about the cordon or the zone is outbid below, or the others keep it
+      // (5-node simulator seed 4828: a node that cordoned itself at incarnation 3, then restarted as
+      // 2, stayed cordoned — off every ring — in everyone's view but its own).
       this.bumpSelf(u.incarnation, 'alive');
       return;
     }

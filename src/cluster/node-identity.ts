@@ -14,6 +14,15 @@ export interface IdentityRecord {
 }
 
 /**
+ * The incarnation of a node's next life: the previous one + 1 when its data directory remembers
+ * it; otherwise (no data directory, or a first start in one — perhaps a replaced host reusing a
+ * dead node's id) the wall clock in ms, which puts it above every incarnation that id had.
+ */
+export function nextIncarnation(previous: number | undefined, wallNowMs: number): number {
+  return previous === undefined ? Math.floor(wallNowMs) : previous + 1;
+}
+
+/**
  * Loads the node's identity and persists the next incarnation before the node speaks to anyone,
  * so two lives of one node id never share an incarnation. Without a data directory the
  * incarnation is the wall clock in ms (grows across restarts unless the clock steps back).
@@ -39,7 +48,7 @@ export class NodeIdentity {
   static async load(id: number, dataDir: string | undefined, clock: Clock, floorAheadMs = 2_000): Promise<NodeIdentity> {
     const floor = Math.floor(clock.wallNow()) + floorAheadMs;
     if (dataDir === undefined) {
-      return new NodeIdentity(undefined, { id, incarnation: Math.floor(clock.wallNow()), snowflakeFloor: floor }, 0, undefined);
+      return new NodeIdentity(undefined, { id, incarnation: nextIncarnation(undefined, clock.wallNow()), snowflakeFloor: floor }, 0, undefined);
     }
     await mkdir(dataDir, { recursive: true });
     const lock = await lockDataDir(dataDir, clock);
@@ -64,9 +73,7 @@ export class NodeIdentity {
       throw troupeError('ERR_INVALID_OPTION', `data directory ${dataDir} belongs to node ${previous.id}, not ${id}`);
     }
     const before = previous?.snowflakeFloor ?? 0;
-    // A first start in this directory may be a replaced host reusing a dead node's id: starting at
-    // the wall clock (ms) puts it above every incarnation that id had, as without a data directory.
-    const incarnation = previous === undefined ? now : previous.incarnation + 1;
+    const incarnation = nextIncarnation(previous?.incarnation, now);
     const identity = new NodeIdentity(
       path,
       { id, incarnation, snowflakeFloor: Math.max(before, floor) },

@@ -322,6 +322,8 @@ export class TroupeNode implements MessageRouter {
           // Remembered kinds and durable reminders (src/node/reminders.ts) come back here.
           onEstablished: (ps: number[]) => establishedHere(ps),
           fenceOnFailover: rememberedKinds.length > 0,
+          // An empty store is a new host or a replaced one: its promises count once joining said which.
+          awaitIdentity: true,
           // Commits without fsync: an OS reboot since the last one marks the store unclean.
           ...(replicated.path !== undefined && replicated.durability === 'commit' && boot !== undefined && { bootId: boot }),
         });
@@ -621,7 +623,7 @@ export class TroupeNode implements MessageRouter {
     if (driver?.freshStore === true && membership.earlierLife > 0) {
       this.log.warn({ earlierIncarnation: membership.earlierLife }, 'this node id lived before and its store is empty (a replaced host): its copies count toward no quorum until caught up');
       driver.markReplaced();
-    }
+    } else driver?.identityKnown();
     joined = true;
     if (latestRing !== undefined && driver !== undefined) place(latestRing);
   }

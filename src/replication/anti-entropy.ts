@@ -106,7 +106,7 @@ export interface AntiEntropyHost {
   /** Partitions this node serves as established primary, now. */
   held(): HeldPartition[];
   /** This node's copy of `p` when it may take appends (an idle replica), else undefined. */
-  replicaOf(p: number): { last: Position; promised: Epoch } | undefined;
+  replicaOf(p: number): { last: Position; promised: Epoch; commit: number } | undefined;
   sendDigest(to: number, msg: DigestMessage): void;
   /** Ask `to`, the primary of `epoch`, to ship what this node's copy of `p` lacks. */
   pull(p: number, to: number, epoch: Epoch): void;
@@ -114,6 +114,8 @@ export interface AntiEntropyHost {
   promisedOf(p: number): Epoch | undefined;
   /** Tell `to`, primary of `epoch`, that this node promised the later `promised`: it steps down. */
   refute(p: number, to: number, epoch: Epoch, promised: Epoch): void;
+  /** In step with `d`'s primary but behind its commit point: take it (as an empty append would). */
+  commitFrom(p: number, from: number, d: DigestEntry): void;
 }
 
 /**
@@ -126,7 +128,7 @@ export class AntiEntropy {
   private cursor = 0;
   /** p → (epoch, this replica's last seq) at the previous digest that found it behind. */
   private readonly lastBehind = new Map<number, { epoch: Epoch; seq: number }>();
-  readonly counters = { digestsSent: 0, digestEntriesSent: 0, pulls: 0, refuted: 0 };
+  readonly counters = { digestsSent: 0, digestEntriesSent: 0, pulls: 0, refuted: 0, commits: 0 };
 
   constructor(
     private readonly host: AntiEntropyHost,
@@ -174,6 +176,12 @@ export class AntiEntropy {
       const mine = this.host.replicaOf(d.p);
       if (mine === undefined || !isBehind(mine.last, mine.promised, d, from)) {
         this.lastBehind.delete(d.p);
+        // In step, but the commit point of the last entries came with no append after them (the
+        // load stopped): take it from the digest, so every copy's commit converges within a period.
+        if (mine !== undefined && d.epoch.node === from && sameEpoch(mine.last.epoch, d.epoch) && mine.last.seq === d.end && d.commit > mine.commit) {
+          this.counters.commits++;
+          this.host.commitFrom(d.p, from, d);
+        }
         continue;
       }
       const before = this.lastBehind.get(d.p);

@@ -26,7 +26,7 @@ import { createPrimaryState, ownSet, primaryReducer, truncationPoint, type Prima
 import { createReplicaState, replicaReducer, type ReplicaState } from './replica.ts';
 import { RESTORED_FROM_BACKUP } from '../persistence/lmdb-env.ts';
 import { parseWireMessage, R_REPL, type FetchMessage, type ReplFrameMessage, type SnapshotMessage, type WireMessage } from './wire.ts';
-import { AntiEntropy, antiEntropyDefaults, type HeldPartition } from './anti-entropy.ts';
+import { AntiEntropy, antiEntropyDefaults, type DigestEntry, type HeldPartition } from './anti-entropy.ts';
 import { admitLearners, handoffDefaults, sealDecision, type HandoffMessage } from './handoff.ts';
 import { HashRing } from '../cluster/ring.ts';
 import { judgeToken, formatToken, type Token } from './token.ts';
@@ -98,6 +98,12 @@ export interface ReplicationOptions {
    * per turn with every partition that changed in it, before any of them serves again.
    */
   onStale?: (partitions: number[]) => void;
+  /**
+   * The node learns only once it has joined whether an empty store means a new host or a
+   * replaced one (membership's join-ack): with this set, an empty store answers every prepare
+   * `unclean` until `identityKnown()` or `markReplaced()` says which. TroupeNode sets it.
+   */
+  awaitIdentity?: boolean;
   /**
    * This node became the established primary of these partitions (after any fence: failover,
    * handoff, restart), once per turn with every partition established in it, after `onStale`
@@ -227,6 +233,11 @@ class Cell {
    * kind's smaller W): an activation must not read the actor tables before they hold it.
    */
   earlyTail = 0;
+  /**
+   * Actors with a failed write, and the first event seq of it: their later writes already in
+   * flight are refused until the reloaded actor writes from there again (see writeOne).
+   */
+  brokenChains: Map<string, number> | undefined;
   /** When this node last wrote a start entry (its clock): the "primary in epoch" line says how long it took to commit. */
   startWrittenAt = 0;
   /** Entries appended here recently, contiguous, ending at the log's end (primary only). */
@@ -248,6 +259,8 @@ class Cell {
   progress = new Map<number, number>();
   /** The last store change queued: sends of a step leave only after it is durable. */
   lastPersist: Promise<void> = Promise.resolve();
+  /** The log end the store last confirmed (memory runs ahead while a persist is in flight). */
+  stored: Position = EMPTY_POSITION;
   /** Where the log starts: entries ≤ base.seq were truncated (every member held them) or came as a snapshot. */
   base: Position;
   /** A prefix truncation is in flight (one at a time). */
@@ -282,6 +295,7 @@ class Cell {
     this.applied = meta?.applied ?? 0;
     this.maxTerm = meta?.promised.term ?? 0;
     this.base = meta ? baseOf(meta) : EMPTY_POSITION;
+    this.stored = meta?.last ?? EMPTY_POSITION;
   }
 }
 
@@ -361,6 +375,8 @@ export class ReplicationDriver implements Journal {
   private known = 0;
   /** An empty store under an id that lived before: every partition's copy starts unclean. */
   private replacedHost = false;
+  /** An empty store not yet known to be a new host rather than a replaced one (awaitIdentity). */
+  private identityPending: boolean;
   /** Terms this node starts at when its store was empty at open (a new or replaced host); 0 otherwise. */
   private readonly termFloor: number;
   private established = new Set<number>();
@@ -407,6 +423,7 @@ export class ReplicationDriver implements Journal {
     // log (I1). Terms of an empty store start at the wall clock (ms), above any that life reached
     // by one fence at a time, unless the clock stepped back by more than that life lasted.
     this.termFloor = metas.size === 0 ? Math.floor(o.clock.wallNow()) : 0;
+    this.identityPending = o.awaitIdentity === true && this.termFloor > 0;
     this.self = o.self;
     this.store = o.store;
     this.clock = o.clock;
@@ -494,11 +511,22 @@ export class ReplicationDriver implements Journal {
       replicaOf: (p: number) => {
         const cell = this.cellOf(p);
         if (cell.role !== 'idle' || cell.held !== undefined || cell.learn !== undefined) return undefined;
-        return { last: cell.replica.last, promised: cell.replica.promised };
+        return { last: cell.replica.last, promised: cell.replica.promised, commit: cell.replica.commit };
       },
       sendDigest: (to: number, msg: ReplFrameMessage) => this.send(to, msg),
       promisedOf: (p: number) => this.cells.get(p)?.replica.promised,
       refute: (p: number, to: number, epoch: Epoch, promised: Epoch) => this.send(to, { type: 'stale', p, epoch, promised }),
+      // The commit point only, and only over entries the store has confirmed: no acknowledgement
+      // leaves (an empty append would confirm entries whose persist is still in flight, and a
+      // refused one would then count as a copy — full-profile seed 1041 caught that).
+      commitFrom: (p: number, _from: number, d: DigestEntry) => {
+        const cell = this.cellOf(p);
+        const r = cell.replica;
+        if (cell.role !== 'idle' || !sameEpoch(r.promised, d.epoch) || !sameEpoch(cell.stored.epoch, d.epoch) || cell.stored.seq !== d.end) return;
+        if (r.last.seq !== d.end || d.commit <= r.commit) return;
+        cell.replica = { ...r, commit: Math.min(d.commit, d.end) };
+        this.scheduleApply(cell);
+      },
       // The primary's answer to a mismatch: it ships from the match point, through the Append checks.
       pull: (p: number, to: number, epoch: Epoch) => {
         const r = this.cellOf(p).replica;
@@ -529,6 +557,11 @@ export class ReplicationDriver implements Journal {
         // from resident actors (which never reach the driver). Partitions this node does not
         // lead yet are fenced lazily, on first use.
         if (cell.handoff !== undefined) this.endHandoff(cell, 'the partition moved back');
+        if (cell.retryTimer !== undefined && cell.waiters.length > 0) {
+          // Requests wait on a back-off set under the old ring: the new one may allow the fence now.
+          this.clock.clearTimeout(cell.retryTimer);
+          cell.retryTimer = undefined;
+        }
         if (cell.waiters.length > 0 || (cell.role === 'primary' && cell.placementMoved) || this.failedOverTo(cell, ring)) this.advance(cell);
         continue;
       }
@@ -719,7 +752,24 @@ export class ReplicationDriver implements Journal {
 
   private writeOne(w: ActorWrite): Promise<Error | null> {
     const cell = this.cellOf(partitionOf(w.key, this.partitions));
+    const first = w.events[0]?.seq;
+    const actor = first === undefined ? undefined : `${w.kind}\u0000${w.key}`;
     const go = (): Promise<Error | null> => {
+      // An actor writes while its earlier writes are in flight. One of them failed (it waited out
+      // holdMs, say), so this one's events follow events that do not exist: refuse it, not
+      // applied, or the actor's log gets a gap that no node can apply (5-node simulator seed
+      // 4350: event 10 committed after event 9's write timed out, and the partition was stuck).
+      const broken = actor === undefined ? undefined : cell.brokenChains?.get(actor);
+      if (broken !== undefined) {
+        if (first! > broken)
+          return Promise.resolve(
+            troupeError('ERR_NOT_PRIMARY', `${w.kind}/${w.key}: an earlier write of this actor failed (its events from seq ${broken}): reloaded, not applied`, {
+              p: cell.p,
+              node: this.self,
+            }),
+          );
+        cell.brokenChains!.delete(actor!); // the reloaded actor writes from there again
+      }
       // An actor read before another node may have written its partition: its memory may be
       // stale. Nothing is written; the host reloads it, and the router resends (ERR_NOT_PRIMARY
       // means exactly that: not applied, send again).
@@ -733,8 +783,15 @@ export class ReplicationDriver implements Journal {
         );
       return new Promise((resolve) => this.enqueue(cell, w, resolve));
     };
-    if (this.isReady(cell)) return go();
-    return this.ready(cell.p).then(go, (e: Error) => e);
+    const settled = this.isReady(cell) ? go() : this.ready(cell.p).then(go, (e: Error) => e);
+    if (actor === undefined) return settled;
+    return settled.then((e) => {
+      if (e !== null) {
+        const chains = (cell.brokenChains ??= new Map());
+        chains.set(actor, Math.min(chains.get(actor) ?? Infinity, first!));
+      }
+      return e;
+    });
   }
 
   private enqueue(cell: Cell, w: ActorWrite, settle: (e: Error | null) => void): void {
@@ -924,7 +981,7 @@ export class ReplicationDriver implements Journal {
       self: this.self,
       epoch,
       proposed,
-      own: { last: r.last, history: r.history, commit: r.commit, clean: r.clean },
+      own: { last: r.last, history: r.history, commit: r.commit, clean: r.clean && !this.identityPending },
       cluster: { ask: this.ring!.members.map((m: RingMember) => m.id).filter((id) => id !== this.self), size: Math.max(1, this.known) },
     });
     cell.candidate = step.state;
@@ -997,6 +1054,7 @@ export class ReplicationDriver implements Journal {
     // Resident actors stay valid only if no other node can have written since they were read.
     if (!(cell.continuous && !cell.fetchedFromPeer)) {
       cell.actorEpoch = start.epoch;
+      cell.brokenChains = undefined; // every actor of the partition reloads: their writes start over
       this.markStale(cell.p);
     }
     cell.continuous = true;
@@ -1438,6 +1496,12 @@ export class ReplicationDriver implements Journal {
     if (cell.held !== undefined) return void cell.held.push({ from, msg });
     const step = replicaReducer(cell.replica, { type: 'message', from, msg });
     cell.replica = step.state;
+    if (this.identityPending)
+      // An empty store that may be a replaced host's (it has not joined yet): it promises, but
+      // its copy counts toward no quorum (5-node simulator seed 4349: a host replaced while cut
+      // off answered a fence before its join-ack said its id had lived, and the fence claimed an
+      // epoch below one established on the copy it had lost).
+      step.effects = step.effects.map((e) => (e.type === 'send' && e.msg.type === 'promise' ? { ...e, msg: { type: 'unclean', p: e.msg.p, epoch: e.msg.epoch } } : e));
     let truncateAfter: number | undefined;
     let entries: LogEntry[] | undefined;
     let changed = false;
@@ -2000,7 +2064,12 @@ export class ReplicationDriver implements Journal {
 
   /** Queues a change of the partition's store with its current state; sends wait for it. */
   private persist(cell: Cell, change: { truncateAfter?: number; entries?: readonly LogEntry[] }): Promise<void> {
-    const done = this.store.persist(cell.p, { ...change, meta: metaOf(cell) });
+    const meta = metaOf(cell);
+    const done = this.store.persist(cell.p, { ...change, meta });
+    done.then(
+      () => void (cell.stored = meta.last),
+      () => undefined,
+    );
     // A failed change fails its own step; later sends must not wait forever on it.
     cell.lastPersist = done.catch(() => undefined);
     // Memory moved the log's end before the store took it: after a refusal (a full or failing
@@ -2128,9 +2197,15 @@ export class ReplicationDriver implements Journal {
    * as a copy and serve without writes only the unreachable holders have.
    */
   markReplaced(): void {
+    this.identityPending = false;
     if (this.replacedHost) return;
     this.replacedHost = true;
     for (const cell of this.cells.values()) this.markUnclean(cell);
+  }
+
+  /** The node joined, and its id did not live before: an empty store's copies count from now on. */
+  identityKnown(): void {
+    this.identityPending = false;
   }
 
   private markUnclean(cell: Cell): void {

@@ -1371,6 +1371,9 @@ describe('membership reducer: refutation', () => {
     { name: 'alive, older: nothing to do', u: about(1, 'alive'), incarnation: 2, awareness: 0, refuted: false },
     { name: 'alive, newer, our address: adopt it quietly', u: about(5, 'alive'), incarnation: 5, awareness: 0, refuted: false },
     { name: 'alive, newer, another address: outbid it', u: about(5, 'alive', 'mem:0-old'), incarnation: 6, awareness: 0, refuted: true },
+    // A previous life cordoned itself at a higher incarnation than this life started with (seed 4828).
+    { name: 'alive, newer, our address, but cordoned: outbid it', u: { ...about(5, 'alive'), cordoned: true }, incarnation: 6, awareness: 0, refuted: true },
+    { name: 'alive, newer, our address, another zone: outbid it', u: { ...about(5, 'alive'), zone: 'z9' }, incarnation: 6, awareness: 0, refuted: true },
     {
       name: 'alive, same incarnation, another address: ignored',
       u: about(2, 'alive', 'mem:0-old'),

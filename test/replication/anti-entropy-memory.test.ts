@@ -177,11 +177,12 @@ describe('anti-entropy, pure parts', () => {
         {
           self: 3,
           held: () => [],
-          replicaOf: () => (c.promised ? { last: { epoch: E2, seq: 10 }, promised: c.promised } : undefined),
+          replicaOf: () => (c.promised ? { last: { epoch: E2, seq: 10 }, promised: c.promised, commit: 9 } : undefined),
           sendDigest: () => {},
           pull: (...a) => void pulls.push(a),
           promisedOf: () => c.promised,
           refute: (p, to, epoch, promised) => void told.push({ p, to, epoch, promised }),
+          commitFrom: () => void pulls.push('commit'),
         },
         new SimulatedClock(),
         0,
@@ -190,6 +191,37 @@ describe('anti-entropy, pure parts', () => {
       expect(told).toEqual(c.refuted ? [{ p: 4, to: 1, epoch: E2, promised: c.promised }] : []);
       expect(ae.counters.refuted).toBe(c.refuted ? 1 : 0);
       expect(pulls).toEqual([]);
+    });
+  }
+
+  // A replica in step learns the commit point of the last entries only from the next append: when
+  // the load stops there is none, so it takes it from the digest (an empty append, the usual checks).
+  const commits: Array<{ name: string; last: { epoch: typeof E2; seq: number }; commit: number; from: number; taken: boolean }> = [
+    { name: 'in step, behind the commit point', last: { epoch: E2, seq: 10 }, commit: 7, from: 1, taken: true },
+    { name: 'in step, at the commit point', last: { epoch: E2, seq: 10 }, commit: 9, from: 1, taken: false },
+    { name: 'behind the log end (a pull instead, later)', last: { epoch: E2, seq: 8 }, commit: 7, from: 1, taken: false },
+    { name: 'at the end in another epoch (a divergent tail)', last: { epoch: { term: 1, node: 3 }, seq: 10 }, commit: 7, from: 1, taken: false },
+    { name: 'not from the epoch’s primary', last: { epoch: E2, seq: 10 }, commit: 7, from: 2, taken: false },
+  ];
+  for (const c of commits) {
+    it(`a digest's commit point: ${c.name} → ${c.taken ? 'taken' : 'not taken'}`, () => {
+      const taken: unknown[] = [];
+      const ae = new AntiEntropy(
+        {
+          self: 3,
+          held: () => [],
+          replicaOf: () => ({ last: c.last, promised: E2, commit: c.commit }),
+          sendDigest: () => {},
+          pull: () => {},
+          promisedOf: () => E2,
+          refute: () => {},
+          commitFrom: (p, from, d) => void taken.push({ p, from, commit: d.commit }),
+        },
+        new SimulatedClock(),
+        0,
+      );
+      ae.received(c.from, encodeDigest([{ p: 4, epoch: E2, end: 10, commit: 9 }]));
+      expect(taken).toEqual(c.taken ? [{ p: 4, from: 1, commit: 9 }] : []);
     });
   }
 

@@ -21,6 +21,7 @@
  */
 import { pino, type Logger } from 'pino';
 import { MemoryNetwork, type MemoryNetworkOptions } from '../../src/cluster/memory-network.ts';
+import { nextIncarnation } from '../../src/cluster/node-identity.ts';
 import { SimulatedClock, type Clock } from '../../src/core/clock.ts';
 import { isTroupeError } from '../../src/core/errors.ts';
 import { TroupeNode, type NodeOptions } from '../../src/node/troupe-node.ts';
@@ -265,14 +266,17 @@ export class SimNodeCluster {
   async restart(id: number, o: { emptyDisk?: boolean } = {}): Promise<void> {
     if (!this.killed.has(id)) throw new Error(`node ${id} is not dead`);
     const seed = [this.firstId!, ...this.nodes.keys()].find((n) => n !== id && this.nodes.has(n) && !this.killed.has(n));
-    if (seed === undefined) throw new Error(`no live node to seed node ${id} with`);
+    // No member has joined since its own restart (full-profile seed 2320: all three were
+    // restarting through a seed that died): list every other node, as a deployment lists several
+    // seeds, and let whichever comes up first let the others in.
+    const seeds = seed !== undefined ? [addressOf(seed)] : [...new Set([...this.nodes.keys(), ...this.killed, ...this.incarnations.keys()])].filter((n) => n !== id).map(addressOf);
     this.nodes.delete(id);
     this.killed.delete(id);
-    // As NodeIdentity numbers lives: the stored incarnation + 1 on its data, the wall clock (ms) on
-    // an empty disk — above every incarnation the id had, refutations of its earlier life included.
-    this.incarnations.set(id, o.emptyDisk === true ? Math.floor(this.clockOf(id).wallNow()) : (this.incarnations.get(id) ?? 1) + 1);
+    // Numbered as NodeIdentity numbers lives (the same function): + 1 on its data, the wall clock
+    // (ms) on an empty disk — above every incarnation the id had, refutations included.
+    this.incarnations.set(id, nextIncarnation(o.emptyDisk === true ? undefined : (this.incarnations.get(id) ?? 1), this.clockOf(id).wallNow()));
     const sent = this.net.stats.sent;
-    const started = this.startNode(id, [addressOf(seed)]);
+    const started = this.startNode(id, seeds);
     let done = false;
     started.then(
       () => (done = true),

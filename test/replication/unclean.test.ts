@@ -9,11 +9,14 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { systemClock } from '../../src/core/clock.ts';
+import { MemoryNetwork } from '../../src/cluster/memory-network.ts';
+import { SimulatedClock, systemClock } from '../../src/core/clock.ts';
 import { silentLogger } from '../../src/core/logger.ts';
 import { LmdbPartitionStore } from '../../src/replication/lmdb-partition-store.ts';
+import { MemoryPartitionStore } from '../../src/replication/memory-partition-store.ts';
 import { emptyPartitionMeta } from '../../src/replication/partition-store.ts';
 import { ReplicationDriver } from '../../src/replication/replication-driver.ts';
+import { R_REPL } from '../../src/replication/wire.ts';
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -87,5 +90,35 @@ describe('a replicated store after an OS reboot', () => {
     expect(Object.fromEntries(await openUnder(join(restored, 'journal'), undefined, 'flush'))).toEqual({ 3: false, 9: false });
     // The original, never restored, opened the same way, stays clean.
     expect(Object.fromEntries(await openUnder(path, undefined, 'flush'))).toEqual({ 3: true, 9: true });
+  });
+});
+
+describe('an empty store before its node has joined (5-node simulator seed 4349)', () => {
+  // It may be a replaced host's: only the join-ack says whether its id lived before. Until then
+  // it promises but answers `unclean`, so no fence counts the copy it lost.
+  it.each([
+    ['awaitIdentity, not joined yet', true, undefined, 'unclean'],
+    ['awaitIdentity, joined as a new host (identityKnown)', true, 'known', 'promise'],
+    ['awaitIdentity, joined as a replaced host (markReplaced)', true, 'replaced', 'unclean'],
+    ['without awaitIdentity (a driver used on its own)', false, undefined, 'promise'],
+  ] as const)('%s → %s', async (_, awaitIdentity, joined, answer) => {
+    const clock = new SimulatedClock(0, 1_767_225_600_000);
+    const net = new MemoryNetwork({ clock, latency: 1 });
+    const driver = await ReplicationDriver.open({ self: 2, store: new MemoryPartitionStore(), clock, log: silentLogger, awaitIdentity });
+    driver.attach(net.transport({ id: 2, incarnation: 1, address: 'mem:2' }));
+    if (joined === 'known') driver.identityKnown();
+    if (joined === 'replaced') driver.markReplaced();
+    const peer = net.transport({ id: 1, incarnation: 1, address: 'mem:1' });
+    const answers: string[] = [];
+    peer.onMessage((_from, payload) => {
+      for (const m of (payload as [number, Array<{ type: string }>])[1]) answers.push(m.type);
+    });
+    peer.send('mem:2', [R_REPL, [{ type: 'prepare', p: 5, epoch: { term: 1_767_225_700_000, node: 1 } }]], 'actor');
+    for (let i = 0; i < 20 && answers.length === 0; i++) {
+      clock.advance(1);
+      await new Promise<void>((r) => setImmediate(r));
+    }
+    expect(answers).toEqual([answer]);
+    await driver.close();
   });
 });

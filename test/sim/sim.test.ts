@@ -196,6 +196,39 @@ describe('seeds the sweeps found, kept', () => {
     expect(r.violations).toEqual([]);
   }, 60_000);
 
+  it('seed 4349 (5 nodes; node 1 replaced on an empty disk while cut off): its copies count for nothing before its join-ack', async () => {
+    // Found by a 5-node sweep in session 7 (it predates the session): node 4 established (…1,4) on
+    // copies held by itself and node 1; both died, node 1 came back on an empty disk while cut off,
+    // and before its join-ack said its id had lived (which marks its store unclean) it answered
+    // node 2's fence with a clean, empty promise — node 2 claimed (…1,2) below the established
+    // (…1,4). An empty store now answers `unclean` until joining says whether it is a new host
+    // (replication-driver.ts, awaitIdentity; test/replication/unclean.test.ts).
+    const r = await runSeed(4349, { ...FULL_PROFILE, nodes: 5 });
+    expect(r.violations).toEqual([]);
+  }, 60_000);
+
+  it('seed 4350 (5 nodes; two kills, pauses, a disk refusing writes): a write after a failed one of the same actor is refused', async () => {
+    // Found by a 5-node sweep in session 7 (it predates the session): with nodes 4 and 5 dead, cart5's
+    // write of event 9 waited out holdMs on node 3 (its set had one replica of W = 2) while the
+    // write of event 10 was already on its way; after the heal node 3 fenced on, its actors still
+    // valid, and committed event 10 without event 9 — no node could apply partition 253 again
+    // ("event seq 10 does not follow 8"). Later writes of an actor whose write failed are now
+    // refused until it writes from there again (replication-driver.ts, writeOne;
+    // test/replication/write-chain-memory.test.ts).
+    const r = await runSeed(4350, { ...FULL_PROFILE, nodes: 5 });
+    expect(r.violations).toEqual([]);
+  }, 60_000);
+
+  it('seed 4828 (5 nodes; a full disk, then a kill and a restart): a restarted node outbids its previous life’s cordon', async () => {
+    // Found by a 5-node sweep in session 7 (it predates the session): node 2 cordoned itself at
+    // incarnation 3 (its disk full), died, and came back with its data as incarnation 2; it
+    // adopted the higher incarnation from the others' record of it but not its cordon, so the
+    // others kept it cordoned — off every ring — for good. A record of ours that says otherwise
+    // about the cordon (or the zone) is now outbid (membership.ts, aboutSelf).
+    const r = await runSeed(4828, { ...FULL_PROFILE, nodes: 5 });
+    expect(r.violations).toEqual([]);
+  }, 60_000);
+
   it('seed 2019 (two disks refusing writes at once): a replica never acknowledges entries its disk refused', async () => {
     // Found: a replica sent its acknowledgement once the store's promise settled, resolved or
     // rejected; its primary counted a copy that did not exist and committed with one real copy,
