@@ -1,13 +1,12 @@
 import { describe, expect, it } from 'vitest';
+import { Harness, sends } from './membership-harness.ts';
 import { SimulatedClock } from '../../src/core/clock.ts';
 import { MembershipDriver } from '../../src/cluster/membership-driver.ts';
 import {
   createMembershipState,
-  membershipReducer,
   type MemberStatus,
   type MemberUpdate,
   type MembershipEffect,
-  type MembershipEvent,
   type MembershipMessage,
   type MembershipState,
   type MembershipStateOptions,
@@ -33,42 +32,11 @@ const JOINER = 9;
 /** The joiner's incarnation in this life: anything below it is an earlier life of id 9. */
 const LIFE = 5;
 
-type Send = Extract<MembershipEffect, { type: 'send' }>;
-
-function sends(effects: MembershipEffect[], type?: MembershipMessage['type']): Send[] {
-  return effects.flatMap((e) => (e.type === 'send' && (type === undefined || e.payload.type === type) ? [e] : []));
-}
 function joinedLogs(effects: MembershipEffect[]) {
   return effects.filter((e) => e.type === 'log' && e.msg === 'joined the cluster');
 }
 function rec(id: number, incarnation: number, status: MemberStatus = 'alive'): MemberUpdate {
   return { id, address: addressOf(id), incarnation, status };
-}
-
-class Harness {
-  effects: MembershipEffect[] = [];
-  constructor(
-    public state: MembershipState,
-    public now = 0,
-  ) {}
-  dispatch(event: MembershipEvent): MembershipEffect[] {
-    const step = membershipReducer(this.state, event, this.now);
-    this.state = step.state;
-    this.effects.push(...step.effects);
-    return step.effects;
-  }
-  /** Ticks every tickInterval until the first tick at or after `until`. */
-  tickTo(until: number): MembershipEffect[] {
-    const out: MembershipEffect[] = [];
-    while (this.now < until) {
-      this.now += this.state.config.tickInterval;
-      out.push(...this.dispatch({ type: 'tick', lateness: 0 }));
-    }
-    return out;
-  }
-  receive(fromId: number, payload: unknown): MembershipEffect[] {
-    return this.dispatch({ type: 'message-received', from: { id: fromId, address: addressOf(fromId) }, payload });
-  }
 }
 
 /**

@@ -1,15 +1,14 @@
 import { describe, expect, it } from 'vitest';
+import { Harness, sends, updatesOf } from './membership-harness.ts';
 import {
   createMembershipState,
   isMembershipMessage,
-  membershipReducer,
   retransmitLimit,
   upMembers,
   type MemberStatus,
   type MemberUpdate,
   type MembershipEffect,
   type MembershipEvent,
-  type MembershipMessage,
   type MembershipState,
   type MembershipStateOptions,
 } from '../../src/cluster/membership.ts';
@@ -68,9 +67,6 @@ function stateOf(o: StateOf = {}): MembershipState {
   };
 }
 
-function sends(effects: MembershipEffect[], type?: MembershipMessage['type']): Send[] {
-  return effects.flatMap((e) => (e.type === 'send' && (type === undefined || e.payload.type === type) ? [e] : []));
-}
 function changes(effects: MembershipEffect[]): Changed[] {
   return effects.flatMap((e) => (e.type === 'member-changed' ? [e] : []));
 }
@@ -88,49 +84,8 @@ function carried(effects: MembershipEffect[]): MemberUpdate[] {
 function tableOf(e: Send | undefined): MemberUpdate[] {
   return [...(e?.payload as { members: MemberUpdate[] }).members].sort((a, b) => a.id - b.id);
 }
-function updatesOf(e: Send | undefined): MemberUpdate[] {
-  return (e?.payload as { updates: MemberUpdate[] }).updates;
-}
 function rec(id: number, incarnation: number, status: MemberStatus, extra: Partial<MemberUpdate> = {}): MemberUpdate {
   return { id, address: addressOf(id), incarnation, status, ...extra };
-}
-
-class Harness {
-  effects: MembershipEffect[] = [];
-  constructor(
-    public state: MembershipState,
-    public now = 0,
-  ) {}
-  dispatch(event: MembershipEvent): MembershipEffect[] {
-    const step = membershipReducer(this.state, event, this.now);
-    this.state = step.state;
-    this.effects.push(...step.effects);
-    return step.effects;
-  }
-  /** One tick at `at` (on time: lateness 0 unless given). */
-  tickAt(at: number, lateness = 0): MembershipEffect[] {
-    this.now = at;
-    return this.dispatch({ type: 'tick', lateness });
-  }
-  /** Ticks every tickInterval until the first tick at or after `until`. */
-  tickTo(until: number): MembershipEffect[] {
-    const out: MembershipEffect[] = [];
-    while (this.now < until) out.push(...this.tickAt(this.now + this.state.config.tickInterval));
-    return out;
-  }
-  receive(fromId: number, payload: unknown, address = addressOf(fromId)): MembershipEffect[] {
-    return this.dispatch({ type: 'message-received', from: { id: fromId, address }, payload });
-  }
-  gossip(fromId: number, ...updates: MemberUpdate[]): MembershipEffect[] {
-    return this.receive(fromId, { proto: 'swim', type: 'gossip', updates });
-  }
-  member(id: number) {
-    return this.state.members.get(id);
-  }
-  /** What a ping from `fromId` gets piggybacked on its ack: the pending updates, least-sent first. */
-  pingedBy(fromId: number, seq = 1): MemberUpdate[] {
-    return updatesOf(sends(this.receive(fromId, { proto: 'swim', type: 'ping', seq, target: this.state.self.id, updates: [] }), 'ack')[0]);
-  }
 }
 
 function thrown(fn: () => unknown): unknown {

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { Harness, sends } from './membership-harness.ts';
 import {
   applyAwareness,
   createMembershipState,
@@ -12,9 +13,6 @@ import {
   suspicionStart,
   upMembers,
   type MemberStatus,
-  type MembershipEffect,
-  type MembershipEvent,
-  type MembershipMessage,
   type MembershipState,
 } from '../../src/cluster/membership.ts';
 import { downBound, LAN_PROFILE, resolveMembershipConfig, SEED_10S_PROFILE } from '../../src/cluster/membership-profiles.ts';
@@ -159,36 +157,6 @@ describe('membership config', () => {
 function stateOf(n: number, overrides: Partial<typeof lan> = {}): MembershipState {
   const members = Array.from({ length: n }, (_, id) => ({ id, address: addressOf(id) }));
   return createMembershipState({ self: { id: 0, address: addressOf(0) }, members, seed: 42, config: { ...lan, ...overrides } }, 0);
-}
-
-function sends(effects: MembershipEffect[], type?: MembershipMessage['type']) {
-  return effects.flatMap((e) => (e.type === 'send' && (type === undefined || e.payload.type === type) ? [e] : []));
-}
-
-class Harness {
-  effects: MembershipEffect[] = [];
-  constructor(
-    public state: MembershipState,
-    public now = 0,
-  ) {}
-  dispatch(event: MembershipEvent): MembershipEffect[] {
-    const step = membershipReducer(this.state, event, this.now);
-    this.state = step.state;
-    this.effects.push(...step.effects);
-    return step.effects;
-  }
-  /** Ticks every tickInterval until the first tick at or after `until`. */
-  tickTo(until: number): MembershipEffect[] {
-    const out: MembershipEffect[] = [];
-    while (this.now < until) {
-      this.now += this.state.config.tickInterval;
-      out.push(...this.dispatch({ type: 'tick' }));
-    }
-    return out;
-  }
-  receive(fromId: number, payload: unknown): MembershipEffect[] {
-    return this.dispatch({ type: 'message-received', from: { id: fromId, address: addressOf(fromId) }, payload });
-  }
 }
 
 describe('membership reducer', () => {
