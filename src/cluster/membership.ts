@@ -392,6 +392,9 @@ export function membershipReducer(state: MembershipState, event: MembershipEvent
   return step.finish();
 }
 
+/** A member that left less than this long ago may still be draining (drains last ≤ 30 s). */
+const RECENTLY_LEFT_MS = 60_000;
+
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 
 /**
@@ -519,6 +522,13 @@ class Step {
     this.setMember({ ...this.selfRecord(), status: 'left', statusSince: this.now });
     this.enqueue(s.self.id);
     this.urgent = true;
+    // Members that left a moment ago may still be draining — waiting, say, for this node to take
+    // their partitions — and gossip goes only to members that are up: tell them directly, or a
+    // member draining beside us waits out its whole drain timeout (two nodes stopped at once).
+    const me = this.wire(this.selfRecord());
+    for (const m of s.members.values())
+      if (m.id !== s.self.id && m.status === 'left' && this.now - m.statusSince < RECENTLY_LEFT_MS)
+        this.send(m.address, { proto: 'swim', type: 'gossip', updates: [me] });
     this.log('info', 'leaving the cluster', { incarnation: s.incarnation });
   }
 

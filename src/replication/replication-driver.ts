@@ -2248,11 +2248,16 @@ function metaOf(cell: Cell): PartitionMeta {
 }
 
 /** The replica's log cut after `after` and continued with fetched entries `got`: its new end and epoch history. */
-function logWithFetched(r: ReplicaState, after: number, got: readonly LogEntry[]): { last: Position; history: EpochHistory } {
+/** @internal The log position and history after keeping entries ≤ `after` and appending `got` (exported for its table test). */
+export function logWithFetched(r: ReplicaState, after: number, got: readonly LogEntry[]): { last: Position; history: EpochHistory } {
   let history = truncateHistory(r.history, after);
   for (const e of got) if (e.start !== undefined) history = [...history, e.start];
   const lastEntry = got[got.length - 1];
-  return { last: lastEntry ? { epoch: lastEntry.epoch, seq: lastEntry.seq } : r.last, history };
+  if (lastEntry !== undefined) return { last: { epoch: lastEntry.epoch, seq: lastEntry.seq }, history };
+  // Nothing fetched, but our own divergent tail past `after` goes (the source's position is higher
+  // by epoch, not by length): the log ends at `after` — not where it ended before (5-node simulator
+  // seed 5098: the store refused a log end past the truncation, and every fence after it, forever).
+  return { last: after < r.last.seq ? { epoch: epochAt(r.history, after), seq: after } : r.last, history };
 }
 
 /** The ring without one member (a draining node proposes itself for nothing). */

@@ -1909,3 +1909,22 @@ describe('membership reducer: join and leave', () => {
     expect(h.tickAt(20).filter((e) => e.type === 'left')).toEqual([{ type: 'left' }]);
   });
 });
+
+describe('membership reducer: leaving beside a member that is leaving too', () => {
+  // Two nodes stopped at once: each drains, waiting for the other to take its partitions, and
+  // gossip goes only to members that are up — so each would never hear that the other left, and
+  // would wait out its whole drain timeout (30 s; node-options' two-node test, 1 run in 3 under load).
+  it.each([
+    ['a member that left 1 s ago hears our leave directly', 1_000, true],
+    ['a member that left 70 s ago (long gone) is not sent to', 70_000, false],
+  ] as const)('%s', (_, now, told) => {
+    const h = new Harness(
+      createMembershipState({ self: { id: 0, address: 'mem:0' }, seed: 1, members: [{ id: 2, address: addressOf(2), status: 'left' }, { id: 3, address: addressOf(3) }], config: lan }, 0),
+      now,
+    );
+    const toLeft = sends(h.dispatch({ type: 'leave' })).filter((e) => e.address === addressOf(2));
+    expect(toLeft.map((e) => e.payload)).toEqual(
+      told ? [{ proto: 'swim', type: 'gossip', updates: [expect.objectContaining({ id: 0, status: 'left' })] }] : [],
+    );
+  });
+});

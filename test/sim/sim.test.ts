@@ -229,6 +229,16 @@ describe('seeds the sweeps found, kept', () => {
     expect(r.violations).toEqual([]);
   }, 60_000);
 
+  it('seed 5098 (5 nodes): a fence that fetches nothing but cuts its own divergent tail ends its log at the match point', async () => {
+    // Found by a 5-node sweep in session 7 (it predates the session): node 4's own log ended at 14
+    // in an older epoch, the source's at 13 in a later one; the fetch brought nothing and cut 14,
+    // but the candidate's log end stayed 14, so the store refused the change ("meta.last.seq 14 is
+    // not 13") on every fence from then on and k9 was never served again (replication-driver.ts,
+    // logWithFetched; test/replication/log-with-fetched.test.ts).
+    const r = await runSeed(5098, { ...FULL_PROFILE, nodes: 5 });
+    expect(r.violations).toEqual([]);
+  }, 60_000);
+
   it('seed 2019 (two disks refusing writes at once): a replica never acknowledges entries its disk refused', async () => {
     // Found: a replica sent its acknowledgement once the store's promise settled, resolved or
     // rejected; its primary counted a copy that did not exist and committed with one real copy,
