@@ -234,10 +234,11 @@ class Cell {
    */
   earlyTail = 0;
   /**
-   * Actors with a failed write, and the first event seq of it: their later writes already in
-   * flight are refused until the reloaded actor writes from there again (see writeOne).
+   * Actors with a failed write, its first event seq and the epoch the actor was activated in: its
+   * later writes of that activation are refused until the reloaded actor writes from there again
+   * (see writeOne).
    */
-  brokenChains: Map<string, number> | undefined;
+  brokenChains: Map<string, { seq: number; epoch?: Epoch }> | undefined;
   /** When this node last wrote a start entry (its clock): the "primary in epoch" line says how long it took to commit. */
   startWrittenAt = 0;
   /** Entries appended here recently, contiguous, ending at the log's end (primary only). */
@@ -759,7 +760,11 @@ export class ReplicationDriver implements Journal {
       // holdMs, say), so this one's events follow events that do not exist: refuse it, not
       // applied, or the actor's log gets a gap that no node can apply (5-node simulator seed
       // 4350: event 10 committed after event 9's write timed out, and the partition was stuck).
-      const broken = actor === undefined ? undefined : cell.brokenChains?.get(actor);
+      // Only within one activation: a write refused for its stale epoch says nothing of what the
+      // actor, reloaded under the partition's new epoch, writes next (chaos scenario 4b: such a
+      // record refused every later write of two keys, ERR_NOT_PRIMARY forever).
+      const chain = actor === undefined ? undefined : cell.brokenChains?.get(actor);
+      const broken = chain !== undefined && sameEpoch(chain.epoch ?? ZERO_EPOCH, w.epoch ?? ZERO_EPOCH) ? chain.seq : undefined;
       if (broken !== undefined) {
         if (first! > broken)
           return Promise.resolve(
@@ -788,7 +793,9 @@ export class ReplicationDriver implements Journal {
     return settled.then((e) => {
       if (e !== null) {
         const chains = (cell.brokenChains ??= new Map());
-        chains.set(actor, Math.min(chains.get(actor) ?? Infinity, first!));
+        const known = chains.get(actor);
+        const same = known !== undefined && sameEpoch(known.epoch ?? ZERO_EPOCH, w.epoch ?? ZERO_EPOCH);
+        chains.set(actor, { seq: same ? Math.min(known.seq, first!) : first!, ...(w.epoch !== undefined && { epoch: w.epoch }) });
       }
       return e;
     });

@@ -13,6 +13,7 @@ import { HashRing } from '../../src/cluster/ring.ts';
 import { SimulatedClock } from '../../src/core/clock.ts';
 import { silentLogger } from '../../src/core/logger.ts';
 import type { ActorWrite } from '../../src/persistence/journal.ts';
+import type { Epoch } from '../../src/replication/epoch.ts';
 import { MemoryPartitionStore } from '../../src/replication/memory-partition-store.ts';
 import { ReplicationDriver } from '../../src/replication/replication-driver.ts';
 
@@ -64,5 +65,38 @@ describe('writes of one actor after one of its writes failed', () => {
     expect(results[1] === null ? null : (results[1] as { code?: string }).code).toBe(outcome);
     const history = await store.actors.read('counter', 'k');
     expect(history.events.map((e) => e.seq)).toEqual(outcome === null ? [1] : []);
+  });
+
+  it('a write refused for its stale epoch does not hold back the actor reloaded in the new epoch (chaos scenario 4b)', async () => {
+    const clock = new SimulatedClock(0, 1_767_225_600_000);
+    const net = new MemoryNetwork({ clock, latency: 1 });
+    const store = new MemoryPartitionStore();
+    const ring = new HashRing([{ id: 1, address: 'mem:1' }]);
+    const write = (seq: number, epoch: Epoch): ActorWrite => ({ kind: 'counter', key: 'k', epoch, events: [{ seq, v: 1, event: { by: 1 } }] });
+    const settle = async <T,>(p: Promise<T>): Promise<T> => {
+      let out: { v: T } | undefined;
+      void p.then((v) => (out = { v }));
+      await until(clock, () => out !== undefined, 500);
+      return out!.v;
+    };
+    // First life: the actor writes events 1–3 in epoch E1.
+    const first = await ReplicationDriver.open({ self: 1, store, clock, log: silentLogger, holdMs: 100 });
+    first.attach(net.transport({ id: 1, incarnation: 1, address: 'mem:1' }));
+    first.setMembers(ring, true, 1);
+    const e1 = (await settle(first.read('counter', 'k'))).epoch!;
+    for (const seq of [1, 2, 3]) expect(await settle(first.writeMany([write(seq, e1)]))).toEqual([null]);
+    await first.close();
+    // Second life, epoch E2: a write still carrying E1 (an activation from before) is refused...
+    const second = await ReplicationDriver.open({ self: 1, store, clock, log: silentLogger, holdMs: 100 });
+    drivers.push(second);
+    second.attach(new MemoryNetwork({ clock, latency: 1 }).transport({ id: 1, incarnation: 2, address: 'mem:1' }));
+    second.setMembers(ring, true, 1);
+    const e2 = (await settle(second.read('counter', 'k'))).epoch!;
+    expect(e2).not.toEqual(e1);
+    const [stale] = await settle(second.writeMany([write(2, e1)]));
+    expect((stale as { code?: string }).code).toBe('ERR_NOT_PRIMARY');
+    // ...and the actor reloaded in E2 (at event 3) writes event 4: applied.
+    expect(await settle(second.writeMany([write(4, e2)]))).toEqual([null]);
+    expect((await store.actors.read('counter', 'k')).events.map((e) => e.seq)).toEqual([1, 2, 3, 4]);
   });
 });
