@@ -85,8 +85,10 @@ describe('troupe drain on a running node of three', () => {
       `drain (processes): troupe drain exited after ${drainMs} ms (${drained.stdout.trim().split('\n').pop()}); ${counts.ok} acknowledged (${counts.ok - ackedAtDrain} after the drain began), ` +
         `${counts.failed} failed, ${counts.unknown} unknown; ${duringDrain.filter((o) => o.outcome === 'ok').length}/${duringDrain.length} answered during it`,
     );
-    // Requests kept being answered while the node drained, and none ended with an unknown outcome.
-    expect(counts.unknown).toBe(0);
+    // Requests kept being answered while the node drained, and none ended with an unknown outcome
+    // (each one's error, gateway and timing is named if one did: session 7's CI saw 2, once in ~12 runs).
+    const unknown = history.ops.filter((o) => o.outcome === 'unknown').map((o) => `${o.key} via ${String(o.via)} +${o.start - drainAt}..+${o.end - drainAt} ms: ${String(o.error)}`);
+    expect(unknown).toEqual([]);
 
     // The command refuses a data directory no running node holds, naming why; and needs --data-dir.
     const again = await troupe(['drain', '--data-dir', cluster.dirOf(LEAVER)], 10_000);
