@@ -79,91 +79,78 @@ describe('deterministic simulator: 3 nodes, seeded faults, the checkers', () => 
  * becomes a plain `it`).
  */
 describe('bugs found by the simulator', () => {
-  it(
-    'seed 25 (a disk refusing writes for 0.1–1 s on one node): every partition readable again after the heal',
-    async () => {
-      // Found by the simulator: the primary's failed local persist deposed it but left its in-memory
-      // log end past the store's; each later fence's start entry was refused ("seq N does not follow
-      // M"), forever. Fixed: a refused change puts memory back to what the store holds (reloadLog).
-      const r = await runSeed(25, ALL_FAULTS);
-      expect(r.faults.map((f) => f.type)).toEqual(['disk']);
-      expect(r.violations).toEqual([]);
-    },
-    60_000,
-  );
+  it('seed 25 (a disk refusing writes for 0.1–1 s on one node): every partition readable again after the heal', async () => {
+    // Found by the simulator: the primary's failed local persist deposed it but left its in-memory
+    // log end past the store's; each later fence's start entry was refused ("seq N does not follow
+    // M"), forever. Fixed: a refused change puts memory back to what the store holds (reloadLog).
+    const r = await runSeed(25, ALL_FAULTS);
+    expect(r.faults.map((f) => f.type)).toEqual(['disk']);
+    expect(r.violations).toEqual([]);
+  }, 60_000);
 
-  it(
-    'seed 22 (a node replaced by a host with an empty disk, same id): no acknowledged write lost, I1 holds',
-    async () => {
-      // Found by the simulator: the new host claimed epoch (1, id) again — its terms restarted from
-      // an empty store — and the writes acknowledged in the first (1, id) were lost. Fixed: an empty
-      // store's terms start at the wall clock (ReplicationDriver's termFloor).
-      const r = await runSeed(22, ALL_FAULTS);
-      expect(r.faults.some((f) => f.type === 'restart' && f.empty)).toBe(true);
-      expect(r.violations).toEqual([]);
-    },
-    60_000,
-  );
+  it('seed 22 (a node replaced by a host with an empty disk, same id): no acknowledged write lost, I1 holds', async () => {
+    // Found by the simulator: the new host claimed epoch (1, id) again — its terms restarted from
+    // an empty store — and the writes acknowledged in the first (1, id) were lost. Fixed: an empty
+    // store's terms start at the wall clock (ReplicationDriver's termFloor).
+    const r = await runSeed(22, ALL_FAULTS);
+    expect(r.faults.some((f) => f.type === 'restart' && f.empty)).toBe(true);
+    expect(r.violations).toEqual([]);
+  }, 60_000);
 
-  it(
-    'seed 43 (a replaced host with an empty disk, same id, while another replica is cut off): nothing lost, every partition served again',
-    async () => {
-      // Found by the simulator: the replaced host's empty copies counted toward a fencing quorum, so
-      // with the other holder of acknowledged writes paused, the survivor and the empty host fenced
-      // without them. Fixed: a seed tells a joiner its id's earlier incarnation (join-ack), and a
-      // node whose store is empty then counts as unclean for every partition until caught up. That
-      // showed a second bug: an unclean candidate's fetch rewrote the entries it had applied, which
-      // the store refuses, so it could never fence again (a partition unavailable for good). Fixed:
-      // the fetched log goes on after the applied entries (committed, the same in every log).
-      const r = await runSeed(43, ALL_FAULTS);
-      expect(r.faults.some((f) => f.type === 'restart' && f.empty)).toBe(true);
-      expect(r.violations).toEqual([]);
-    },
-    60_000,
-  );
+  it('seed 43 (a replaced host with an empty disk, same id, while another replica is cut off): nothing lost, every partition served again', async () => {
+    // Found by the simulator: the replaced host's empty copies counted toward a fencing quorum, so
+    // with the other holder of acknowledged writes paused, the survivor and the empty host fenced
+    // without them. Fixed: a seed tells a joiner its id's earlier incarnation (join-ack), and a
+    // node whose store is empty then counts as unclean for every partition until caught up. That
+    // showed a second bug: an unclean candidate's fetch rewrote the entries it had applied, which
+    // the store refuses, so it could never fence again (a partition unavailable for good). Fixed:
+    // the fetched log goes on after the applied entries (committed, the same in every log).
+    const r = await runSeed(43, ALL_FAULTS);
+    expect(r.faults.some((f) => f.type === 'restart' && f.empty)).toBe(true);
+    expect(r.violations).toEqual([]);
+  }, 60_000);
 
-  it(
-    'seed 27, full profile (kills, restarts with data, one-way cuts, then a replaced host with an empty disk): no acknowledged write lost',
-    async () => {
-      // Found open in session 5: an increment acknowledged (count 13) through node 2 before its
-      // kill was missing after node 2 came back on an empty disk and led the partition again
-      // (final 12). Node 2 was not recognised as a replaced host: the seed it joined through had
-      // restarted since and held no record of node 2's earlier life, so node 2's empty copy counted
-      // as clean and its fence recovered node 1's log (13 entries) over node 3's (15). Fixed: each
-      // node stores every member id's highest known incarnation (PartitionStore.recordLives) and
-      // its membership starts from it, so a restarted seed still tells node 2 its id lived before.
-      const r = await runSeed(27, { ...FULL_PROFILE, types: FAULT_TYPES, emptyRestarts: true });
-      expect(r.faults.some((f) => f.type === 'restart' && f.empty)).toBe(true);
-      expect(r.violations).toEqual([]);
-    },
-    60_000,
-  );
+  it('seed 27, full profile (kills, restarts with data, one-way cuts, then a replaced host with an empty disk): no acknowledged write lost', async () => {
+    // Found open in session 5: an increment acknowledged (count 13) through node 2 before its
+    // kill was missing after node 2 came back on an empty disk and led the partition again
+    // (final 12). Node 2 was not recognised as a replaced host: the seed it joined through had
+    // restarted since and held no record of node 2's earlier life, so node 2's empty copy counted
+    // as clean and its fence recovered node 1's log (13 entries) over node 3's (15). Fixed: each
+    // node stores every member id's highest known incarnation (PartitionStore.recordLives) and
+    // its membership starts from it, so a restarted seed still tells node 2 its id lived before.
+    const r = await runSeed(27, { ...FULL_PROFILE, types: FAULT_TYPES, emptyRestarts: true });
+    expect(r.faults.some((f) => f.type === 'restart' && f.empty)).toBe(true);
+    expect(r.violations).toEqual([]);
+  }, 60_000);
 });
 
 describe('seeds the sweeps found, kept', () => {
-  it('seed 269 (quick; a disk refusing writes, then a one-way cut): a fence that finds no history does not found a partition others hold', async () => {
+  // Each found by a sweep (session 6 or 7) and run through the checkers with no violation once
+  // fixed; the comment over a row tells what it was and where the fix is.
+  const FIVE = { ...FULL_PROFILE, nodes: 5 };
+  it.each<[string, number, SimProfile]>([
     // Found when the sweep grew to 300 seeds (session 6; fixed in session 7): node 2, cut off from
     // hearing node 3, founded partition 900 as new — a fence of a set of two under W = 2 needed only
     // its own promise — although nodes 1 and 3 held its committed entries 1–3 of epoch (…0,3); its
     // next fence wrote its start entry at seq 2, nodes 1 and 3 refused to truncate what they had
     // applied, and k5 was never served again. A fence that finds no history now also waits for
     // N − W + 1 of the cluster's members (candidate.ts, "Founding"); node 1's answer names the set.
-    const r = await runSeed(269, QUICK_PROFILE);
-    expect(r.violations).toEqual([]);
-  }, 60_000);
-
-  it('seed 3067 (5 nodes; partitions, a one-way cut, a clock step): a deposed primary that only reads steps down after the heal', async () => {
+    [
+      'seed 269 (quick; a disk refusing writes, then a one-way cut): a fence that finds no history does not found a partition others hold',
+      269,
+      QUICK_PROFILE,
+    ],
     // Found by a 200-seed 5-node sweep (session 6; fixed in session 7): node 5, primary of
     // partition 396 in epoch (…2,5), was cut off while node 3 fenced (…3,3) and (…4,3) without it; a
     // primary that only serves reads sent no Append to be refused, and after the heal the ring
     // still proposed node 5, so every read of k7 went there and answered its old count (final 5 < 6
     // acknowledged). Now a replica that promised a later epoch answers the old primary's
     // anti-entropy digest with `stale`, and it steps down (anti-entropy.ts).
-    const r = await runSeed(3067, { ...FULL_PROFILE, nodes: 5 });
-    expect(r.violations).toEqual([]);
-  }, 60_000);
-
-  it('seed 3609 (5 nodes; cuts, duplicated frames, a disk refusing writes): two members with stale rumours of each other fall quiet', async () => {
+    [
+      'seed 3067 (5 nodes; partitions, a one-way cut, a clock step): a deposed primary that only reads steps down after the heal',
+      3067,
+      FIVE,
+    ],
     // Found by a 5-node sweep in session 7 (it hung the runner; it existed before the session):
     // after the cuts nodes 1 and 3 each held the other suspect at incarnation 1, both long since
     // at 2; each answered any message of the other with its rumour (membership's "a suspect is
@@ -171,43 +158,35 @@ describe('seeds the sweeps found, kept', () => {
     // that froze simulated time. The answer now carries the sender's own record, and an old
     // rumour of our death is answered with what we are now (membership.ts). The runner's livelock
     // guard turns such a storm into a violation instead of a hang.
-    const r = await runSeed(3609, { ...FULL_PROFILE, nodes: 5 });
-    expect(r.violations).toEqual([]);
-  }, 60_000);
-
-  it('seed 3785 (5 nodes; two kills, then node 5 heard but not hearing): a primary whose re-fence fails drops its resident actors', async () => {
+    [
+      'seed 3609 (5 nodes; cuts, duplicated frames, a disk refusing writes): two members with stale rumours of each other fall quiet',
+      3609,
+      FIVE,
+    ],
     // Found by a 5-node sweep in session 7 (it predates the session): node 5, primary of partition
     // 44 in (…1,5), started a new fence keeping its resident actors (valid only if the fence found
     // no later entries) while its own messages were lost; node 1 led (…2,1) and acknowledged k16's
     // 19th increment; node 5's fence was abandoned, but its workers kept k16 at 18 in memory, and
     // the ring, back to node 5, sent every read there: the final read said 18. An abandoned fence
     // now drops the actors it had kept (replication-driver.ts, abandonFence).
-    const r = await runSeed(3785, { ...FULL_PROFILE, nodes: 5 });
-    expect(r.violations).toEqual([]);
-  }, 60_000);
-
-  it('seed 3822 (5 nodes; cuts, loss, a pause): a request cuts short an eager fence’s long back-off', async () => {
+    [
+      'seed 3785 (5 nodes; two kills, then node 5 heard but not hearing): a primary whose re-fence fails drops its resident actors',
+      3785,
+      FIVE,
+    ],
     // Found by a 5-node sweep in session 7 (it predates the session): node 3's fences of partition
     // 133 failed four times while the cuts lasted; the retry, set when nobody was waiting, backed
     // off 2⁴ × 1 s; a read arriving after the heal waited on that timer, timed out (ERR_ASK_TIMEOUT
     // in the finals) and the partition was fenced only 12 s later. A request now turns an eager
     // back-off into the short one (replication-driver.ts, advance).
-    const r = await runSeed(3822, { ...FULL_PROFILE, nodes: 5 });
-    expect(r.violations).toEqual([]);
-  }, 60_000);
-
-  it('seed 4349 (5 nodes; node 1 replaced on an empty disk while cut off): its copies count for nothing before its join-ack', async () => {
+    ['seed 3822 (5 nodes; cuts, loss, a pause): a request cuts short an eager fence’s long back-off', 3822, FIVE],
     // Found by a 5-node sweep in session 7 (it predates the session): node 4 established (…1,4) on
     // copies held by itself and node 1; both died, node 1 came back on an empty disk while cut off,
     // and before its join-ack said its id had lived (which marks its store unclean) it answered
     // node 2's fence with a clean, empty promise — node 2 claimed (…1,2) below the established
     // (…1,4). An empty store now answers `unclean` until joining says whether it is a new host
     // (replication-driver.ts, awaitIdentity; test/replication/unclean.test.ts).
-    const r = await runSeed(4349, { ...FULL_PROFILE, nodes: 5 });
-    expect(r.violations).toEqual([]);
-  }, 60_000);
-
-  it('seed 4350 (5 nodes; two kills, pauses, a disk refusing writes): a write after a failed one of the same actor is refused', async () => {
+    ['seed 4349 (5 nodes; node 1 replaced on an empty disk while cut off): its copies count for nothing before its join-ack', 4349, FIVE],
     // Found by a 5-node sweep in session 7 (it predates the session): with nodes 4 and 5 dead, cart5's
     // write of event 9 waited out holdMs on node 3 (its set had one replica of W = 2) while the
     // write of event 10 was already on its way; after the heal node 3 fenced on, its actors still
@@ -215,29 +194,27 @@ describe('seeds the sweeps found, kept', () => {
     // ("event seq 10 does not follow 8"). Later writes of an actor whose write failed are now
     // refused until it writes from there again (replication-driver.ts, writeOne;
     // test/replication/write-chain-memory.test.ts).
-    const r = await runSeed(4350, { ...FULL_PROFILE, nodes: 5 });
-    expect(r.violations).toEqual([]);
-  }, 60_000);
-
-  it('seed 4828 (5 nodes; a full disk, then a kill and a restart): a restarted node outbids its previous life’s cordon', async () => {
+    ['seed 4350 (5 nodes; two kills, pauses, a disk refusing writes): a write after a failed one of the same actor is refused', 4350, FIVE],
     // Found by a 5-node sweep in session 7 (it predates the session): node 2 cordoned itself at
     // incarnation 3 (its disk full), died, and came back with its data as incarnation 2; it
     // adopted the higher incarnation from the others' record of it but not its cordon, so the
     // others kept it cordoned — off every ring — for good. A record of ours that says otherwise
     // about the cordon (or the zone) is now outbid (membership.ts, aboutSelf).
-    const r = await runSeed(4828, { ...FULL_PROFILE, nodes: 5 });
-    expect(r.violations).toEqual([]);
-  }, 60_000);
-
-  it('seed 5098 (5 nodes): a fence that fetches nothing but cuts its own divergent tail ends its log at the match point', async () => {
+    ['seed 4828 (5 nodes; a full disk, then a kill and a restart): a restarted node outbids its previous life’s cordon', 4828, FIVE],
     // Found by a 5-node sweep in session 7 (it predates the session): node 4's own log ended at 14
     // in an older epoch, the source's at 13 in a later one; the fetch brought nothing and cut 14,
     // but the candidate's log end stayed 14, so the store refused the change ("meta.last.seq 14 is
     // not 13") on every fence from then on and k9 was never served again (replication-driver.ts,
     // logWithFetched; test/replication/log-with-fetched.test.ts).
-    const r = await runSeed(5098, { ...FULL_PROFILE, nodes: 5 });
-    expect(r.violations).toEqual([]);
-  }, 60_000);
+    ['seed 5098 (5 nodes): a fence that fetches nothing but cuts its own divergent tail ends its log at the match point', 5098, FIVE],
+  ])(
+    '%s',
+    async (_, seed, profile) => {
+      const r = await runSeed(seed, profile);
+      expect(r.violations).toEqual([]);
+    },
+    60_000,
+  );
 
   it('seed 2019 (two disks refusing writes at once): a replica never acknowledges entries its disk refused', async () => {
     // Found: a replica sent its acknowledgement once the store's promise settled, resolved or
