@@ -73,7 +73,6 @@ export class PartitionTable {
     const zones = options.zones ?? zonesOf(ring);
     let key = `${this.replicas}/${partitions}/${ring.virtualNodes}`;
     for (const m of ring.members) key += `,${m.id}${zones?.has(m.id) ? `@${zones.get(m.id)}` : ''}`;
-    if (zones !== undefined) for (const [id, zone] of zones) if (!ring.has(id)) key += `;${id}@${zone}`;
     const hit = tables.get(key);
     if (hit !== undefined) {
       this.sets = hit;

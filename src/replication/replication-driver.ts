@@ -2073,12 +2073,11 @@ export class ReplicationDriver implements Journal {
   private persist(cell: Cell, change: { truncateAfter?: number; entries?: readonly LogEntry[] }): Promise<void> {
     const meta = metaOf(cell);
     const done = this.store.persist(cell.p, { ...change, meta });
-    done.then(
+    // A failed change fails its own step; later sends must not wait forever on it.
+    cell.lastPersist = done.then(
       () => void (cell.stored = meta.last),
       () => undefined,
     );
-    // A failed change fails its own step; later sends must not wait forever on it.
-    cell.lastPersist = done.catch(() => undefined);
     // Memory moved the log's end before the store took it: after a refusal (a full or failing
     // disk) memory is ahead of the store, and every later change would be refused as not
     // following it — forever, even once the disk recovers. Memory goes back to what is stored.
